@@ -1,0 +1,5 @@
+"""`python -m bagmar_cli` runs the same app as the `bagmar` console command."""
+
+from bagmar_cli.cli import main
+
+main()

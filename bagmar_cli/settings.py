@@ -1,0 +1,260 @@
+"""The one typed settings tree, and how presets, config files and overrides build it.
+
+Precedence, lowest first: defaults < preset (`--preset NAME|FILE`) < config file (`--config FILE`)
+< `--set section.key=value` overrides < explicit command-line flags.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bagmar_cli.errors import UsageError
+
+PRESET_PACKAGE = "bagmar_cli.presets"
+INHERIT_KEY = "inherit"
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSettings(Section):
+    dataset: str | None = None  # dataset registry name; None: read from the manifest in `root`
+    root: Path | None = None  # prepared dataset directory; None: $BAGMAR_DATA_DIR/<dataset>-lt-imb<imb>
+    imb: float = Field(100.0, ge=1.0, allow_inf_nan=False)  # imbalance factor (max/min count) to prepare
+    profile: Literal["exp", "step"] = "exp"  # long-tail profile of the train split
+    val_per_class: int = Field(0, ge=0)  # held-out validation images per class (0: no val split)
+    val_split: str = "auto"  # split used for best-epoch selection; auto: "val" if present, else "test"
+    sampler: Literal["instance", "class", "sqrt"] = "instance"  # how training batches are drawn
+    num_workers: int = Field(0, ge=0)  # DataLoader worker processes
+    random_crop: bool = True  # random crop to the image size after zero padding
+    crop_padding: int = Field(4, ge=0)  # padding for the random crop (4 for CIFAR)
+    hflip: bool = True  # random horizontal flip (off for digits: flipped digits are other digits)
+    autoaugment: bool = False  # torchvision AutoAugment with the CIFAR10 policy
+    cutout: int = Field(0, ge=0)  # side of the Cutout square in pixels (0: off; 16 for CIFAR)
+
+
+class ModelSettings(Section):
+    backbone: str = "resnet32_cifar"  # any timm model name, or our registered CIFAR ResNets
+    pretrained: bool = False  # load timm's pretrained weights (needs the hub, so internet)
+    head: Literal["linear", "normed"] = "linear"  # classifier: linear, or cosine (LDAM's NormedLinear)
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the classifier
+
+
+class LossSettings(Section):
+    name: str = "ce"  # loss registry name: ce, focal, ldam, balanced_softmax, logit_adjusted, bagmar
+    reweight: Literal["none", "cb"] = "none"  # class-balanced re-weighting by effective number
+    cb_beta: float = Field(0.9999, ge=0.0, lt=1.0)  # beta of the effective number (Cui et al. 2019)
+    reweight_epoch: int = Field(0, ge=0)  # epoch (0-based) from which re-weighting applies (DRW: 160)
+    focal_gamma: float = Field(1.0, ge=0.0)  # focusing parameter of the focal loss
+    ldam_max_margin: float = Field(0.5, gt=0.0)  # largest LDAM margin (Cao et al. 2019)
+    ldam_scale: float = Field(30.0, gt=0.0)  # LDAM logit scale s
+    la_tau: float = Field(1.0, ge=0.0)  # logit-adjusted loss temperature (Menon et al. 2021)
+    lambda1: float = 1.0  # BaGMar weight of log(theta_j): 1.0 BaGMar, 1.2 GALA
+    lambda2: float = 1.0  # BaGMar weight of log(phi_y): 1.0 BaGMar, 0.9 GALA
+    eps: float = Field(1e-3, gt=0.0)  # BaGMar epsilon inside the logarithms
+    accumulation: Literal["reference", "sum", "ema"] = "reference"  # how BaGMar statistics accumulate
+    form: Literal["paper", "reference"] = "paper"  # paper: target logit unadjusted; reference: all
+    ema_decay: float = Field(0.99, ge=0.0, lt=1.0)  # decay for accumulation = "ema"
+
+
+class OptimSettings(Section):
+    lr: float = Field(0.1, gt=0.0)  # peak learning rate (after warm-up)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD momentum
+    weight_decay: float = Field(5e-4, ge=0.0)  # L2 weight decay
+    nesterov: bool = False  # Nesterov momentum
+
+
+class ScheduleSettings(Section):
+    name: Literal["cosine", "step", "constant"] = "cosine"  # decay after warm-up, stepped per epoch
+    warmup_epochs: int = Field(1, ge=0)  # epochs at lr * warmup_factor before the decay starts
+    warmup_factor: float = Field(0.5, gt=0.0, le=1.0)  # 0.5: the authors' 0.05 in epoch 1, then 0.1
+    min_lr: float = Field(0.0, ge=0.0)  # cosine floor
+    milestones: list[int] = []  # epochs at which "step" multiplies the lr by gamma
+    gamma: float = Field(0.1, gt=0.0)  # "step" decay factor
+
+
+class TrainSettings(Section):
+    epochs: int = Field(200, ge=1)  # training epochs
+    batch_size: int = Field(64, ge=1)  # global batch size
+    seed: int = Field(0, ge=0)  # seeds torch, numpy and python
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    val_every: int = Field(1, ge=1)  # validate every N epochs (and at the last epoch)
+
+
+class EvalSettings(Section):
+    split: str = "test"  # split that `bagmar eval` reports
+    batch_size: int = Field(256, ge=1)  # inference batch size
+
+
+class Settings(Section):
+    description: str = ""  # one line shown by `bagmar presets`
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    loss: LossSettings = LossSettings()
+    optim: OptimSettings = OptimSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    train: TrainSettings = TrainSettings()
+    eval: EvalSettings = EvalSettings()
+
+    def to_toml(self) -> str:
+        """The settings as TOML text, as written to a run's config.toml."""
+        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def load_settings(
+    preset: str | None = None,
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from the sources in order of precedence (later wins)."""
+    tree: dict[str, Any] = {}
+    if preset:
+        tree = _merge(tree, read_preset(preset))
+    if config:
+        tree = _merge(tree, _read_settings_file(Path(config), "config file"))
+    for item in overrides or []:
+        tree = _merge(tree, _nest(*parse_override(item)))
+    for key, value in (flags or {}).items():
+        if value is not None:
+            tree = _merge(tree, _nest(key, value))
+    return validate(tree)
+
+
+def validate(tree: dict[str, Any]) -> Settings:
+    """Validate a raw settings tree, turning pydantic's errors into one readable line."""
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise UsageError(_describe(exc, tree)) from None
+
+
+def settings_from_toml(text: str) -> Settings:
+    """Settings from TOML text (a run's config.toml, a checkpoint's metadata)."""
+    return validate(tomllib.loads(text))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Parse `section.key=value`; the value is read as TOML where it parses, else as a string."""
+    if "=" not in item:
+        raise UsageError(f"--set {item!r}: expected section.key=value")
+    key, raw = (part.strip() for part in item.split("=", 1))
+    if not key:
+        raise UsageError(f"--set {item!r}: missing key before '='")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+# -- presets -----------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package, sorted."""
+    root = importlib.resources.files(PRESET_PACKAGE)
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def read_preset(name_or_file: str) -> dict[str, Any]:
+    """A preset's raw tree, following `inherit = "other"` chains."""
+    return _resolve(name_or_file, seen=())
+
+
+def _resolve(name_or_file: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    if name_or_file in seen:
+        raise UsageError(f"preset {name_or_file!r} inherits from itself ({' -> '.join(seen)})")
+    tree = _read_settings_file(_preset_path(name_or_file), f"preset {name_or_file!r}")
+    parent = tree.pop(INHERIT_KEY, None)
+    if parent is None:
+        return tree
+    return _merge(_resolve(str(parent), seen + (name_or_file,)), tree)
+
+
+def _preset_path(name_or_file: str) -> Path:
+    path = Path(name_or_file)
+    if path.suffix == ".toml" or os.sep in name_or_file or path.exists():
+        if path.is_dir():
+            raise UsageError(f"preset {name_or_file!r} is a directory, expected a TOML file")
+        if not path.is_file():
+            raise UsageError(f"preset file {name_or_file!r} not found")
+        return path
+    packaged = importlib.resources.files(PRESET_PACKAGE) / f"{name_or_file}.toml"
+    if not packaged.is_file():
+        names = preset_names()
+        hint = _did_you_mean(name_or_file, names)
+        raise UsageError(f"unknown preset {name_or_file!r}{hint}; `bagmar presets` lists them")
+    return Path(str(packaged))
+
+
+def _read_settings_file(path: Path, what: str) -> dict[str, Any]:
+    if path.is_dir():
+        raise UsageError(f"{what} {str(path)!r} is a directory, expected a TOML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{what} {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{what} {str(path)!r} cannot be read: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    tree: Any = value
+    for part in reversed(dotted.split(".")):
+        tree = {part: tree}
+    return tree
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None or not hasattr(field.annotation, "model_fields"):
+            break
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _describe(exc: ValidationError, tree: dict[str, Any]) -> str:
+    error = exc.errors()[0]
+    loc = tuple(p for p in error["loc"] if isinstance(p, str))
+    key = ".".join(loc) or "settings"
+    if error["type"] == "extra_forbidden":
+        hint = _did_you_mean(loc[-1], _fields_at(loc[:-1]))
+        return f"unknown setting {key!r}{hint}"
+    value = error.get("input")
+    return f"setting {key} = {value!r}: {error['msg'].lower()}"
