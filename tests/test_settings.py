@@ -1,0 +1,102 @@
+"""Settings: precedence of sources, and errors that name the key, the value and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from bagmar_cli.errors import UsageError
+from bagmar_cli.settings import Settings, load_settings, parse_override, preset_names, read_preset, settings_from_toml
+
+
+def test_defaults_are_valid():
+    assert Settings().train.epochs == 200
+
+
+def test_precedence_preset_config_set_flags(tmp_path: Path):
+    config = tmp_path / "c.toml"
+    config.write_text("[train]\nepochs = 7\nbatch_size = 32\n[optim]\nlr = 0.2\n")
+    s = load_settings("cifar100_lt", config, ["train.epochs=9", "optim.lr=0.3"], {"train.epochs": 11})
+    assert s.loss.name == "bagmar"  # from the preset
+    assert s.train.batch_size == 32  # config over preset
+    assert s.optim.lr == 0.3  # --set over config
+    assert s.train.epochs == 11  # explicit flag over --set
+
+
+def test_unknown_key_suggests_closest():
+    with pytest.raises(UsageError, match=r"unknown setting 'train.epoch' \(did you mean 'epochs'\?\)"):
+        load_settings(overrides=["train.epoch=3"])
+
+
+def test_unknown_section_suggests_closest():
+    with pytest.raises(UsageError, match=r"'optimm'.*did you mean 'optim'"):
+        load_settings(overrides=["optimm.lr=3"])
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.epochs=-1", "train.epochs = -1: input should be greater than or equal to 1"),
+        ("train.epochs=abc", "train.epochs = 'abc'"),
+        ("data.imb=0.5", "data.imb = 0.5"),
+        ("data.imb=nan", "data.imb = nan: input should be a finite number"),
+        ("loss.form=other", "loss.form = 'other'"),
+    ],
+)
+def test_bad_value_names_key_value_and_expectation(override, fragment):
+    with pytest.raises(UsageError) as info:
+        load_settings(overrides=[override])
+    assert fragment in str(info.value)
+
+
+def test_override_without_equals_is_usage_error():
+    with pytest.raises(UsageError, match="expected section.key=value"):
+        parse_override("train.epochs")
+
+
+def test_override_values_are_typed():
+    assert parse_override("train.epochs=3") == ("train.epochs", 3)
+    assert parse_override("loss.name=bagmar") == ("loss.name", "bagmar")
+    assert parse_override("schedule.milestones=[1, 2]") == ("schedule.milestones", [1, 2])
+
+
+def test_config_not_toml(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("this is = = not toml")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_settings(config=bad)
+
+
+def test_preset_that_is_a_directory(tmp_path: Path):
+    with pytest.raises(UsageError, match="is a directory"):
+        load_settings(preset=str(tmp_path))
+
+
+def test_unknown_preset_suggests():
+    with pytest.raises(UsageError, match="did you mean 'cifar100_lt'"):
+        load_settings(preset="cifar100-lt")
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_resolves_and_describes_itself(name):
+    settings = load_settings(preset=name)
+    assert settings.description
+    assert settings.data.dataset is not None
+
+
+def test_preset_inheritance_overrides_parent():
+    tree = read_preset("cifar100_lt_imb50_ce")
+    assert tree["data"]["imb"] == 50.0 and tree["loss"]["name"] == "ce"
+    assert tree["train"]["epochs"] == 200  # inherited from cifar100_lt
+
+
+def test_paper_recipe_values():
+    s = load_settings(preset="cifar100_lt")
+    assert (s.train.epochs, s.train.batch_size, s.optim.lr, s.optim.momentum, s.optim.weight_decay) == (
+        200, 64, 0.1, 0.9, 5e-4)
+    assert s.data.autoaugment and s.data.cutout == 16
+    assert (s.loss.name, s.loss.lambda1, s.loss.lambda2) == ("bagmar", 1.0, 1.0)
+
+
+def test_toml_round_trip():
+    s = load_settings(preset="cifar100_lt_imb100_ldam_drw")
+    assert settings_from_toml(s.to_toml()) == s
