@@ -1,0 +1,28 @@
+"""Datasets: registered builders, long-tailed splits on disk with a manifest, and training samplers.
+
+Importing the package registers every dataset (cifar10, cifar100, digits, fashion_mnist).
+"""
+
+from bagmar_cli.data import cifar, digits, fashion_mnist  # noqa: F401  (registration)
+from bagmar_cli.data.longtail import lt_counts
+from bagmar_cli.data.manifest import Manifest, SourceInfo, SplitInfo, load_manifest
+from bagmar_cli.data.prepare import prepare_dataset
+from bagmar_cli.data.registry import DatasetSpec, dataset_names, get_dataset, register_dataset
+from bagmar_cli.data.samplers import make_sampler
+from bagmar_cli.data.store import default_data_dir, load_split
+
+__all__ = [
+    "DatasetSpec",
+    "Manifest",
+    "SourceInfo",
+    "SplitInfo",
+    "dataset_names",
+    "default_data_dir",
+    "get_dataset",
+    "load_manifest",
+    "load_split",
+    "lt_counts",
+    "make_sampler",
+    "prepare_dataset",
+    "register_dataset",
+]

@@ -1,0 +1,57 @@
+"""Long-tail profiles (images per class) and the deterministic per-class image selection."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from bagmar_cli.errors import UsageError
+
+
+def _exp_profile(n_max: int, num_classes: int, imb: float) -> list[int]:
+    """n_i = floor(n_max * (1/imb)^(i/(C-1))), computed exactly as the CIFAR-LT reference code does."""
+    return [int(n_max * (1 / imb) ** (i / (num_classes - 1))) for i in range(num_classes)]
+
+
+def _step_profile(n_max: int, num_classes: int, imb: float) -> list[int]:
+    """The first half of the classes keep n_max, the rest floor(n_max / imb)."""
+    head = num_classes // 2
+    return [n_max] * head + [int(n_max * (1 / imb))] * (num_classes - head)
+
+
+PROFILES: dict[str, Callable[[int, int, float], list[int]]] = {"exp": _exp_profile, "step": _step_profile}
+
+
+def check_imb(imb: float) -> float:
+    """`imb` as a float when it is a finite number >= 1; UsageError otherwise."""
+    if isinstance(imb, bool) or not isinstance(imb, (int, float)) or not math.isfinite(imb) or imb < 1:
+        raise UsageError(f"imbalance factor must be a finite number >= 1, got {imb!r}")
+    return float(imb)
+
+
+def check_profile(profile: str) -> str:
+    """`profile` when it names a known profile; UsageError with suggestions otherwise."""
+    if profile in PROFILES:
+        return profile
+    close = difflib.get_close_matches(str(profile), PROFILES, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(f"unknown long-tail profile {profile!r}{hint}; choose from {', '.join(PROFILES)}")
+
+
+def lt_counts(n_max: int, num_classes: int, imb: float, profile: str) -> list[int]:
+    """Training images per class, in label order, for the long-tail `profile` at imbalance `imb`."""
+    if num_classes < 2 or n_max < 1:
+        raise UsageError(f"a long tail needs at least 2 classes and n_max >= 1, got {num_classes} and {n_max}")
+    return PROFILES[check_profile(profile)](n_max, num_classes, check_imb(imb))
+
+
+def shuffled_by_class(labels: np.ndarray, num_classes: int, seed: int) -> list[np.ndarray]:
+    """Indices of each class's images in a random order that is a pure function of `seed`.
+
+    Taking a prefix of each list selects images; one permutation per class, drawn in label order.
+    """
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)]

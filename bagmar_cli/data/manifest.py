@@ -1,0 +1,122 @@
+"""The manifest.json of a prepared dataset directory: its schema, reader and writer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator, model_validator
+
+from bagmar_cli.errors import DatasetError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitInfo(_Strict):
+    """One split file and its per-class image counts, in label order."""
+
+    file: str  # file name inside the dataset directory, e.g. "train.safetensors"
+    n: NonNegativeInt  # number of images
+    counts: list[NonNegativeInt]  # images per class, in label order; sums to n
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, file: str) -> str:
+        if not file or file in {".", ".."} or "/" in file or "\\" in file:
+            raise ValueError(f"must be a file name inside the dataset directory, got {file!r}")
+        return file
+
+    @model_validator(mode="after")
+    def _counts_sum_to_n(self) -> SplitInfo:
+        if sum(self.counts) != self.n:
+            raise ValueError(f"counts sum to {sum(self.counts)}, not n = {self.n}")
+        return self
+
+
+class SourceInfo(_Strict):
+    """Where the images came from, with checksums, and whether those matched the official ones."""
+
+    name: str  # archive, folder or package the images were read from
+    md5: str | None = None  # MD5 of the archive file, when the source was one file
+    sha256: str | None = None  # SHA-256 of the data, for sources without an archive (digits)
+    files: dict[str, str] = {}  # MD5 of each data file's content (archive members, decompressed IDX files)
+    verified: bool  # True when the data checksums equal the official ones
+
+
+class Manifest(_Strict):
+    """Everything a run needs to know about a prepared dataset, besides the images themselves."""
+
+    format_version: PositiveInt  # FORMAT_VERSION when written; newer versions are refused
+    dataset: str  # registry name, e.g. "cifar100"
+    classes: list[str]  # class names in label order
+    image_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]  # [C, H, W]
+    mean: list[float]  # per channel, for images scaled to [0, 1]
+    std: list[float]
+    splits: dict[str, SplitInfo]  # "train", "test", and "val" when val_per_class > 0
+    imb: float  # imbalance factor of the train split (largest / smallest class of the profile)
+    profile: str  # long-tail profile: "exp" or "step"
+    seed: int  # seed of the per-class image selection
+    val_per_class: NonNegativeInt  # images per class held out of the training pool as "val"
+    source: SourceInfo
+    default_preset: str  # training preset that suits this dataset
+    created_by: str  # "bagmar <version>"
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes."""
+        return len(self.classes)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        channels = self.image_size[0]
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise ValueError(f"mean and std need {channels} values, one per channel")
+        for name, split in self.splits.items():
+            if len(split.counts) != self.num_classes:
+                raise ValueError(f"split {name!r} has {len(split.counts)} counts for {self.num_classes} classes")
+        return self
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    """Write `manifest.json` into `root`, indented so that jq and diff read it well."""
+    (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def load_manifest(root: Path) -> Manifest:
+    """Read and validate `root/manifest.json`."""
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        raise DatasetError(f"{root} is not a prepared dataset directory: {path} is missing")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    _check_version(path, raw)
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise DatasetError(f"{path} does not match the manifest schema: {_first_error(exc)}") from exc
+
+
+def _check_version(path: Path, raw: object) -> None:
+    """Refuse manifests written by a newer bagmar before their fields are judged."""
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise DatasetError(
+            f"{path} has format_version {version}, newer than this bagmar reads ({FORMAT_VERSION}); upgrade bagmar"
+        )
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first validation error as `field.path: message`."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "manifest"
+    return f"{where}: {error['msg']}"

@@ -1,0 +1,106 @@
+"""prepare_dataset: source -> long-tailed train, optional val, and test splits in a dataset directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bagmar_cli import __version__
+from bagmar_cli.console import info
+from bagmar_cli.data.longtail import check_imb, check_profile, lt_counts, shuffled_by_class
+from bagmar_cli.data.manifest import FORMAT_VERSION, Manifest, SplitInfo, write_manifest
+from bagmar_cli.data.registry import DatasetSpec, SourceData, get_dataset
+from bagmar_cli.data.store import check_writable, default_data_dir, save_split, staged_directory
+from bagmar_cli.errors import UsageError
+
+Split = tuple[np.ndarray, np.ndarray]  # uint8 images (N, C, H, W), int64 labels (N,)
+
+
+def prepare_dataset(
+    name: str,
+    *,
+    imb: float = 100.0,
+    profile: str = "exp",
+    seed: int = 0,
+    val_per_class: int = 0,
+    source: Path | None = None,
+    out: Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the long-tailed dataset directory for `name` and return its path."""
+    spec = get_dataset(name)
+    imb, profile = check_imb(imb), check_profile(profile)
+    _check_count_option("seed", seed)
+    _check_count_option("val_per_class", val_per_class)
+    out = Path(out) if out is not None else default_data_dir(name, imb, profile)
+    check_writable(out, overwrite)  # before the (possibly long) read of the source
+    data = spec.load_source(Path(source) if source is not None else None)
+    splits = draw_splits(spec, data, imb, profile, seed, val_per_class)
+    with staged_directory(out, overwrite) as tmp:
+        infos = {split: save_split(tmp, split, *arrays, spec.num_classes) for split, arrays in splits.items()}
+        write_manifest(tmp, _manifest(spec, data, infos, imb, profile, seed, val_per_class))
+    _report(out, infos)
+    return out
+
+
+def draw_splits(spec: DatasetSpec, data: SourceData, imb: float, profile: str, seed: int, val_per_class: int
+                ) -> dict[str, Split]:
+    """The long-tailed train split, the balanced val split (when val_per_class > 0) and the whole test split.
+
+    Each class's training images are shuffled once by `seed`: the first val_per_class go to val,
+    the next min(n_i, what remains) to train.
+    """
+    pools = shuffled_by_class(data.train_labels, spec.num_classes, seed)
+    sizes = [len(pool) for pool in pools]
+    _check_val(val_per_class, sizes, data.classes)
+    n_max = spec.n_max if spec.n_max is not None else min(sizes) - val_per_class
+    wanted = lt_counts(n_max, spec.num_classes, imb, profile)
+    _check_nonempty(wanted, data.classes, imb, n_max)
+    train = np.concatenate([pool[val_per_class : val_per_class + n] for pool, n in zip(pools, wanted)])
+    splits = {"train": (data.train_images[train], data.train_labels[train])}
+    if val_per_class:
+        val = np.concatenate([pool[:val_per_class] for pool in pools])
+        splits["val"] = (data.train_images[val], data.train_labels[val])
+    splits["test"] = (data.test_images, data.test_labels)
+    return splits
+
+
+def _check_count_option(name: str, value: int) -> None:
+    """UsageError unless `value` is a whole number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise UsageError(f"{name} must be a whole number >= 0, got {value!r}")
+
+
+def _check_val(val_per_class: int, sizes: list[int], classes: list[str]) -> None:
+    """UsageError when the val split would leave a class without training images."""
+    smallest = int(np.argmin(sizes))
+    if val_per_class >= sizes[smallest]:
+        raise UsageError(f"val_per_class {val_per_class} leaves class {classes[smallest]!r} no training images "
+                         f"(its pool holds {sizes[smallest]}); use fewer than {sizes[smallest]}")
+
+
+def _check_nonempty(wanted: list[int], classes: list[str], imb: float, n_max: int) -> None:
+    """UsageError when the imbalance factor rounds a class down to zero training images."""
+    if min(wanted) == 0:
+        empty = classes[wanted.index(0)]
+        raise UsageError(f"imbalance factor {imb:g} leaves class {empty!r} no training images "
+                         f"(n_max is {n_max}); use an imbalance factor of at most {n_max}")
+
+
+def _manifest(spec: DatasetSpec, data: SourceData, splits: dict[str, SplitInfo], imb: float, profile: str,
+              seed: int, val_per_class: int) -> Manifest:
+    """The manifest of the splits just written."""
+    return Manifest(
+        format_version=FORMAT_VERSION, dataset=spec.name, classes=data.classes, image_size=list(spec.image_size),
+        mean=list(spec.mean), std=list(spec.std), splits=splits, imb=imb, profile=profile, seed=seed,
+        val_per_class=val_per_class, source=data.source, default_preset=spec.default_preset,
+        created_by=f"bagmar {__version__}",
+    )
+
+
+def _report(out: Path, splits: dict[str, SplitInfo]) -> None:
+    """One stderr line per split: its size and the range of its per-class counts."""
+    info(f"Wrote {out}")
+    for name, split in splits.items():
+        info(f"  {name}: {split.n} images, {max(split.counts)} to {min(split.counts)} per class")

@@ -1,0 +1,114 @@
+"""manifest.json and the split files: what load_manifest and load_split accept and refuse."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from bagmar_cli import __version__
+from bagmar_cli.data import Manifest, load_manifest, load_split, prepare_dataset
+from bagmar_cli.errors import DatasetError
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return prepare_dataset("digits", imb=10, val_per_class=5, out=tmp_path_factory.mktemp("digits") / "ds")
+
+
+@pytest.fixture
+def root(prepared, tmp_path):
+    """A private copy of the prepared dataset, free to damage."""
+    return shutil.copytree(prepared, tmp_path / "ds")
+
+
+def _edit(root, change):
+    path = root / "manifest.json"
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+
+
+def test_manifest_is_indented_json_with_every_field(root):
+    text = (root / "manifest.json").read_text()
+    raw = json.loads(text)
+    assert text.startswith('{\n  "format_version": 1,') and raw["created_by"] == f"bagmar {__version__}"
+    assert set(raw) == set(Manifest.model_fields)
+    assert set(raw["splits"]) == {"train", "val", "test"}
+    assert raw["splits"]["train"] == {"file": "train.safetensors", "n": sum(raw["splits"]["train"]["counts"]),
+                                      "counts": raw["splits"]["train"]["counts"]}
+    assert load_manifest(root).num_classes == 10
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_load_split_returns_uint8_images_and_int64_labels(root, split):
+    images, labels = load_split(root, split)
+    manifest = load_manifest(root)
+    assert images.dtype == torch.uint8 and labels.dtype == torch.int64
+    assert images.shape == (manifest.splits[split].n, 1, 8, 8)
+    assert torch.bincount(labels, minlength=10).tolist() == manifest.splits[split].counts
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.update(format_version=2), "format_version 2, newer than this bagmar reads"),
+        (lambda m: m.update(colour="red"), "colour: Extra inputs are not permitted"),
+        (lambda m: m.pop("classes"), "classes: Field required"),
+        (lambda m: m.update(mean=[0.1, 0.2]), "mean and std need 1 values"),
+        (lambda m: m["splits"]["train"].update(n=3), "counts sum to"),
+        (lambda m: m["splits"]["test"].update(counts=[30] * 9 + [0, 30]), "has 11 counts for 10 classes"),
+        (lambda m: m["splits"]["test"].update(file="../test.safetensors"), "must be a file name"),
+    ],
+)
+def test_manifests_that_break_the_schema_are_refused(root, change, message):
+    _edit(root, change)
+    with pytest.raises(DatasetError, match=message):
+        load_manifest(root)
+
+
+def test_missing_or_unparsable_manifest(root, tmp_path):
+    with pytest.raises(DatasetError, match="not a prepared dataset directory"):
+        load_manifest(tmp_path / "nowhere")
+    (root / "manifest.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="is not valid JSON"):
+        load_manifest(root)
+
+
+def test_unknown_split_names_the_available_ones(root):
+    with pytest.raises(DatasetError, match="has no split 'valid'; available: train, val, test"):
+        load_split(root, "valid")
+
+
+def test_missing_or_damaged_split_file(root):
+    (root / "val.safetensors").unlink()
+    with pytest.raises(DatasetError, match="val.safetensors is missing"):
+        load_split(root, "val")
+    (root / "test.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(DatasetError, match="test.safetensors is not a readable safetensors file"):
+        load_split(root, "test")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda x, y: (x[:, :, :4], y), r"expected uint8 \(N, \*\(1, 8, 8\)\)"),
+        (lambda x, y: (x.float(), y), "images are torch.float32"),
+        (lambda x, y: (x, y.int()), "labels torch.int32"),
+        (lambda x, y: (x, y[:-1]), "expected 50 of each"),
+        (lambda x, y: (x, y + 10), r"labels outside \[0, 10\)"),
+        (lambda x, y: (x, torch.zeros_like(y)), "per-class counts differ from the manifest's"),
+    ],
+)
+def test_split_contents_must_match_the_manifest(root, tamper, message):
+    images, labels = tamper(*load_split(root, "val"))
+    save_file({"images": images.contiguous(), "labels": labels.contiguous()}, root / "val.safetensors")
+    with pytest.raises(DatasetError, match=message):
+        load_split(root, "val")
+
+
+def test_split_file_without_the_expected_tensors(root):
+    save_file({"pixels": torch.zeros(1, dtype=torch.uint8)}, root / "val.safetensors")
+    with pytest.raises(DatasetError, match="must hold tensors 'images' and 'labels'"):
+        load_split(root, "val")
