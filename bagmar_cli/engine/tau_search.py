@@ -1,0 +1,113 @@
+"""Grid search of a post-hoc method's tau on cached logits (or features), scored per shot group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+import torch
+from torch import Tensor
+
+from bagmar_cli.errors import UsageError
+from bagmar_cli.functional.metrics import accuracy_summary, predict
+from bagmar_cli.functional.posthoc import (
+    POSTHOC_METHODS,
+    apply_posthoc,
+    pn_column_sums,
+    pn_rescale,
+    tau_norm_rescale,
+)
+
+SEARCH_METRICS = ("top1", "macro", "many", "medium", "few")
+MAX_GRID_POINTS = 10_000  # a guard against "0:1:1e-9" filling memory
+
+
+@dataclass(frozen=True)
+class TauSearchResult:
+    """The accuracy of every tau tried, and the best one."""
+
+    method: str  # a POSTHOC_METHODS name
+    metric: str  # the column that picked `best`, one of SEARCH_METRICS
+    rows: list[dict[str, float | None]]  # per tau, in grid order: tau, top1, many, medium, few, macro
+    best: dict[str, float | None]  # the row with the highest metric; ties go to the smallest tau
+    c: Tensor | None = None  # PN column sums used; store them to apply PN to single images later
+
+
+def _grid_number(text: str, spec: str) -> Decimal:
+    """One finite number of a grid spec, parsed exactly so 0.1 steps add up to round values."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise UsageError(f"tau grid {spec!r}: {text.strip()!r} is not a number") from None
+    if not value.is_finite():
+        raise UsageError(f"tau grid {spec!r}: {text.strip()!r} is not a finite number")
+    return value
+
+
+def parse_grid(spec: str) -> list[float]:
+    """Parse "START:STOP:STEP" (STOP included when on the grid) or a single value into taus."""
+    parts = spec.split(":")
+    if len(parts) not in (1, 3):
+        raise UsageError(f"tau grid {spec!r}: expected START:STOP:STEP (e.g. 0:2:0.1) or one value")
+    numbers = [_grid_number(part, spec) for part in parts]
+    start, stop, step = numbers if len(numbers) == 3 else (numbers[0], numbers[0], Decimal(1))
+    if step <= 0:
+        raise UsageError(f"tau grid {spec!r}: STEP must be positive")
+    if start > stop:
+        raise UsageError(f"tau grid {spec!r}: START is greater than STOP")
+    count = int((stop - start) / step) + 1
+    if count > MAX_GRID_POINTS:
+        raise UsageError(f"tau grid {spec!r}: {count} values, more than {MAX_GRID_POINTS}")
+    return [float(start + i * step) for i in range(count)]
+
+
+def _scorer(method: str, **inputs: Tensor | None) -> tuple[Callable[[float], Tensor], Tensor | None]:
+    """A function tau -> scores, with everything that does not depend on tau computed once."""
+    if method == "pn":
+        logits, c = inputs["logits"], inputs["c"]
+        c = pn_column_sums(logits) if c is None else c
+        probs = torch.softmax(logits, dim=1)
+        return (lambda tau: pn_rescale(probs, c, tau)), c
+    if method == "tau-norm":
+        features, weight, bias = inputs["features"], inputs["weight"], inputs["bias"]
+        if features is None or weight is None:
+            raise ValueError("post-hoc method 'tau-norm' needs features, weight")
+        raw = features @ weight.T.to(features.dtype)  # one matmul; each tau only rescales columns
+        return (lambda tau: tau_norm_rescale(raw, weight, bias, tau)), None
+    return (lambda tau: apply_posthoc(method, tau, **inputs)), None
+
+
+def _best_row(rows: list[dict[str, float | None]], metric: str) -> dict[str, float | None]:
+    """The row with the highest metric, the smallest tau among ties."""
+    if rows[0][metric] is None:
+        raise UsageError(f"metric {metric!r} is undefined here: no evaluated class falls in that group")
+    return max(rows, key=lambda row: (row[metric], -row["tau"]))
+
+
+def search_tau(
+    method: str,
+    taus: Sequence[float],
+    *,
+    logits: Tensor,
+    labels: Tensor,
+    counts: Tensor,
+    features: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    c: Tensor | None = None,
+    metric: str = "top1",
+) -> TauSearchResult:
+    """Score every tau of a post-hoc method on one evaluation set and pick the best by `metric`."""
+    if method not in POSTHOC_METHODS:
+        raise UsageError(f"unknown post-hoc method {method!r}; choose from {', '.join(POSTHOC_METHODS)}")
+    if metric not in SEARCH_METRICS:
+        raise UsageError(f"unknown metric {metric!r}; choose from {', '.join(SEARCH_METRICS)}")
+    if not taus:
+        raise UsageError("the tau grid is empty")
+    inputs = dict(logits=logits, counts=counts, c=c, features=features, weight=weight, bias=bias)
+    with torch.no_grad():
+        scores_at, c_used = _scorer(method, **inputs)
+        predictions = ((float(tau), predict(scores_at(tau))) for tau in taus)
+        rows = [{"tau": tau, **accuracy_summary(preds, labels, counts)} for tau, preds in predictions]
+    return TauSearchResult(method, metric, rows, _best_row(rows, metric), c_used)

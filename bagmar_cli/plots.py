@@ -1,0 +1,88 @@
+"""Evaluation figures as PNG files: tau curves, reliability diagrams, per-class accuracy, confusions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window; must precede the pyplot import
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from bagmar_cli.engine.tau_search import TauSearchResult  # noqa: E402
+from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins  # noqa: E402
+from bagmar_cli.functional.metrics import FEW_SHOT_BELOW, MANY_SHOT_ABOVE  # noqa: E402
+
+_DPI = 120
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write the figure as a PNG, close it, and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
+def _as_float_list(values: Tensor | Sequence[float | None]) -> list[float]:
+    """Plain floats, with None (no samples) as NaN so matplotlib leaves a gap."""
+    values = values.tolist() if isinstance(values, Tensor) else values
+    return [float("nan") if v is None else float(v) for v in values]
+
+
+def plot_tau_curve(result: TauSearchResult, path: str | Path) -> Path:
+    """Top-1 and many/medium/few accuracy against tau, the chosen tau marked."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    taus = [row["tau"] for row in result.rows]
+    for key, style in (("top1", "-o"), ("many", "--"), ("medium", "--"), ("few", "--")):
+        ax.plot(taus, _as_float_list([row[key] for row in result.rows]), style, label=key, markersize=3)
+    ax.axvline(result.best["tau"], color="grey", linestyle=":", label=f"best τ = {result.best['tau']:g}")
+    ax.set(xlabel="τ", ylabel="accuracy", title=f"{result.method}: τ search (best by {result.metric})")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_reliability(bins: ReliabilityBins, path: str | Path) -> Path:
+    """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    width = (bins.upper - bins.lower).tolist()
+    ax.bar(bins.lower.tolist(), _as_float_list(bins.accuracy), width=width, align="edge",
+           edgecolor="black", label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    title = f"Reliability (ECE {float(ece_from_bins(bins)):.1%})"
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
+    ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def plot_per_class(
+    per_class_acc: Tensor | Sequence[float | None], train_counts: Tensor, path: str | Path
+) -> Path:
+    """Accuracy of each class against its number of training images (log x)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    counts = train_counts.to(torch.float64).clamp_min(1).tolist()  # log axis: show empty classes at 1
+    ax.scatter(counts, _as_float_list(per_class_acc), s=8, alpha=0.6)
+    for threshold in (FEW_SHOT_BELOW, MANY_SHOT_ABOVE):  # few | medium | many boundaries
+        ax.axvline(threshold, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set(ylim=(-0.02, 1.02), xlabel="training images", ylabel="accuracy", title="Per-class accuracy")
+    return _save(fig, path)
+
+
+def plot_confused_pairs(
+    pairs: Sequence[tuple[int, int, int]], class_names: Sequence[str], path: str | Path
+) -> Path:
+    """Horizontal bars of the most confused (true -> predicted) pairs, most confused on top."""
+    fig, ax = plt.subplots(figsize=(6, 1 + 0.3 * max(len(pairs), 1)))
+    labels = [f"{class_names[t]} → {class_names[p]}" for t, p, _ in pairs]
+    ax.barh(range(len(pairs)), [n for _, _, n in pairs])
+    ax.set_yticks(range(len(pairs)), labels)
+    ax.invert_yaxis()
+    ax.set(xlabel="test images", title="Most confused pairs (true → predicted)")
+    return _save(fig, path)
