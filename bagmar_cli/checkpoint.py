@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from bagmar_cli import __version__
-from bagmar_cli.errors import CheckpointError
+from bagmar_cli.errors import CheckpointError, WriteError
 
 FORMAT = "bagmar-checkpoint"
 FORMAT_VERSION = 1
@@ -81,17 +81,25 @@ def file_sha256(path: Path) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary sibling, fsync and rename over `path`; the old file survives any failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write bytes to a temporary sibling, fsync and rename over `path`; the old file survives any failure.
+
+    An OSError (full disk, read-only place) is raised as a WriteError naming `path`.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WriteError.of(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise WriteError.of(exc, path) from exc
         raise
 
 
@@ -112,12 +120,12 @@ def _read_bytes(path: Path) -> bytes:
 def _decode(raw: dict[str, str] | None, path: Path) -> dict[str, Any]:
     if not raw or "format" not in raw:
         raise CheckpointError(f"{path} is a safetensors file but not a bagmar checkpoint (no bagmar metadata)")
+    if raw["format"] != json.dumps(FORMAT):  # e.g. {"format": "pt"}, as other programs write
+        raise CheckpointError(f"{path} is a safetensors file but not a bagmar checkpoint (format {raw['format']!r})")
     try:
         meta = {key: json.loads(value) for key, value in raw.items()}
     except json.JSONDecodeError:
         raise CheckpointError(f"{path} has damaged bagmar metadata (not JSON)") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a bagmar checkpoint (format {meta.get('format')!r})")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(

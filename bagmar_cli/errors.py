@@ -1,5 +1,9 @@
 """User-facing errors: each becomes one `Error:` line on stderr and an exit code, never a traceback."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 class BagmarError(Exception):
     """A failure the user can fix (bad file, bad value); exits with code 1."""
@@ -27,3 +31,22 @@ class DownloadError(BagmarError):
 
 class TrainingError(BagmarError):
     """A training run that had to stop (non-finite loss, locked run directory)."""
+
+
+class WriteError(BagmarError, OSError):
+    """A file that could not be written (full disk, read-only place); still an OSError for callers that catch those."""
+
+    def __init__(self, errno: int | None, strerror: str, filename: str) -> None:
+        super().__init__(errno, strerror, filename)
+
+    def __str__(self) -> str:
+        return f"{self.strerror} while writing {self.filename}"
+
+    @classmethod
+    def of(cls, exc: OSError, path: str | Path) -> WriteError:
+        """The WriteError for `exc`, raised while writing `path`; names a file that stands where a folder must be."""
+        if isinstance(exc, WriteError):
+            return exc
+        blocker = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is not a directory" if blocker else exc.strerror or str(exc)
+        return cls(exc.errno, reason, str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from bagmar_cli.checkpoint import atomic_write  # noqa: E402
 from bagmar_cli.engine.tau_search import TauSearchResult  # noqa: E402
 from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins  # noqa: E402
 from bagmar_cli.functional.metrics import FEW_SHOT_BELOW, MANY_SHOT_ABOVE  # noqa: E402
@@ -21,12 +23,14 @@ _DPI = 120
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    """Write the figure as a PNG, close it, and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=_DPI)
-    plt.close(fig)
+    """Write the figure as a PNG (atomically: a failed write leaves no half file), close it, and return the path."""
+    path, buffer = Path(path), io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=_DPI)
+    finally:
+        plt.close(fig)
+    atomic_write(path, buffer.getvalue())
     return path
 
 

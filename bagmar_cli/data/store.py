@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from bagmar_cli.data.manifest import Manifest, SplitInfo, load_manifest
-from bagmar_cli.errors import DatasetError
+from bagmar_cli.errors import DatasetError, WriteError
 
 DATA_DIR_ENV = "BAGMAR_DATA_DIR"
 
@@ -78,15 +78,23 @@ def _check_split(path: Path, images: torch.Tensor | None, labels: torch.Tensor |
 
 @contextmanager
 def staged_directory(out: Path, overwrite: bool) -> Iterator[Path]:
-    """A fresh sibling of `out` to write into, moved to `out` when the block succeeds and removed if it fails."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """A fresh sibling of `out` to write into, moved to `out` when the block succeeds and removed if it fails.
+
+    An OSError (full disk, read-only place) is raised as a WriteError naming `out`.
+    """
     tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise WriteError.of(exc, out) from exc
     try:
         yield tmp
         _publish(tmp, out, overwrite)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise WriteError.of(exc, out) from exc
         raise
 
 

@@ -2,7 +2,7 @@
 
 ResNet-32 (16/32/64 channels, 5 blocks per stage, 0.46 M parameters) is the standard backbone of the
 long-tailed CIFAR literature (LDAM, BalancedMetaSoftmax, BaGMar). Importing this module registers
-`resnet20_cifar`, `resnet32_cifar`, `resnet44_cifar` and `resnet56_cifar` with timm.
+`resnet8_cifar`, `resnet20_cifar`, `resnet32_cifar`, `resnet44_cifar` and `resnet56_cifar` with timm.
 """
 
 from __future__ import annotations
@@ -91,6 +91,12 @@ def _create(depth: int, pretrained: bool, **kwargs: object) -> CifarResNet:
     kwargs.pop("pretrained_cfg", None)
     kwargs.pop("pretrained_cfg_overlay", None)
     return CifarResNet(depth, **kwargs)
+
+
+@register_model
+def resnet8_cifar(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    """ResNet-8 (one block per stage, 0.08 M parameters): the CPU-sized backbone of the Fashion-MNIST-LT preset."""
+    return _create(8, pretrained, **kwargs)
 
 
 @register_model

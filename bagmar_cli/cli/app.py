@@ -1,0 +1,107 @@
+"""The Typer app and the entry point that turns every failure into one `Error:` line and an exit code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+import typer
+
+from bagmar_cli import __version__
+from bagmar_cli.console import err
+from bagmar_cli.errors import BagmarError
+
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (SIGINT) or SIGTERM
+
+app = typer.Typer(
+    name="bagmar",
+    help="Long-tailed image classification with the BaGMar (GALA) loss and prediction normalisation.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        err.out(f"bagmar {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """bagmar: prepare, train, tune-tau, eval, export, predict. Add --debug anywhere for tracebacks."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a script, exits with) 0, 1 (failure) or 2 (usage error)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("BAGMAR_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    with _sigterm_as_interrupt():
+        code = _run(args, debug)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _run(args: list[str], debug: bool) -> int:
+    try:
+        result = app(args, prog_name="bagmar", standalone_mode=False)
+    except BagmarError as exc:
+        return _fail(str(exc), exc.exit_code, debug)
+    except (KeyboardInterrupt, typer.Abort, click.exceptions.Abort):
+        return _interrupted()
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        return exc.exit_code
+    except Exception as exc:
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's (or typer's vendored) errors
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                err.out(exc.format_message())
+                return 2
+            return _fail(exc.format_message(), exc.exit_code or 1, debug)
+        if debug:
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1, debug)
+    if result == INTERRUPTED:  # Typer turns a KeyboardInterrupt inside a command into a silent exit code 130
+        return _interrupted()
+    return result if isinstance(result, int) else 0
+
+
+def _interrupted() -> int:
+    err.out("Error: interrupted; the last completed checkpoint is kept (bagmar train --resume continues)")
+    return INTERRUPTED
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does: exit 130, lock released, half-written files removed."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # handlers can only be set in the main thread (e.g. not under a threaded test runner)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    if debug:
+        err.print_exception(show_locals=False)
+    first = " ".join(message.strip().split("\n")[0].split()) or "failed"
+    err.out(f"Error: {first}", highlight=False)
+    return code

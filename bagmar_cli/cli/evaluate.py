@@ -1,0 +1,64 @@
+"""`bagmar eval CKPT...`: accuracy overall, by shot group, macro, per class, calibration and shifted priors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bagmar_cli.cli import options
+from bagmar_cli.cli.app import app
+from bagmar_cli.cli.tables import priors_table, report_table, summary_table
+from bagmar_cli.console import err, result
+
+
+@app.command("eval")
+def eval_command(
+    checkpoints: Annotated[list[Path], typer.Argument(help="One or more bagmar .safetensors checkpoints.")],
+    data: options.Data = None,
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
+    tau: Annotated[str, typer.Option("--tau", help="auto (what tune-tau recorded), none, or a number.")] = "none",
+    method: Annotated[Optional[str], typer.Option("--method", help="With --tau NUMBER: pn, tau-norm, logit-adjust.")] = None,
+    prior: Annotated[bool, typer.Option("--prior/--no-prior", help="Show accuracy under shifted test priors.")] = False,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for plots (default: beside the checkpoint).")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no plots.")] = False,
+    as_json: options.Json = False,
+    save_logits: Annotated[Optional[Path], typer.Option("--save-logits", help="Write logits and labels (safetensors).")] = None,
+    device: options.Device = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inference batch size.")] = 256,
+) -> None:
+    """Evaluate checkpoints on a split of their dataset (or of --data); several give mean ± std too."""
+    from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
+    from bagmar_cli.engine.posthoc import resolve_posthoc
+
+    if save_logits is not None and len(checkpoints) > 1:
+        raise typer.BadParameter("--save-logits takes a single checkpoint")
+    reports = []
+    for ckpt in checkpoints:
+        outputs = split_outputs(ckpt, data=data, split=split, device=device or "auto", batch_size=batch_size,
+                                features=method == "tau-norm" or tau == "auto")
+        posthoc = resolve_posthoc(outputs.ckpt, tau, method)
+        folder = None if no_plots else (plots or ckpt.parent)
+        report = evaluate(outputs, posthoc, save_logits=save_logits, plots=folder)
+        _show(report, prior)
+        reports.append(report)
+    payload = reports[0] if len(reports) == 1 else {"checkpoints": reports, "summary": summarise(reports)}
+    if len(reports) > 1:
+        err.print(summary_table(payload["summary"], len(reports)))
+    if as_json:
+        result(json.dumps(payload))
+
+
+def _show(report: dict, prior: bool) -> None:
+    title = f"{report['checkpoint']} on {report['split']}"
+    if report["posthoc"]:
+        title += f" with {report['posthoc']['method']} τ={report['posthoc']['tau']:g}"
+    err.print(report_table(report, title=title))
+    if prior:
+        err.print(priors_table(report["shifted_priors"]))
+    if report["selected_on_reported_split"]:
+        err.print(f"[yellow]Note:[/yellow] this checkpoint's epoch was selected on the {report['split']} split it reports.")
+    if report["tuned_on_reported_split"]:
+        err.print(f"[yellow]Note:[/yellow] τ was tuned on the {report['split']} split it reports.")

@@ -1,0 +1,34 @@
+"""`bagmar prepare DATASET`: write a long-tailed dataset directory; prints its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bagmar_cli.cli.app import app
+from bagmar_cli.console import result
+
+
+@app.command("prepare")
+def prepare_command(
+    dataset: Annotated[str, typer.Argument(help="cifar10, cifar100, digits or fashion_mnist.")],
+    imb: Annotated[float, typer.Option("--imb", help="Imbalance factor n_max / n_min (>= 1).")] = 100.0,
+    profile: Annotated[str, typer.Option("--profile", help="Long-tail profile: exp or step.")] = "exp",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of which images are kept.")] = 0,
+    val_per_class: Annotated[int, typer.Option("--val-per-class", help="Hold out N images per class as a val split.")] = 0,
+    source: Annotated[Optional[Path], typer.Option("--source", help="Official archive or folder (else download).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset directory.")] = False,
+) -> None:
+    """Prepare a long-tailed training split (and the untouched test split) from the official data."""
+    from bagmar_cli.data import prepare_dataset
+    from bagmar_cli.settings import validate
+
+    validate({"data": {"imb": imb, "profile": profile, "val_per_class": val_per_class}, "train": {"seed": seed}})
+    path = prepare_dataset(
+        dataset, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class, source=source, out=out,
+        overwrite=overwrite,
+    )
+    result(str(path))

@@ -1,0 +1,25 @@
+"""`bagmar presets [NAME]`: list the shipped presets, or print one resolved."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from bagmar_cli.cli.app import app
+from bagmar_cli.console import result
+from bagmar_cli.settings import load_settings, preset_names
+
+
+@app.command("presets")
+def presets_command(
+    name: Annotated[Optional[str], typer.Argument(help="A preset to print as resolved TOML.")] = None,
+) -> None:
+    """List presets with their descriptions, or print one preset's resolved settings."""
+    if name:
+        result(load_settings(preset=name).to_toml().rstrip())
+        return
+    names = preset_names()
+    width = max(map(len, names), default=0)
+    for preset in names:
+        result(f"{preset:<{width}}  {load_settings(preset=preset).description}")

@@ -1,0 +1,50 @@
+"""`bagmar train`: run a recipe; prints the selected checkpoint's path (and nothing else) on stdout."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bagmar_cli.cli import options
+from bagmar_cli.cli.app import app
+from bagmar_cli.console import result
+
+
+@app.command("train")
+def train_command(
+    preset: options.Preset = None,
+    config: options.Config = None,
+    data: options.Data = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<preset>-<time>).")] = None,
+    overrides: options.Set = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size.")] = None,
+    device: options.Device = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for torch, numpy and python.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.safetensors.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
+) -> None:
+    """Train a model; the path of best.safetensors (best validation top-1) is the only line on stdout."""
+    from bagmar_cli.engine.trainer import train
+    from bagmar_cli.settings import load_settings
+
+    preset = preset or (None if config else _default_preset(data))
+    flags = {"data.root": data, "train.epochs": epochs, "train.batch_size": batch_size, "train.device": device,
+             "train.seed": seed}
+    settings = load_settings(preset, config, overrides, flags)
+    run_dir = out or Path("runs") / f"{Path(preset or 'run').stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    checkpoint = train(settings, run_dir, resume=resume, overwrite=overwrite)
+    if checkpoint is not None:  # None on the other ranks of a torchrun job
+        result(str(checkpoint))
+
+
+def _default_preset(data: Path | None) -> str | None:
+    """The default preset of the dataset named in the manifest under --data."""
+    if data is None:
+        return None
+    from bagmar_cli.data import load_manifest
+
+    return load_manifest(data).default_preset

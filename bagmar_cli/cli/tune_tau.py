@@ -1,0 +1,53 @@
+"""`bagmar tune-tau CKPT`: choose τ of a post-hoc method on a held-out split and record it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from bagmar_cli.cli import options
+from bagmar_cli.cli.app import app
+from bagmar_cli.cli.tables import pct
+from bagmar_cli.console import err, result, warn
+
+
+@app.command("tune-tau")
+def tune_tau_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A bagmar .safetensors checkpoint.")],
+    method: Annotated[str, typer.Option("--method", help="pn, tau-norm or logit-adjust.")] = "pn",
+    split: Annotated[Optional[str], typer.Option("--split", help="Tuning split (default: val, else test).")] = None,
+    grid: Annotated[str, typer.Option("--grid", help="START:STOP:STEP, STOP included.")] = "0:2:0.1",
+    metric: Annotated[str, typer.Option("--metric", help="top1, macro, many, medium or few.")] = "top1",
+    write: Annotated[bool, typer.Option("--write/--no-write", help="Record the best τ in the checkpoint.")] = True,
+    data: options.Data = None,
+    as_json: options.Json = False,
+    device: options.Device = None,
+) -> None:
+    """Score every τ of the grid from one pass of the model; print the table and the best τ."""
+    from bagmar_cli.engine.tuning import tune_tau
+
+    tuned = tune_tau(checkpoint, method=method, split=split, grid=grid, metric=metric, write=write, data=data,
+                     device=device or "auto")
+    err.print(_table(tuned.to_json()))
+    best = tuned.search.best
+    err.print(f"best τ = {best['tau']:g} ({metric} {pct(best[metric])}% on {tuned.split}); plot: {tuned.plot}")
+    if tuned.split == "test":
+        warn("τ was tuned on the test split: accuracy reported on test with this τ is optimistic")
+    if write:
+        err.print(f"recorded {method} τ = {best['tau']:g} in {checkpoint}")
+    if as_json:
+        result(json.dumps(tuned.to_json()))
+
+
+def _table(report: dict) -> Table:
+    table = Table(title=f"{report['method']} on {report['split']}", title_justify="left")
+    for column in ("τ", "top-1", "many", "medium", "few", "macro"):
+        table.add_column(column, justify="right")
+    for row in report["grid"]:
+        mark = " *" if row["tau"] == report["best"]["tau"] else ""
+        table.add_row(f"{row['tau']:g}{mark}", *(pct(row[k]) for k in ("top1", "many", "medium", "few", "macro")))
+    return table

@@ -1,0 +1,114 @@
+"""Evaluate a checkpoint on a split: logits once, then the pure metrics, calibration and shifted priors."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save
+
+from bagmar_cli.checkpoint import Checkpoint, atomic_write, load_checkpoint
+from bagmar_cli.data import load_split
+from bagmar_cli.engine.inference import compute_outputs
+from bagmar_cli.engine.posthoc import Posthoc, posthoc_scores
+from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
+from bagmar_cli.engine.runtime import resolve_device
+from bagmar_cli.errors import UsageError
+from bagmar_cli.functional.calibration import ece_from_bins, nll, reliability_bins
+from bagmar_cli.functional.metrics import classification_report, confusion_matrix, predict, worst_confused_pairs
+from bagmar_cli.functional.priors import shifted_prior_accuracies
+from bagmar_cli.plots import plot_confused_pairs, plot_per_class, plot_reliability
+
+SUMMARY_KEYS = ("top1", "top5", "many", "medium", "few", "macro", "nll", "ece")
+
+
+@dataclass
+class SplitOutputs:
+    """A checkpoint's logits (and features) on one split, with what is needed to score them."""
+
+    ckpt: Checkpoint
+    split: str
+    logits: torch.Tensor
+    labels: torch.Tensor
+    features: torch.Tensor | None
+    counts: list[int]
+
+
+def split_outputs(
+    ckpt_path: Path, *, data: Path | None, split: str, device: str = "auto", batch_size: int = 256,
+    features: bool = False,
+) -> SplitOutputs:
+    """Run the model of `ckpt_path` over `split` of its dataset (or of `data`)."""
+    ckpt = load_checkpoint(ckpt_path)
+    root, manifest = checkpoint_dataset(ckpt, data)
+    if split not in manifest.splits:
+        raise UsageError(f"split {split!r} not in dataset {root} (has {', '.join(sorted(manifest.splits))})")
+    images, labels = load_split(root, split)
+    torch_device = resolve_device(device)
+    model = model_from_checkpoint(ckpt).to(torch_device)
+    logits, feats = compute_outputs(
+        model, images, manifest.mean, manifest.std, batch_size=batch_size, device=torch_device, features=features
+    )
+    return SplitOutputs(ckpt, split, logits, labels, feats, list(ckpt.meta["train_counts"]))
+
+
+def evaluate(
+    outputs: SplitOutputs, posthoc: Posthoc | None = None, *, save_logits: Path | None = None,
+    plots: Path | None = None,
+) -> dict[str, Any]:
+    """The report `bagmar eval --json` prints for one checkpoint."""
+    scores = posthoc_scores(posthoc, outputs.ckpt, outputs.logits, outputs.features)
+    counts = torch.tensor(outputs.counts)
+    report = classification_report(scores, outputs.labels, counts)
+    probs = _probabilities(scores, posthoc)
+    bins = reliability_bins(probs, outputs.labels)
+    per_class = torch.tensor([float("nan") if a is None else a for a in report["per_class"]], dtype=torch.float64)
+    report |= {
+        "nll": float(nll(probs, outputs.labels)),
+        "ece": float(ece_from_bins(bins)),
+        "shifted_priors": shifted_prior_accuracies(per_class, counts),
+        "split": outputs.split,
+        "checkpoint": str(outputs.ckpt.path),
+        "posthoc": posthoc.describe() if posthoc else None,
+        "selected_on_reported_split": outputs.ckpt.meta.get("selection_split") == outputs.split,
+        "tuned_on_reported_split": bool(posthoc and outputs.ckpt.meta.get("posthoc", {}).get("split") == outputs.split
+                                        and posthoc.source == "recorded"),
+    }
+    if save_logits is not None:
+        atomic_write(Path(save_logits), save({"logits": outputs.logits.contiguous(), "labels": outputs.labels}))
+    if plots is not None:
+        report["plots"] = _plots(plots, outputs, scores, per_class, bins)
+    return report
+
+
+def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation of each scalar metric over several checkpoints (seeds)."""
+    summary: dict[str, Any] = {}
+    for key in SUMMARY_KEYS:
+        values = [r[key] for r in reports if r.get(key) is not None]
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[key] = {"mean": statistics.fmean(values), "std": std}
+    return summary
+
+
+def _probabilities(scores: torch.Tensor, posthoc: Posthoc | None) -> torch.Tensor:
+    """PN scores are already (unnormalised) probabilities; everything else goes through softmax."""
+    if posthoc is not None and posthoc.method == "pn":
+        return scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-30)
+    return torch.softmax(scores.double(), dim=1)
+
+
+def _plots(folder: Path, outputs: SplitOutputs, scores, per_class, bins) -> dict[str, str]:  # noqa: ANN001
+    stem = f"eval-{outputs.split}"
+    preds = predict(scores)
+    cm = confusion_matrix(preds, outputs.labels, scores.shape[1])
+    classes = outputs.ckpt.meta["classes"]
+    return {
+        "per_class": str(plot_per_class(per_class, torch.tensor(outputs.counts), folder / f"{stem}-per-class.png")),
+        "confused_pairs": str(plot_confused_pairs(worst_confused_pairs(cm, 10), classes, folder / f"{stem}-confused.png")),
+        "reliability": str(plot_reliability(bins, folder / f"{stem}-reliability.png")),
+    }

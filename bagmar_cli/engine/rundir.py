@@ -1,0 +1,94 @@
+"""A run directory: refuse to clobber another run, and hold a lock so two trainers never share one."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from bagmar_cli.errors import TrainingError, UsageError
+
+LOCK_NAME = ".lock"
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml")
+
+
+class RunDir:
+    """Owns `path` for the duration of a `with` block through a lock file holding the owner's pid."""
+
+    def __init__(self, path: Path, *, overwrite: bool = False, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.last = self.path / "last.safetensors"
+        self.best = self.path / "best.safetensors"
+        self.metrics = self.path / "metrics.jsonl"
+        self.config = self.path / "config.toml"
+        self._check(overwrite, resume)
+
+    def _check(self, overwrite: bool, resume: bool) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"--out {self.path} exists and is not a directory")
+        holds_run = self.path.is_dir() and any((self.path / name).exists() for name in RUN_FILES)
+        if holds_run and not (overwrite or resume):
+            raise UsageError(f"--out {self.path} already holds a run; pass --resume to continue it or --overwrite")
+        if resume and not self.last.exists():
+            raise UsageError(f"--resume: {self.last} not found, nothing to resume")
+
+    def __enter__(self) -> RunDir:
+        self._created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create run directory {self.path}: {exc.strerror}") from None
+        if not os.access(self.path, os.W_OK):
+            self._remove_if_unused()
+            raise UsageError(f"run directory {self.path} is not writable")
+        self._lock = self.path / LOCK_NAME
+        _acquire(self._lock)
+        for name in RUN_FILES:  # temporaries of writes cut short by a killed run
+            for leftover in self.path.glob(f".{name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.unlink(missing_ok=True)
+        self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        """Remove the directory this run created when it failed before writing anything into it."""
+        if self._created:
+            try:
+                self.path.rmdir()
+            except OSError:  # not empty: it holds what the run wrote
+                pass
+
+
+def _acquire(lock: Path) -> None:
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _owner(lock)
+            if owner is not None and _alive(owner):
+                raise TrainingError(f"{lock.parent} is in use by another bagmar process (pid {owner})") from None
+            lock.unlink(missing_ok=True)  # stale: its owner is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return
+    raise TrainingError(f"cannot take the lock {lock}")
+
+
+def _owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True

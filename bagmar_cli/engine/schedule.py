@@ -1,0 +1,25 @@
+"""Learning-rate schedule from torch's schedulers: constant warm-up, then cosine or step decay, per epoch."""
+
+from __future__ import annotations
+
+from torch.optim import Optimizer
+from torch.optim import lr_scheduler as sched
+
+from bagmar_cli.settings import ScheduleSettings
+
+
+def build_scheduler(optimizer: Optimizer, settings: ScheduleSettings, epochs: int) -> sched.LRScheduler:
+    """Stepped once per epoch. Warm-up runs at lr * warmup_factor (the authors: 0.05, then 0.1)."""
+    warmup = min(settings.warmup_epochs, epochs - 1)
+    decay_epochs = max(epochs - warmup, 1)
+    if settings.name == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=decay_epochs, eta_min=settings.min_lr)
+    elif settings.name == "step":
+        milestones = [m - warmup for m in settings.milestones if m > warmup]
+        main = sched.MultiStepLR(optimizer, milestones=milestones, gamma=settings.gamma)
+    else:
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if warmup == 0:
+        return main
+    ramp = sched.ConstantLR(optimizer, factor=settings.warmup_factor, total_iters=warmup)
+    return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])

@@ -1,0 +1,67 @@
+"""`tune-tau`: one pass of the model over a split, then every τ of a grid scored from that cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bagmar_cli.checkpoint import load_checkpoint, update_metadata
+from bagmar_cli.engine.evaluator import split_outputs
+from bagmar_cli.engine.posthoc import head_parameters
+from bagmar_cli.engine.restore import checkpoint_dataset
+from bagmar_cli.engine.tau_search import TauSearchResult, parse_grid, search_tau
+from bagmar_cli.plots import plot_tau_curve
+
+
+@dataclass
+class TuneResult:
+    """The search, where it ran, and what was written."""
+
+    search: TauSearchResult
+    split: str
+    checkpoint: Path
+    plot: Path
+    written: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The object `tune-tau --json` prints."""
+        return {
+            "method": self.search.method,
+            "split": self.split,
+            "metric": self.search.metric,
+            "grid": self.search.rows,
+            "best": self.search.best,
+            "tuned_on_test": self.split == "test",
+            "checkpoint": str(self.checkpoint),
+            "written": self.written,
+            "plot": str(self.plot),
+        }
+
+
+def tune_tau(
+    checkpoint: Path, *, method: str = "pn", split: str | None = None, grid: str = "0:2:0.1", metric: str = "top1",
+    write: bool = True, data: Path | None = None, device: str = "auto",
+) -> TuneResult:
+    """Search τ for `method` on `split` (default: val when the dataset has one, else test)."""
+    taus = parse_grid(grid)
+    ckpt = load_checkpoint(checkpoint, tensors=False)
+    _, manifest = checkpoint_dataset(ckpt, data)
+    split = split or ("val" if "val" in manifest.splits else "test")
+    outputs = split_outputs(checkpoint, data=data, split=split, device=device, features=method == "tau-norm")
+    weight, bias = head_parameters(outputs.ckpt) if method == "tau-norm" else (None, None)
+    search = search_tau(
+        method, taus, logits=outputs.logits, labels=outputs.labels, counts=torch.tensor(outputs.counts),
+        features=outputs.features, weight=weight, bias=bias, metric=metric,
+    )
+    plot = plot_tau_curve(search, Path(checkpoint).parent / f"tau-{method}.png")
+    if write:
+        update_metadata(checkpoint, {"posthoc": _record(search, split)})
+    return TuneResult(search, split, Path(checkpoint), plot, write)
+
+
+def _record(search: TauSearchResult, split: str) -> dict[str, Any]:
+    c = None if search.c is None else [float(v) for v in search.c]
+    return {"method": search.method, "tau": search.best["tau"], "c": c, "split": split, "metric": search.metric}

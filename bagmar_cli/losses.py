@@ -1,0 +1,248 @@
+"""The loss registry: BaGMar and the long-tail baselines as nn.Modules, built from LossSettings.
+
+Every loss takes `(logits, labels)` and returns a scalar, and has `set_epoch(epoch)`, which switches on
+class-balanced re-weighting at `reweight_epoch` (deferred re-weighting, DRW). The logit-adjusting
+losses (balanced_softmax, logit_adjusted, bagmar) adjust only in training; in eval mode they return
+plain cross-entropy on the raw logits. The math lives in `bagmar_cli.functional.losses`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bagmar_cli.errors import UsageError
+from bagmar_cli.functional import losses as LF
+from bagmar_cli.settings import LossSettings
+
+LossBuilder = Callable[[LossSettings, Sequence[int]], nn.Module]
+LOSSES: dict[str, LossBuilder] = {}
+"""Loss builders by registry name; `@register_loss` adds to it."""
+
+
+def register_loss(name: str) -> Callable[[LossBuilder], LossBuilder]:
+    """Decorator that registers `builder(settings, counts) -> nn.Module` under `name`."""
+
+    def add(builder: LossBuilder) -> LossBuilder:
+        LOSSES[name] = builder
+        return builder
+
+    return add
+
+
+def loss_names() -> list[str]:
+    """The registered loss names, sorted."""
+    return sorted(LOSSES)
+
+
+def build_loss(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+    """The loss `settings.name`, for per-class training counts in label order."""
+    builder = LOSSES.get(settings.name)
+    if builder is None:
+        close = difflib.get_close_matches(settings.name, loss_names(), n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"unknown loss {settings.name!r}{hint}; choose from {', '.join(loss_names())}")
+    return builder(settings, counts)
+
+
+# -- modules -----------------------------------------------------------------------------------
+
+
+class ClassWeightedLoss(nn.Module):
+    """Base of the registered losses: optional per-class weights, in force from an epoch on (DRW)."""
+
+    def __init__(self, weight: Tensor | None = None, weight_from_epoch: int = 0) -> None:
+        super().__init__()
+        # Derived from the counts, so rebuilt rather than checkpointed.
+        self.register_buffer("class_weight", None if weight is None else weight.float(), persistent=False)
+        self.weight_from_epoch = weight_from_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the loss the current (0-based) epoch."""
+        self.epoch = epoch
+
+    def weight_for(self, logits: Tensor) -> Tensor | None:
+        """The per-class weights in force this epoch, in the logits' dtype, or None."""
+        if self.class_weight is None or self.epoch < self.weight_from_epoch:
+            return None
+        return self.class_weight.to(logits.dtype)
+
+
+class CrossEntropy(ClassWeightedLoss):
+    """Softmax cross-entropy, optionally re-weighted."""
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(logits, labels, weight=self.weight_for(logits))
+
+
+class FocalLoss(ClassWeightedLoss):
+    """Focal loss (Lin et al. 2017)."""
+
+    def __init__(self, gamma: float, weight: Tensor | None = None, weight_from_epoch: int = 0) -> None:
+        super().__init__(weight, weight_from_epoch)
+        self.gamma = gamma
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return LF.focal_loss(logits, labels, self.gamma, self.weight_for(logits))
+
+
+class LDAMLoss(ClassWeightedLoss):
+    """Label-distribution-aware margin loss (Cao et al. 2019), in training and evaluation alike."""
+
+    def __init__(
+        self, counts: Tensor, max_margin: float, scale: float, weight: Tensor | None = None, weight_from_epoch: int = 0
+    ) -> None:
+        super().__init__(weight, weight_from_epoch)
+        self.register_buffer("margins", LF.ldam_margins(counts, max_margin).float(), persistent=False)
+        self.scale = scale
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        adjusted = LF.ldam_logits(logits, labels, self.margins, self.scale)
+        return F.cross_entropy(adjusted, labels, weight=self.weight_for(logits))
+
+
+class PriorAdjustedLoss(ClassWeightedLoss):
+    """Cross-entropy on z_j + offset_j in training, plain cross-entropy on z in evaluation."""
+
+    def __init__(self, offset: Tensor, weight: Tensor | None = None, weight_from_epoch: int = 0) -> None:
+        super().__init__(weight, weight_from_epoch)
+        self.register_buffer("offset", offset.float(), persistent=False)
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if not self.training:
+            return F.cross_entropy(logits, labels)
+        adjusted = logits + self.offset.to(logits.dtype)
+        return F.cross_entropy(adjusted, labels, weight=self.weight_for(logits))
+
+
+class BaGMarLoss(ClassWeightedLoss):
+    """Balanced Gradient Margin loss: logits adjusted by the gradient mass each class has seen.
+
+    Buffers `theta` (positive-gradient mass received by each classifier) and `phi` (negative-gradient
+    mass produced by each class's samples) are float64 and saved in checkpoints. A training step adjusts
+    with the statistics from before it, then adds its own. Under torch.distributed every rank must call
+    the loss every step with the same local batch size; the step's statistics are all-reduced, so all
+    ranks hold what one process fed the global batch would.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        lambda1: float = 1.0,
+        lambda2: float = 1.0,
+        eps: float = 1e-3,
+        accumulation: str = "reference",
+        form: str = "paper",
+        ema_decay: float = 0.99,
+        weight: Tensor | None = None,
+        weight_from_epoch: int = 0,
+    ) -> None:
+        super().__init__(weight, weight_from_epoch)
+        if accumulation not in LF.ACCUMULATIONS:
+            raise ValueError(f"unknown accumulation {accumulation!r}; choose from {', '.join(LF.ACCUMULATIONS)}")
+        if form not in LF.BAGMAR_FORMS:
+            raise ValueError(f"unknown BaGMar form {form!r}; choose from {', '.join(LF.BAGMAR_FORMS)}")
+        self.lambda1, self.lambda2, self.eps = lambda1, lambda2, eps
+        self.accumulation, self.form, self.ema_decay = accumulation, form, ema_decay
+        for name in ("theta", "phi", "running_theta", "running_phi"):
+            self.register_buffer(name, torch.zeros(num_classes, dtype=torch.float64))
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if not self.training:
+            return F.cross_entropy(logits, labels)
+        adjusted = LF.bagmar_adjust(
+            logits, labels, self.theta, self.phi, self.lambda1, self.lambda2, self.eps, self.form
+        )
+        log_probs = adjusted.log_softmax(1)
+        loss = F.nll_loss(log_probs, labels, weight=self.weight_for(logits))
+        self._observe(log_probs, labels)
+        return loss
+
+    def _observe(self, log_probs: Tensor, labels: Tensor) -> None:
+        """Add this step's gradient statistics (summed over ranks) to the buffers, in place."""
+        world = _world_size()
+        pos, neg = LF.bagmar_gradient_stats(log_probs, labels, labels.numel() * world)  # detached
+        if world > 1:
+            pos, neg = _all_reduce_sum(pos, neg)
+        mode, decay = self.accumulation, self.ema_decay
+        theta, running_theta = LF.accumulate(self.theta, self.running_theta, pos, mode, decay)
+        phi, running_phi = LF.accumulate(self.phi, self.running_phi, neg, mode, decay)
+        self.theta.copy_(theta)
+        self.phi.copy_(phi)
+        self.running_theta.copy_(running_theta)
+        self.running_phi.copy_(running_phi)
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _all_reduce_sum(pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
+    """Sum both statistics over ranks in one collective."""
+    both = torch.stack((pos, neg))
+    dist.all_reduce(both, op=dist.ReduceOp.SUM)
+    return both[0], both[1]
+
+
+# -- registry entries --------------------------------------------------------------------------
+
+
+def _counts(counts: Sequence[int]) -> Tensor:
+    if len(counts) == 0:
+        raise ValueError("a loss needs the per-class training counts; got none")
+    return torch.as_tensor(list(counts), dtype=torch.float64)
+
+
+def _class_weight(settings: LossSettings, counts: Sequence[int]) -> Tensor | None:
+    if settings.reweight == "none":
+        return None
+    return LF.class_balanced_weights(_counts(counts), settings.cb_beta)
+
+
+@register_loss("ce")
+def _ce(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+    return CrossEntropy(_class_weight(settings, counts), settings.reweight_epoch)
+
+
+@register_loss("focal")
+def _focal(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+    return FocalLoss(settings.focal_gamma, _class_weight(settings, counts), settings.reweight_epoch)
+
+
+@register_loss("ldam")
+def _ldam(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+    weight = _class_weight(settings, counts)
+    return LDAMLoss(_counts(counts), settings.ldam_max_margin, settings.ldam_scale, weight, settings.reweight_epoch)
+
+
+@register_loss("balanced_softmax")
+def _balanced_softmax(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+    log_counts = _counts(counts).clamp_min(1.0).log()
+    return PriorAdjustedLoss(log_counts, _class_weight(settings, counts), settings.reweight_epoch)
+
+
+@register_loss("logit_adjusted")
+def _logit_adjusted(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+    offset = settings.la_tau * LF.log_prior(_counts(counts))
+    return PriorAdjustedLoss(offset, _class_weight(settings, counts), settings.reweight_epoch)
+
+
+@register_loss("bagmar")
+def _bagmar(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+    return BaGMarLoss(
+        len(_counts(counts)),
+        lambda1=settings.lambda1,
+        lambda2=settings.lambda2,
+        eps=settings.eps,
+        accumulation=settings.accumulation,
+        form=settings.form,
+        ema_decay=settings.ema_decay,
+        weight=_class_weight(settings, counts),
+        weight_from_epoch=settings.reweight_epoch,
+    )
