@@ -26,6 +26,8 @@ def demo_command(
     err.print(report_table(demo.report, title="digits-LT test split, raw logits (best epoch chosen on val)"))
     posthoc = demo.tuned["posthoc"]
     err.print(report_table(demo.tuned, title=f"with PN, τ = {posthoc['tau']:g} tuned on val"))
+    correct, total = demo.predicted
+    info(f"bagmar predict (ONNX export) on {total} test images saved as PNG: {correct}/{total} correct")
     info(f"dataset:    {demo.data}")
     info(f"run:        {demo.run} (metrics.jsonl, config.toml)")
     info(f"checkpoint: {demo.checkpoint}")
