@@ -171,10 +171,7 @@ def serving_from_checkpoint(ckpt: Checkpoint) -> ServingModel:
 
 def served_posthoc(ckpt: Checkpoint, tau: str, method: str | None, data: Path | None = None) -> Posthoc | None:
     """The post-hoc method to serve (as `bagmar eval --tau/--method` reads them), PN always with its c."""
-    try:
-        posthoc = resolve_posthoc(ckpt, tau, method)
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{ckpt.path}: malformed posthoc record {ckpt.meta.get('posthoc')!r}") from None
+    posthoc = resolve_posthoc(ckpt, tau, method)
     if posthoc is not None and posthoc.method == "pn":
         posthoc = replace(posthoc, c=_pn_column_sums(ckpt, data))
     _check_posthoc(posthoc, ckpt)

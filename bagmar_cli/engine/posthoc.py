@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from bagmar_cli.checkpoint import Checkpoint
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import CheckpointError, UsageError
 from bagmar_cli.functional.posthoc import POSTHOC_METHODS, apply_posthoc, pn_column_sums
 
 
@@ -36,8 +36,7 @@ def resolve_posthoc(ckpt: Checkpoint, tau: str, method: str | None) -> Posthoc |
         recorded = ckpt.meta.get("posthoc")
         if not recorded:
             return None
-        c = recorded.get("c")
-        return Posthoc(recorded["method"], float(recorded["tau"]), None if c is None else torch.tensor(c), "recorded")
+        return _recorded(ckpt, recorded)
     try:
         value = float(tau)
     except ValueError:
@@ -45,6 +44,16 @@ def resolve_posthoc(ckpt: Checkpoint, tau: str, method: str | None) -> Posthoc |
     if not value == value or value in (float("inf"), float("-inf")):
         raise UsageError(f"--tau {tau!r}: expected a finite number")
     return Posthoc(method or "pn", value)
+
+
+def _recorded(ckpt: Checkpoint, recorded: Any) -> Posthoc:
+    """The method tune-tau wrote into the metadata; c kept in float64."""
+    try:
+        c = recorded.get("c")
+        c = None if c is None else torch.tensor(c, dtype=torch.float64)
+        return Posthoc(str(recorded["method"]), float(recorded["tau"]), c, "recorded")
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{ckpt.path}: malformed posthoc record {recorded!r}") from None
 
 
 def head_parameters(ckpt: Checkpoint) -> tuple[torch.Tensor, torch.Tensor | None]:
