@@ -31,6 +31,6 @@ def compute_outputs(
         if features:
             feats.append(feature.float().cpu())
     model.train(was_training)
-    num_classes = model.head.weight.shape[0]
-    out = torch.cat(logits) if logits else torch.empty(0, num_classes)
-    return out, (torch.cat(feats) if feats else None) if features else None
+    if not logits:  # an empty split
+        return torch.empty(0, model.head.weight.shape[0]), torch.empty(0, 0) if features else None
+    return torch.cat(logits), torch.cat(feats) if features else None
