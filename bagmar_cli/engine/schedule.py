@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
@@ -23,3 +26,18 @@ def build_scheduler(optimizer: Optimizer, settings: ScheduleSettings, epochs: in
         return main
     ramp = sched.ConstantLR(optimizer, factor=settings.warmup_factor, total_iters=warmup)
     return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def load_scheduler_state(scheduler: sched.LRScheduler, state: dict[str, Any]) -> None:
+    """Load a state dict that went through JSON (checkpoint metadata), which turned the epochs of
+    MultiStepLR's `milestones` Counter into strings: left so, no milestone would ever match again."""
+    scheduler.load_state_dict(_int_milestones(state))
+
+
+def _int_milestones(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_int_milestones(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {key: Counter({int(epoch): n for epoch, n in item.items()}) if key == "milestones" and isinstance(item, dict)
+            else _int_milestones(item) for key, item in value.items()}

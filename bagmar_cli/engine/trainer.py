@@ -23,7 +23,7 @@ from bagmar_cli.engine import distributed
 from bagmar_cli.engine.inference import compute_outputs
 from bagmar_cli.engine.rundir import RunDir
 from bagmar_cli.engine.runtime import capture_rng, resolve_device, restore_rng, seed_everything
-from bagmar_cli.engine.schedule import build_scheduler
+from bagmar_cli.engine.schedule import build_scheduler, load_scheduler_state
 from bagmar_cli.errors import TrainingError, UsageError, WriteError
 from bagmar_cli.functional.metrics import classification_report
 from bagmar_cli.losses import build_loss
@@ -266,7 +266,7 @@ def _restore(path: Path, model: Classifier, loss_fn, optimizer, scheduler) -> Pr
         index, name = key.split(".", 1)
         slots.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": slots, "param_groups": ckpt.meta["optimizer_param_groups"]})
-    scheduler.load_state_dict(ckpt.meta["scheduler"])
+    load_scheduler_state(scheduler, ckpt.meta["scheduler"])
     restore_rng(ckpt.tensors, ckpt.meta["rng"])
     best = ckpt.meta.get("best", {})
     info(f"resuming from {path} after epoch {ckpt.meta['epoch']}")

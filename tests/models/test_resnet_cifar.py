@@ -25,6 +25,23 @@ def test_other_depths_match_the_paper(name, millions):
     assert round(_params(timm.create_model(name, num_classes=10)) / 1e6, 2) == millions
 
 
+def test_resnet8_has_one_block_per_stage():
+    # 6n+2 layers with n = 1: the stem, three blocks of two convolutions, the classifier (no published count).
+    model = timm.create_model("resnet8_cifar", num_classes=10, in_chans=1)
+    weighted = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(weighted) == 8
+
+
+def test_resnet8_s2_halves_the_resolution_with_the_same_weights():
+    plain = timm.create_model("resnet8_cifar", num_classes=10, in_chans=1)
+    strided = timm.create_model("resnet8_s2_cifar", num_classes=10, in_chans=1)
+    x = torch.randn(2, 1, 28, 28)
+    assert plain.forward_features(x).shape == (2, 64, 7, 7)
+    assert strided.forward_features(x).shape == (2, 64, 4, 4)
+    assert strided(x).shape == (2, 10)
+    assert _params(strided) == _params(plain)
+
+
 def test_features_without_classifier():
     model = timm.create_model("resnet32_cifar", num_classes=0)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 64)
