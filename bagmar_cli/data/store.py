@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from bagmar_cli.data.manifest import Manifest, SplitInfo, load_manifest
+from bagmar_cli.data.manifest import MANIFEST_NAME, Manifest, SplitInfo, load_manifest
 from bagmar_cli.errors import DatasetError, WriteError
 
 DATA_DIR_ENV = "BAGMAR_DATA_DIR"
@@ -82,6 +82,7 @@ def staged_directory(out: Path, overwrite: bool) -> Iterator[Path]:
 
     An OSError (full disk, read-only place) is raised as a WriteError naming `out`.
     """
+    out = Path(os.path.abspath(out))  # "." and ".." have no name to make a sibling's from
     tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +107,9 @@ def check_writable(out: Path, overwrite: bool) -> None:
         raise DatasetError(f"{out} exists and is not a directory; choose another output directory")
     if not overwrite:
         raise DatasetError(f"{out} already exists; pass --overwrite to replace it, or choose another output")
+    if not (out / MANIFEST_NAME).is_file() and any(out.iterdir()):  # --overwrite deletes what it replaces
+        raise DatasetError(f"{out} is not a dataset directory (no {MANIFEST_NAME}); --overwrite replaces only "
+                           "those: choose another output directory")
 
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:

@@ -102,6 +102,8 @@ def parse_batch(value: str | int | None) -> int | None:
 
 def _default_out(checkpoint: Path, fmt: str) -> Path:
     """Beside the checkpoint: best.safetensors -> best.onnx, best.torchscript.pt, best.bundle.safetensors."""
+    if not checkpoint.name or checkpoint.is_dir():
+        raise CheckpointError(f"{str(checkpoint)!r} is not a checkpoint file")
     return checkpoint.with_name(checkpoint.stem + SUFFIXES[fmt])
 
 
