@@ -17,7 +17,7 @@ class RunDir:
 
     def __init__(self, path: Path, *, overwrite: bool = False, resume: bool = False) -> None:
         self.path = Path(path)
-        self.last = self.path / "last.safetensors"
+        self.last = self.last_of(self.path)
         self.best = self.path / "best.safetensors"
         self.metrics = self.path / "metrics.jsonl"
         self.config = self.path / "config.toml"
@@ -31,6 +31,11 @@ class RunDir:
             raise UsageError(f"--out {self.path} already holds a run; pass --resume to continue it or --overwrite")
         if resume and not self.last.exists():
             raise UsageError(f"--resume: {self.last} not found, nothing to resume")
+
+    @staticmethod
+    def last_of(path: Path) -> Path:
+        """The checkpoint of the last completed epoch in run directory `path`."""
+        return Path(path) / "last.safetensors"
 
     def __enter__(self) -> RunDir:
         self._created = not self.path.exists()

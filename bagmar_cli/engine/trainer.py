@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, DistributedSampler
 
 from bagmar_cli.checkpoint import atomic_write, file_sha256, load_checkpoint, save_checkpoint
@@ -70,20 +72,41 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
     run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
     try:
         if run is None:
-            _fit(settings, root, manifest, device, world, None, resume, Path(out))
+            _fit(_build(settings, root, manifest, device, world), None, RunDir.last_of(out) if resume else None)
             return None
         with run:
             info(f"run directory: {run.path}")
-            return _fit(settings, root, manifest, device, world, run, resume, run.path)
+            return _fit(_build(settings, root, manifest, device, world), run, run.last if resume else None)
     finally:
         distributed.shutdown(world)
 
 
-def _fit(settings, root, manifest, device, world, run, resume, out) -> Path:  # noqa: ANN001 (internal)
+@dataclass
+class Job:
+    """What one training process holds: settings, data, model, loss, optimiser, schedule and progress."""
+
+    settings: Settings
+    root: Path
+    manifest: Manifest
+    device: torch.device
+    world: distributed.World
+    model: Classifier
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    val_name: str  # the split that selects the best epoch
+    state: Progress_
+
+    @property
+    def counts(self) -> list[int]:
+        return self.manifest.splits["train"].counts
+
+
+def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.device, world: distributed.World) -> Job:
+    """Seed, then create the model, loss, SGD and schedule the settings describe."""
     seed_everything(settings.train.seed + world.rank)
-    counts = manifest.splits["train"].counts
     model = build_model(settings.model, manifest.num_classes, manifest.image_size[0]).to(device)
-    loss_fn = build_loss(settings.loss, counts).to(device)
+    loss_fn = build_loss(settings.loss, manifest.splits["train"].counts).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=settings.optim.lr,
@@ -92,88 +115,78 @@ def _fit(settings, root, manifest, device, world, run, resume, out) -> Path:  # 
         nesterov=settings.optim.nesterov,
     )
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
-    state = Progress_()
-    if resume:
-        state = _restore(out / "last.safetensors", model, loss_fn, optimizer, scheduler)
-    net = DistributedDataParallel(model) if world.size > 1 else model
-    train_images, train_labels = load_split(root, "train")
     val_name = selection_split(settings.data, manifest)
-    val_images, val_labels = load_split(root, val_name)
-    if val_name == "test" and world.is_main:
+    return Job(settings, root, manifest, device, world, model, loss_fn, optimizer, scheduler, val_name, Progress_())
+
+
+def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
+    """The epoch loop: train, step the schedule, validate, log, checkpoint (rank 0 only writes)."""
+    if resume_from is not None:
+        job.state = _restore(job, resume_from)
+    net = DistributedDataParallel(job.model) if job.world.size > 1 else job.model
+    train_split = load_split(job.root, "train")
+    val_split = load_split(job.root, job.val_name)
+    if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
-    context = _Context(settings, root, manifest, val_name, counts, world)
     if run:
-        atomic_write(run.config, settings.to_toml().encode())
-        _truncate_metrics(run.metrics, state.epoch)
+        atomic_write(run.config, job.settings.to_toml().encode())
+        _truncate_metrics(run.metrics, job.state.epoch)
+    epochs, state = job.settings.train.epochs, job.state
     with _signals_as_exception():
-        for epoch in range(state.epoch, settings.train.epochs):
-            loss_fn.set_epoch(epoch)
-            loader = _loader(settings, manifest, train_images, train_labels, epoch, world)
-            stats = _train_epoch(net, loss_fn, loader, optimizer, device, epoch, settings.train.epochs, world)
-            scheduler.step()
+        for epoch in range(state.epoch, epochs):
+            job.loss_fn.set_epoch(epoch)
+            stats = _train_epoch(job, net, _loader(job, *train_split, epoch), epoch)
+            job.scheduler.step()
             state.epoch = epoch + 1
-            if not world.is_main:
+            if run is None:
                 continue
             record: dict[str, Any] = {"epoch": state.epoch, **stats}
-            if state.epoch % settings.train.val_every == 0 or state.epoch == settings.train.epochs:
-                report = _validate(model, val_images, val_labels, counts, manifest, settings, device)
-                record[val_name] = report
+            if state.epoch % job.settings.train.val_every == 0 or state.epoch == epochs:
+                report = _validate(job, *val_split)
+                record[job.val_name] = report
                 if report["top1"] > state.best_top1:
                     state.best_top1, state.best_epoch = report["top1"], state.epoch
             _append_jsonl(run.metrics, record)  # first: a resume drops lines of epochs not checkpointed
-            _save(run, context, model, loss_fn, optimizer, scheduler, state, record)
-            info(_epoch_line(record, val_name))
-    distributed.barrier(world)
+            _save(job, run, record)
+            info(_epoch_line(record, job.val_name))
+    distributed.barrier(job.world)
     if run is None:
-        return Path("")
+        return None
     return run.best if run.best.exists() else run.last
 
 
-@dataclass
-class _Context:
-    settings: Settings
-    root: Path
-    manifest: Manifest
-    val_name: str
-    counts: list[int]
-    world: distributed.World
-
-
-def _loader(settings: Settings, manifest: Manifest, images, labels, epoch: int, world) -> DataLoader:  # noqa: ANN001
+def _loader(job: Job, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> DataLoader:
     """Batches for one epoch; the shuffle order is a function of (seed, epoch), so resume replays it."""
+    settings, manifest, world = job.settings, job.manifest, job.world
     transform = train_transform(settings.data, manifest.image_size, manifest.mean, manifest.std)
     dataset = TensorImages(images, labels, transform)
     generator = torch.Generator().manual_seed(settings.train.seed * 100_003 + epoch)
     batch = settings.train.batch_size // world.size
     if batch < 1:
         raise UsageError(f"train.batch_size {settings.train.batch_size} is smaller than the {world.size} processes")
+    workers = settings.data.num_workers
     if world.size > 1:
         if settings.data.sampler != "instance":
             raise UsageError("multi-process training supports data.sampler = 'instance' only")
         sampler = DistributedSampler(dataset, world.size, world.rank, seed=settings.train.seed, drop_last=True)
         sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch, sampler=sampler, num_workers=settings.data.num_workers, drop_last=True)
+        return DataLoader(dataset, batch, sampler=sampler, num_workers=workers, drop_last=True)
     sampler = make_sampler(settings.data.sampler, labels, manifest.num_classes, generator)
-    return DataLoader(
-        dataset,
-        batch,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generator,
-        num_workers=settings.data.num_workers,
-    )
+    return DataLoader(dataset, batch, shuffle=sampler is None, sampler=sampler, generator=generator, num_workers=workers)
 
 
-def _train_epoch(net, loss_fn, loader, optimizer, device, epoch, epochs, world) -> dict[str, float]:  # noqa: ANN001
+def _train_epoch(job: Job, net: nn.Module, loader: DataLoader, epoch: int) -> dict[str, float]:
     """One pass over the loader; stops with the step named on a non-finite loss."""
     net.train()
-    loss_fn.train()
+    job.loss_fn.train()
+    optimizer, scale = job.optimizer, job.world.size
     total, seen, start = 0.0, 0, time.perf_counter()
-    with _progress(world) as bar:
-        task = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=len(loader), loss=math.nan, lr=0.0, ips=0.0)
+    with _progress(job.world) as bar:
+        title = f"epoch {epoch + 1}/{job.settings.train.epochs}"
+        task = bar.add_task(title, total=len(loader), loss=math.nan, lr=0.0, ips=0.0)
         for step, (images, labels) in enumerate(loader):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss = loss_fn(net(images), labels)
+            images, labels = images.to(job.device, non_blocking=True), labels.to(job.device, non_blocking=True)
+            loss = job.loss_fn(net(images), labels)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss ({loss.item()}) at epoch {epoch + 1} step {step + 1}; "
@@ -184,14 +197,13 @@ def _train_epoch(net, loss_fn, loader, optimizer, device, epoch, epochs, world) 
             optimizer.step()
             total += loss.item() * len(labels)
             seen += len(labels)
-            rate = seen * world.size / max(time.perf_counter() - start, 1e-9)
-            lr = optimizer.param_groups[0]["lr"]
-            bar.update(task, advance=1, loss=total / seen, lr=lr, ips=rate)
+            rate = seen * scale / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, advance=1, loss=total / seen, lr=optimizer.param_groups[0]["lr"], ips=rate)
     elapsed = time.perf_counter() - start
-    return {"loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen * world.size / elapsed}
+    return {"loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen * scale / elapsed}
 
 
-def _progress(world) -> Progress:  # noqa: ANN001
+def _progress(world: distributed.World) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -204,69 +216,72 @@ def _progress(world) -> Progress:  # noqa: ANN001
     )
 
 
-def _validate(model, images, labels, counts, manifest, settings, device) -> dict[str, Any]:  # noqa: ANN001
+def _validate(job: Job, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Accuracy on the selection split (the same metrics `bagmar eval` reports)."""
+    manifest = job.manifest
     logits, _ = compute_outputs(
-        model, images, manifest.mean, manifest.std, batch_size=settings.eval.batch_size, device=device
+        job.model, images, manifest.mean, manifest.std, batch_size=job.settings.eval.batch_size, device=job.device
     )
-    report = classification_report(logits, labels, torch.as_tensor(counts))
+    report = classification_report(logits, labels, torch.as_tensor(job.counts))
     return {k: report[k] for k in ("top1", "top5", "many", "medium", "few", "macro", "n")}
 
 
-def _save(run, ctx: _Context, model, loss_fn, optimizer, scheduler, state: Progress_, record) -> None:  # noqa: ANN001
-    tensors, meta = _training_state(ctx, model, loss_fn, optimizer, scheduler, state, record)
-    if state.best_epoch == state.epoch:  # best before last: a run stopped between them replays this epoch
+def _save(job: Job, run: RunDir, record: dict[str, Any]) -> None:
+    tensors, meta = _training_state(job, record)
+    if job.state.best_epoch == job.state.epoch:  # best before last: a run stopped between them replays this epoch
         save_checkpoint(run.best, tensors, meta)
     save_checkpoint(run.last, tensors, meta)
 
 
-def _training_state(ctx: _Context, model, loss_fn, optimizer, scheduler, state, record):  # noqa: ANN001, ANN202
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors |= {f"loss.{k}": v for k, v in loss_fn.state_dict().items()}
-    optim_state = optimizer.state_dict()
+def _training_state(job: Job, record: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The checkpoint's tensors (model, loss, optimiser, RNG) and metadata (see README, Checkpoints)."""
+    tensors = {f"model.{k}": v for k, v in job.model.state_dict().items()}
+    tensors |= {f"loss.{k}": v for k, v in job.loss_fn.state_dict().items()}
+    optim_state = job.optimizer.state_dict()
     for index, slots in optim_state["state"].items():
         tensors |= {f"optim.{index}.{name}": value for name, value in slots.items() if torch.is_tensor(value)}
     rng_tensors, rng_meta = capture_rng()
     tensors |= rng_tensors
-    m = ctx.manifest
+    m, state, settings = job.manifest, job.state, job.settings
     meta = {
-        "settings": ctx.settings.model_dump(mode="json"),
+        "settings": settings.model_dump(mode="json"),
         "model": {
-            "backbone": ctx.settings.model.backbone,
-            "head": ctx.settings.model.head,
+            "backbone": settings.model.backbone,
+            "head": settings.model.head,
             "num_classes": m.num_classes,
             "input_size": list(m.image_size),
             "mean": list(m.mean),
             "std": list(m.std),
         },
         "classes": list(m.classes),
-        "train_counts": list(ctx.counts),
+        "train_counts": list(job.counts),
         "dataset": {
             "name": m.dataset,
-            "root": str(Path(ctx.root).resolve()),
-            "manifest_sha256": file_sha256(Path(ctx.root) / "manifest.json"),
+            "root": str(Path(job.root).resolve()),
+            "manifest_sha256": file_sha256(Path(job.root) / "manifest.json"),
         },
         "epoch": state.epoch,
-        "best": {"epoch": state.best_epoch, "top1": state.best_top1, "split": ctx.val_name},
-        "selection_split": ctx.val_name,
+        "best": {"epoch": state.best_epoch, "top1": state.best_top1, "split": job.val_name},
+        "selection_split": job.val_name,
         "metrics": record,
         "optimizer_param_groups": optim_state["param_groups"],
-        "scheduler": scheduler.state_dict(),
+        "scheduler": job.scheduler.state_dict(),
         "rng": rng_meta,
     }
     return tensors, meta
 
 
-def _restore(path: Path, model: Classifier, loss_fn, optimizer, scheduler) -> Progress_:  # noqa: ANN001
+def _restore(job: Job, path: Path) -> Progress_:
     """Load everything resuming needs from last.safetensors."""
     ckpt = load_checkpoint(path)
-    model.load_state_dict(ckpt.section("model"))
-    loss_fn.load_state_dict(ckpt.section("loss"))
+    job.model.load_state_dict(ckpt.section("model"))
+    job.loss_fn.load_state_dict(ckpt.section("loss"))
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in ckpt.section("optim").items():
         index, name = key.split(".", 1)
         slots.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": ckpt.meta["optimizer_param_groups"]})
-    load_scheduler_state(scheduler, ckpt.meta["scheduler"])
+    job.optimizer.load_state_dict({"state": slots, "param_groups": ckpt.meta["optimizer_param_groups"]})
+    load_scheduler_state(job.scheduler, ckpt.meta["scheduler"])
     restore_rng(ckpt.tensors, ckpt.meta["rng"])
     best = ckpt.meta.get("best", {})
     info(f"resuming from {path} after epoch {ckpt.meta['epoch']}")
