@@ -264,7 +264,7 @@ def _publish(out: Path, write: Callable[[Path], None], check: Callable[[Path], A
 
 
 def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Posthoc | None) -> dict[str, Any]:
-    """Everything needed to serve the export with only its runtime and Pillow (see notes/export.md)."""
+    """Everything needed to serve the export with only its runtime and Pillow (see docs/export.md)."""
     spec = ckpt.meta["model"]
     channels, height, width = spec["input_size"]
     return {
