@@ -11,11 +11,21 @@ def result(text: str) -> None:
     out.out(text, highlight=False)
 
 
+def show(renderable: object) -> None:
+    """Render a table, or a line with rich markup, on stderr (tables never go to stdout)."""
+    err.print(renderable)
+
+
 def info(text: str) -> None:
     """Write a progress or information line to stderr."""
-    err.print(text)
+    show(text)
+
+
+def note(text: str) -> None:
+    """Write a line the user should not miss (e.g. a split both tuned on and reported) to stderr."""
+    show(f"[yellow]Note:[/yellow] {text}")
 
 
 def warn(text: str) -> None:
     """Write a warning line to stderr."""
-    err.print(f"[yellow]Warning:[/yellow] {text}", highlight=False)
+    show(f"[yellow]Warning:[/yellow] {text}")

@@ -10,7 +10,7 @@ import typer
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import report_table
-from bagmar_cli.console import err, info, result
+from bagmar_cli.console import info, result, show
 
 
 @app.command("demo")
@@ -23,9 +23,9 @@ def demo_command(
     from bagmar_cli.engine.demo import run_demo
 
     demo = run_demo(out, epochs, device or "auto")
-    err.print(report_table(demo.report, title="digits-LT test split, raw logits (best epoch chosen on val)"))
+    show(report_table(demo.report, title="digits-LT test split, raw logits (best epoch chosen on val)"))
     posthoc = demo.tuned["posthoc"]
-    err.print(report_table(demo.tuned, title=f"with PN, τ = {posthoc['tau']:g} tuned on val"))
+    show(report_table(demo.tuned, title=f"with PN, τ = {posthoc['tau']:g} tuned on val"))
     correct, total = demo.predicted
     info(f"bagmar predict (ONNX export) on {total} test images saved as PNG: {correct}/{total} correct")
     info(f"dataset:    {demo.data}")

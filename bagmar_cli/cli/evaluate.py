@@ -11,7 +11,7 @@ import typer
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import priors_table, report_table, summary_table
-from bagmar_cli.console import err, result
+from bagmar_cli.console import note, result, show
 
 
 @app.command("eval")
@@ -46,7 +46,7 @@ def eval_command(
         reports.append(report)
     payload = reports[0] if len(reports) == 1 else {"checkpoints": reports, "summary": summarise(reports)}
     if len(reports) > 1:
-        err.print(summary_table(payload["summary"], len(reports)))
+        show(summary_table(payload["summary"], len(reports)))
     if as_json:
         result(json.dumps(payload))
 
@@ -55,10 +55,10 @@ def _show(report: dict, prior: bool) -> None:
     title = f"{report['checkpoint']} on {report['split']}"
     if report["posthoc"]:
         title += f" with {report['posthoc']['method']} τ={report['posthoc']['tau']:g}"
-    err.print(report_table(report, title=title))
+    show(report_table(report, title=title))
     if prior:
-        err.print(priors_table(report["shifted_priors"]))
+        show(priors_table(report["shifted_priors"]))
     if report["selected_on_reported_split"]:
-        err.print(f"[yellow]Note:[/yellow] this checkpoint's epoch was selected on the {report['split']} split it reports.")
+        note(f"this checkpoint's epoch was selected on the {report['split']} split it reports.")
     if report["tuned_on_reported_split"]:
-        err.print(f"[yellow]Note:[/yellow] τ was tuned on the {report['split']} split it reports.")
+        note(f"τ was tuned on the {report['split']} split it reports.")

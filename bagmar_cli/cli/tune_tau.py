@@ -12,7 +12,7 @@ from rich.table import Table
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import pct
-from bagmar_cli.console import err, result, warn
+from bagmar_cli.console import info, result, show, warn
 
 
 @app.command("tune-tau")
@@ -32,13 +32,13 @@ def tune_tau_command(
 
     tuned = tune_tau(checkpoint, method=method, split=split, grid=grid, metric=metric, write=write, data=data,
                      device=device or "auto")
-    err.print(_table(tuned.to_json()))
+    show(_table(tuned.to_json()))
     best = tuned.search.best
-    err.print(f"best τ = {best['tau']:g} ({metric} {pct(best[metric])}% on {tuned.split}); plot: {tuned.plot}")
+    info(f"best τ = {best['tau']:g} ({metric} {pct(best[metric])}% on {tuned.split}); plot: {tuned.plot}")
     if tuned.split == "test":
         warn("τ was tuned on the test split: accuracy reported on test with this τ is optimistic")
     if write:
-        err.print(f"recorded {method} τ = {best['tau']:g} in {checkpoint}")
+        info(f"recorded {method} τ = {best['tau']:g} in {checkpoint}")
     if as_json:
         result(json.dumps(tuned.to_json()))
 
