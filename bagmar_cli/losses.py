@@ -152,42 +152,64 @@ class BaGMarLoss(ClassWeightedLoss):
         self.accumulation, self.form, self.ema_decay = accumulation, form, ema_decay
         for name in ("theta", "phi", "running_theta", "running_phi"):
             self.register_buffer(name, torch.zeros(num_classes, dtype=torch.float64))
+        self._twins_key: tuple[tuple[int, int], ...] = ()
+        self._twins_value = False
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         if not self.training:
             return F.cross_entropy(logits, labels)
-        adjusted = LF.bagmar_adjust(
-            logits, labels, self.theta, self.phi, self.lambda1, self.lambda2, self.eps, self.form
-        )
+        statistics = self._statistics()
+        theta, phi = statistics[:2]
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # log theta can exceed half range
+        adjusted = logits + LF.bagmar_column(theta, self.lambda1, self.eps, dtype)
+        if self.form == "paper" and not (self.lambda1 == self.lambda2 and self._twins(statistics)):
+            target = LF.bagmar_target(theta, phi, self.lambda1, self.lambda2, self.eps, dtype)
+            adjusted.scatter_add_(1, labels.unsqueeze(1), target[labels].unsqueeze(1))
         log_probs = adjusted.log_softmax(1)
         loss = F.nll_loss(log_probs, labels, weight=self.weight_for(logits))
-        self._observe(log_probs, labels)
+        self._observe(log_probs, labels, statistics)
         return loss
 
-    def _observe(self, log_probs: Tensor, labels: Tensor) -> None:
-        """Add this step's gradient statistics (summed over ranks) to the buffers, in place."""
+    def _statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """theta, phi and their running totals (from `_buffers`: nn.Module's attribute lookup is slow)."""
+        buffers = self._buffers
+        return buffers["theta"], buffers["phi"], buffers["running_theta"], buffers["running_phi"]
+
+    def _observe(self, log_probs: Tensor, labels: Tensor, statistics: tuple[Tensor, ...]) -> None:
+        """Add this step's gradient mass (summed over ranks) to both statistics, in place."""
         world = _world_size()
-        pos, neg = LF.bagmar_gradient_stats(log_probs, labels, labels.numel() * world)  # detached
+        step = LF.bagmar_gradient_mass(log_probs, labels, labels.numel() * world)  # pos = neg, detached
         if world > 1:
-            pos, neg = _all_reduce_sum(pos, neg)
-        mode, decay = self.accumulation, self.ema_decay
-        theta, running_theta = LF.accumulate(self.theta, self.running_theta, pos, mode, decay)
-        phi, running_phi = LF.accumulate(self.phi, self.running_phi, neg, mode, decay)
-        self.theta.copy_(theta)
-        self.phi.copy_(phi)
-        self.running_theta.copy_(running_theta)
-        self.running_phi.copy_(running_phi)
+            dist.all_reduce(step, op=dist.ReduceOp.SUM)
+        before = _identity(statistics)
+        theta, phi, running_theta, running_phi = statistics
+        LF.accumulate_(theta, running_theta, step, self.accumulation, self.ema_decay)
+        LF.accumulate_(phi, running_phi, step, self.accumulation, self.ema_decay)
+        if before == self._twins_key:  # the same step on equal buffers keeps them equal
+            self._twins_key = _identity(statistics)
+
+    def _twins(self, statistics: tuple[Tensor, ...]) -> bool:
+        """Whether theta = phi and the running totals agree, as every step keeps them (pos = neg).
+
+        Then the paper form's target term is 0 when lambda1 = lambda2 and is skipped. Compared with
+        torch.equal only when a buffer changed outside `_observe` (loaded, replaced, edited in place),
+        which the tensors' identities and version counters tell without a device sync.
+        """
+        identity = _identity(statistics)
+        if identity != self._twins_key:
+            theta, phi, running_theta, running_phi = statistics
+            self._twins_value = torch.equal(theta, phi) and torch.equal(running_theta, running_phi)
+            self._twins_key = identity
+        return self._twins_value
+
+
+def _identity(tensors: tuple[Tensor, ...]) -> tuple[tuple[int, int], ...]:
+    """Which tensors these are and how often each was changed in place."""
+    return tuple((id(t), t._version) for t in tensors)
 
 
 def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _all_reduce_sum(pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
-    """Sum both statistics over ranks in one collective."""
-    both = torch.stack((pos, neg))
-    dist.all_reduce(both, op=dist.ReduceOp.SUM)
-    return both[0], both[1]
 
 
 # -- registry entries --------------------------------------------------------------------------

@@ -250,6 +250,57 @@ def test_both_forms_agree_when_the_lambdas_do_and_only_then(lambdas, same):
     assert torch.allclose(target_moved, torch.zeros(()), atol=1e-6) == same
 
 
+def spec_loss(loss_fn, logits, labels):
+    adjusted = LF.bagmar_adjust(
+        logits, labels, loss_fn.theta, loss_fn.phi, loss_fn.lambda1, loss_fn.lambda2, loss_fn.eps, loss_fn.form
+    )
+    return F.cross_entropy(adjusted, labels)
+
+
+def test_paper_form_follows_statistics_that_differ_however_they_were_changed():
+    """Equal lambdas skip the target term only while theta = phi; loads and in-place edits are noticed."""
+    loss_fn = BaGMarLoss(5)
+    for seed in range(2):
+        loss_fn(*batch(seed=seed))
+    theta = torch.tensor([3.0, 0.5, 0.01, 2.0, 1.0], dtype=F64)
+    state = {"theta": theta, "phi": theta.flip(0), "running_theta": theta, "running_phi": theta}
+    loss_fn.load_state_dict(state)
+    logits, labels = batch(dtype=F64, seed=3)
+    expected = spec_loss(loss_fn, logits, labels)
+    assert torch.allclose(loss_fn(logits, labels), expected, rtol=1e-12)
+    loss_fn.phi.copy_(loss_fn.theta)
+    loss_fn.running_phi.copy_(loss_fn.running_theta)
+    logits, labels = batch(dtype=F64, seed=4)
+    expected = spec_loss(loss_fn, logits, labels)  # before the call, which moves the statistics
+    assert torch.allclose(loss_fn(logits, labels), expected, rtol=1e-12)
+    loss_fn.phi.mul_(3.0)  # in place, behind the loss's back
+    logits, labels = batch(dtype=F64, seed=5)
+    expected = spec_loss(loss_fn, logits, labels)
+    assert torch.allclose(loss_fn(logits, labels), expected, rtol=1e-12)
+
+
+def test_paper_form_with_equal_lambdas_skips_the_zero_target_term(monkeypatch):
+    loss_fn = BaGMarLoss(5)
+
+    def fail(*args):
+        raise AssertionError("target term computed although theta = phi")
+
+    monkeypatch.setattr(LF, "bagmar_target", fail)
+    for seed in range(4):
+        logits, labels = batch(dtype=F64, seed=seed)
+        expected = spec_loss(loss_fn, logits, labels)
+        assert torch.allclose(loss_fn(logits, labels), expected, rtol=1e-12)
+
+
+def test_half_precision_logits_with_large_statistics_give_a_finite_loss():
+    loss_fn = BaGMarLoss(5)
+    big = torch.full((5,), 1e9, dtype=F64)
+    loss_fn.load_state_dict({"theta": big, "phi": big, "running_theta": big, "running_phi": big})
+    logits, labels = batch(seed=1)
+    loss = loss_fn(logits.bfloat16(), labels)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-2)
+
+
 @pytest.mark.parametrize("form", ["paper", "reference"])
 def test_the_gradient_matches_autograd_of_the_naive_formula(form):
     loss_fn = BaGMarLoss(5, lambda1=1.2, lambda2=0.9, form=form)

@@ -84,33 +84,53 @@ def bagmar_adjust(
     return offset.add_(logits)  # into the fresh offset: one B x C allocation, not two
 
 
-def bagmar_gradient_stats(log_probs: Tensor, labels: Tensor, global_batch: int) -> tuple[Tensor, Tensor]:
-    """Per-class gradient mass (pos, neg) of the mean cross-entropy on the adjusted logits, float64.
+def bagmar_column(theta: Tensor, lambda1: float, eps: float, dtype: torch.dtype) -> Tensor:
+    """lambda1 log(theta_j + eps), the per-class term BaGMar adds to every logit column, in `dtype`."""
+    column = torch.add(theta, eps, out=torch.empty_like(theta, dtype=dtype)).log_()
+    return column if lambda1 == 1.0 else column.mul_(lambda1)
+
+
+def bagmar_target(theta: Tensor, phi: Tensor, lambda1: float, lambda2: float, eps: float, dtype: torch.dtype) -> Tensor:
+    """lambda2 log(phi_k + eps) - lambda1 log(theta_k + eps): the paper form's extra term on a class-k target.
+
+    Softmax ignores a constant added to a whole row. So the paper form's logits equal, up to the row
+    constant -lambda2 log(phi_y + eps), z_ij + column_j for j != y and z_iy + column_y + target_y at
+    the target: the same loss, gradient and statistics for one B x C add and one scatter of B values.
+    The reference form's row term cancels completely: its logits are z + column.
+    """
+    return (lambda2 * torch.log(phi + eps) - lambda1 * torch.log(theta + eps)).to(dtype)
+
+
+def bagmar_gradient_mass(log_probs: Tensor, labels: Tensor, global_batch: int) -> Tensor:
+    """Per-class gradient mass of the mean cross-entropy on the adjusted logits (pos = neg).
 
     log_probs is the log-softmax of the adjusted logits (the cross-entropy's own, reused). With
     g = (p - onehot(y)) / B, B the global batch: pos_j sums |g_ij| = (1 - p_ij) / B over samples i of
     class j; neg_k sums the off-target |g_ij| = p_ij / B over j != k and samples of class k, which is
-    (1 - p_ik) / B per sample too, as a softmax row sums to 1. So pos = neg, computed in O(B + C).
+    (1 - p_ik) / B per sample too, as a softmax row sums to 1. So pos = neg, computed in O(B + C), in
+    the log-probabilities' dtype (they carry no more precision); the statistics add it up in float64.
     """
-    target = log_probs.detach().gather(1, labels.unsqueeze(1)).squeeze(1).to(torch.float64)
-    mass = torch.expm1(target).neg_()  # 1 - p_iy, precise near p_iy = 1
-    pos = mass.new_zeros(log_probs.shape[1]).index_add_(0, labels, mass, alpha=1.0 / global_batch)
+    minus_mass = log_probs.detach().gather(1, labels.unsqueeze(1)).view(-1).expm1_()  # p_iy - 1, precise near 1
+    return minus_mass.new_zeros(log_probs.shape[1]).index_add_(0, labels, minus_mass, alpha=-1.0 / global_batch)
+
+
+def bagmar_gradient_stats(log_probs: Tensor, labels: Tensor, global_batch: int) -> tuple[Tensor, Tensor]:
+    """(pos, neg), the positive and negative gradient mass per class, float64: two copies of the one mass."""
+    pos = bagmar_gradient_mass(log_probs, labels, global_batch).to(torch.float64)
     return pos, pos.clone()
 
 
-def accumulate(
-    statistic: Tensor, running: Tensor, step: Tensor, mode: str = "reference", decay: float = 0.99
-) -> tuple[Tensor, Tensor]:
-    """One step of a BaGMar statistic; returns (statistic, running total), new tensors.
+def accumulate_(statistic: Tensor, running: Tensor, step: Tensor, mode: str = "reference", decay: float = 0.99) -> None:
+    """One step of a BaGMar statistic, in place on `statistic` and `running`.
 
     reference (the authors' code): running += step, statistic += running. sum: statistic += step.
     ema: statistic = decay * statistic + (1 - decay) * step. Only "reference" moves the running total.
     """
     if mode == "reference":
-        running = running + step
-        return statistic + running, running
-    if mode == "sum":
-        return statistic + step, running
-    if mode == "ema":
-        return torch.lerp(step, statistic, decay), running
-    raise ValueError(f"unknown accumulation {mode!r}; choose from {', '.join(ACCUMULATIONS)}")
+        statistic.add_(running.add_(step))
+    elif mode == "sum":
+        statistic.add_(step)
+    elif mode == "ema":
+        statistic.lerp_(step.to(statistic.dtype), 1.0 - decay)
+    else:
+        raise ValueError(f"unknown accumulation {mode!r}; choose from {', '.join(ACCUMULATIONS)}")

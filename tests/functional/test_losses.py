@@ -236,13 +236,33 @@ def test_gradient_stats_carry_no_gradient():
     ],
 )
 def test_accumulate_by_hand(mode, statistic, running):
-    out, out_running = LF.accumulate(
-        torch.tensor([1.0, 2.0], dtype=F64), torch.tensor([0.5, 0.0], dtype=F64), torch.tensor([0.1, 0.2], dtype=F64),
-        mode, decay=0.9,
-    )
+    out, out_running = torch.tensor([1.0, 2.0], dtype=F64), torch.tensor([0.5, 0.0], dtype=F64)
+    LF.accumulate_(out, out_running, torch.tensor([0.1, 0.2], dtype=F64), mode, decay=0.9)
     assert out.tolist() == pytest.approx(statistic) and out_running.tolist() == pytest.approx(running)
 
 
 def test_accumulate_rejects_an_unknown_mode():
     with pytest.raises(ValueError, match="accumulation"):
-        LF.accumulate(torch.zeros(2), torch.zeros(2), torch.zeros(2), "mean")
+        LF.accumulate_(torch.zeros(2), torch.zeros(2), torch.zeros(2), "mean")
+
+
+@pytest.mark.parametrize("form", ["paper", "reference"])
+@pytest.mark.parametrize("lambdas", [(1.0, 1.0), (1.2, 0.9)])
+def test_column_and_target_give_the_spec_softmax(form, lambdas):
+    """z + column (+ target at y, paper form) differs from the spec's logits by a constant per row."""
+    logits, labels = 3 * torch.randn(6, 3, dtype=F64), torch.tensor([0, 1, 2, 2, 1, 0])
+    spec = LF.bagmar_adjust(logits, labels, THETA, PHI, *lambdas, 1e-3, form)
+    reduced = logits + LF.bagmar_column(THETA, lambdas[0], 1e-3, F64)
+    if form == "paper":
+        target = LF.bagmar_target(THETA, PHI, *lambdas, 1e-3, F64)
+        reduced = reduced.scatter_add(1, labels[:, None], target[labels][:, None])
+    shift = spec - reduced
+    assert torch.allclose(shift, shift[:, :1].expand_as(shift), rtol=0, atol=1e-12)
+    assert torch.allclose(spec.log_softmax(1), reduced.log_softmax(1), rtol=0, atol=1e-12)
+
+
+def test_column_keeps_theta_and_is_finite_for_huge_statistics():
+    theta = torch.tensor([0.0, 1e12], dtype=F64)
+    column = LF.bagmar_column(theta, 0.5, 1e-3, torch.float32)
+    assert theta.tolist() == [0.0, 1e12] and column.dtype == torch.float32
+    assert column.tolist() == pytest.approx([0.5 * math.log(1e-3), 0.5 * math.log(1e12)], rel=1e-6)
