@@ -20,13 +20,13 @@ from bagmar_cli.errors import UsageError
 from bagmar_cli.functional import losses as LF
 from bagmar_cli.settings import LossSettings
 
-LossBuilder = Callable[[LossSettings, Sequence[int]], nn.Module]
+LossBuilder = Callable[[LossSettings, Sequence[int], float], nn.Module]
 LOSSES: dict[str, LossBuilder] = {}
 """Loss builders by registry name; `@register_loss` adds to it."""
 
 
 def register_loss(name: str) -> Callable[[LossBuilder], LossBuilder]:
-    """Decorator that registers `builder(settings, counts) -> nn.Module` under `name`."""
+    """Decorator that registers `builder(settings, counts, head_scale) -> nn.Module` under `name`."""
 
     def add(builder: LossBuilder) -> LossBuilder:
         LOSSES[name] = builder
@@ -40,14 +40,18 @@ def loss_names() -> list[str]:
     return sorted(LOSSES)
 
 
-def build_loss(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
-    """The loss `settings.name`, for per-class training counts in label order."""
+def build_loss(settings: LossSettings, counts: Sequence[int], head_scale: float = 1.0) -> nn.Module:
+    """The loss `settings.name`, for per-class training counts in label order.
+
+    head_scale is the factor the model's head already puts on its logits (a cosine head's scale), for
+    losses defined on unscaled cosines (LDAM).
+    """
     builder = LOSSES.get(settings.name)
     if builder is None:
         close = difflib.get_close_matches(settings.name, loss_names(), n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(f"unknown loss {settings.name!r}{hint}; choose from {', '.join(loss_names())}")
-    return builder(settings, counts)
+    return builder(settings, counts, head_scale)
 
 
 # -- modules -----------------------------------------------------------------------------------
@@ -93,14 +97,25 @@ class FocalLoss(ClassWeightedLoss):
 
 
 class LDAMLoss(ClassWeightedLoss):
-    """Label-distribution-aware margin loss (Cao et al. 2019), in training and evaluation alike."""
+    """Label-distribution-aware margin loss (Cao et al. 2019), in training and evaluation alike.
+
+    Cross-entropy on s (cos - m_y onehot(y)). A cosine head with scale h hands in h cos, so the loss
+    works on logits / h: s (z / h - m_y) = (s / h) (z - h m_y), with the margins stored times h.
+    """
 
     def __init__(
-        self, counts: Tensor, max_margin: float, scale: float, weight: Tensor | None = None, weight_from_epoch: int = 0
+        self,
+        counts: Tensor,
+        max_margin: float,
+        scale: float,
+        weight: Tensor | None = None,
+        weight_from_epoch: int = 0,
+        head_scale: float = 1.0,
     ) -> None:
         super().__init__(weight, weight_from_epoch)
-        self.register_buffer("margins", LF.ldam_margins(counts, max_margin).float(), persistent=False)
-        self.scale = scale
+        margins = LF.ldam_margins(counts, max_margin) * head_scale
+        self.register_buffer("margins", margins.float(), persistent=False)
+        self.scale = scale / head_scale
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         adjusted = LF.ldam_logits(logits, labels, self.margins, self.scale)
@@ -228,35 +243,37 @@ def _class_weight(settings: LossSettings, counts: Sequence[int]) -> Tensor | Non
 
 
 @register_loss("ce")
-def _ce(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+def _ce(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     return CrossEntropy(_class_weight(settings, counts), settings.reweight_epoch)
 
 
 @register_loss("focal")
-def _focal(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+def _focal(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     return FocalLoss(settings.focal_gamma, _class_weight(settings, counts), settings.reweight_epoch)
 
 
 @register_loss("ldam")
-def _ldam(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+def _ldam(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     weight = _class_weight(settings, counts)
-    return LDAMLoss(_counts(counts), settings.ldam_max_margin, settings.ldam_scale, weight, settings.reweight_epoch)
+    return LDAMLoss(
+        _counts(counts), settings.ldam_max_margin, settings.ldam_scale, weight, settings.reweight_epoch, head_scale
+    )
 
 
 @register_loss("balanced_softmax")
-def _balanced_softmax(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+def _balanced_softmax(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     log_counts = _counts(counts).clamp_min(1.0).log()
     return PriorAdjustedLoss(log_counts, _class_weight(settings, counts), settings.reweight_epoch)
 
 
 @register_loss("logit_adjusted")
-def _logit_adjusted(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+def _logit_adjusted(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     offset = settings.la_tau * LF.log_prior(_counts(counts))
     return PriorAdjustedLoss(offset, _class_weight(settings, counts), settings.reweight_epoch)
 
 
 @register_loss("bagmar")
-def _bagmar(settings: LossSettings, counts: Sequence[int]) -> nn.Module:
+def _bagmar(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     return BaGMarLoss(
         len(_counts(counts)),
         lambda1=settings.lambda1,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bagmar_cli.errors import UsageError
 
@@ -48,7 +48,14 @@ class ModelSettings(Section):
     backbone: str = "resnet32_cifar"  # any timm model name, or our registered CIFAR ResNets
     pretrained: bool = False  # load timm's pretrained weights (needs the hub, so internet)
     head: Literal["linear", "normed"] = "linear"  # classifier: linear, or cosine (LDAM's NormedLinear)
+    head_scale: float = Field(1.0, gt=0.0, allow_inf_nan=False)  # normed head: logits = head_scale * cosine
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the classifier
+
+    @model_validator(mode="after")
+    def _scale_needs_a_cosine_head(self) -> ModelSettings:
+        if self.head != "normed" and self.head_scale != 1.0:
+            raise ValueError('head_scale scales cosines: it needs head = "normed" (or leave it at 1)')
+        return self
 
 
 class LossSettings(Section):
@@ -257,4 +264,6 @@ def _describe(exc: ValidationError, tree: dict[str, Any]) -> str:
         hint = _did_you_mean(loc[-1], _fields_at(loc[:-1]))
         return f"unknown setting {key!r}{hint}"
     value = error.get("input")
+    if error["type"] == "value_error" and isinstance(value, dict):  # a check across a section's keys
+        return f"settings {key}: {error['msg'].removeprefix('Value error, ')}"
     return f"setting {key} = {value!r}: {error['msg'].lower()}"

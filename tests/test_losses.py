@@ -103,6 +103,22 @@ def test_class_balanced_reweighting_changes_every_loss(name):
     assert not torch.isclose(plain, reweighted)
 
 
+def test_ldam_on_a_scaled_cosine_head_is_ldam_on_the_cosines():
+    """A head that hands in h cos gives the loss and cosine gradient of s (cos - m_y) all the same."""
+    cosines = torch.rand(8, 5, generator=torch.Generator().manual_seed(3), dtype=F64) * 2 - 1
+    labels = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    grads, losses = [], []
+    for head_scale in (1.0, 30.0, 7.5):
+        z = cosines.clone().requires_grad_()
+        loss_fn = build_loss(LossSettings(name="ldam", ldam_scale=30.0), COUNTS, head_scale)
+        loss = loss_fn(z * head_scale, labels)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(z.grad)
+    assert losses == pytest.approx([losses[0]] * 3, rel=1e-7)  # the margins are stored in float32
+    assert all(torch.allclose(g, grads[0], rtol=1e-6, atol=1e-9) for g in grads)
+
+
 def test_focal_module_matches_the_hand_value():
     loss_fn = build("focal", counts=[1, 1], focal_gamma=2.0)
     p = [1 / (1 + math.exp(-1)), 1 / (1 + math.exp(-2)), 0.5]  # probability of the label in each row

@@ -106,7 +106,7 @@ def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.dev
     """Seed, then create the model, loss, SGD and schedule the settings describe."""
     seed_everything(settings.train.seed + world.rank)
     model = build_model(settings.model, manifest.num_classes, manifest.image_size[0]).to(device)
-    loss_fn = build_loss(settings.loss, manifest.splits["train"].counts).to(device)
+    loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=settings.optim.lr,

@@ -44,4 +44,4 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
         )
     except (OSError, RuntimeError, ValueError) as exc:
         raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
-    return Classifier(backbone, HEADS[settings.head](backbone.num_features, num_classes))
+    return Classifier(backbone, HEADS[settings.head](backbone.num_features, num_classes, settings.head_scale))

@@ -189,6 +189,8 @@ CASES = {
     "set-missing-equals": ([*TRAIN, "--set", "optim.lr 0.1"], 2, "--set 'optim.lr 0.1': expected section.key=value"),
     "set-missing-key": ([*TRAIN, "--set", "=3"], 2, "--set '=3': missing key before '='"),
     "set-key-below-a-value": ([*TRAIN, "--set", "optim.lr.x=1"], 2, "setting optim.lr"),
+    "set-head-scale-on-a-linear-head": ([*TRAIN, "--set", "model.head_scale=30"], 2,
+                                        'settings model: head_scale scales cosines: it needs head = "normed"'),
     "epochs-negative": ([*TRAIN[:-4], "--epochs", "-1"], 2, "setting train.epochs = -1"),
     "epochs-zero": ([*TRAIN[:-4], "--epochs", "0"], 2, "setting train.epochs = 0"),
     "batch-size-negative": ([*TRAIN, "--batch-size", "-8"], 2, "setting train.batch_size = -8"),

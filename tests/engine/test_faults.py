@@ -272,8 +272,8 @@ def test_non_finite_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint
     steps = []
     build_loss = trainer.build_loss
 
-    def poisoned(settings, counts):
-        loss_fn = build_loss(settings, counts)
+    def poisoned(settings, counts, head_scale=1.0):
+        loss_fn = build_loss(settings, counts, head_scale)
         original = loss_fn.forward
 
         def nan_at_step_3(logits, labels):

@@ -60,6 +60,21 @@ def test_normed_head_gives_cosines():
     assert model(torch.randn(4, 3, 32, 32)).abs().max() <= 1 + 1e-5
 
 
+def test_normed_head_scales_its_cosines():
+    torch.manual_seed(0)
+    plain = build_model(ModelSettings(head="normed"), num_classes=5, in_chans=3)
+    scaled = build_model(ModelSettings(head="normed", head_scale=30.0), num_classes=5, in_chans=3)
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(scaled.eval()(x), 30 * plain.eval()(x), atol=1e-5)
+    assert "scale=30" in repr(scaled.head)
+
+
+def test_a_head_scale_needs_the_cosine_head():
+    with pytest.raises(ValueError, match="normed"):
+        ModelSettings(head_scale=30.0)
+
+
 def test_any_timm_backbone():
     model = build_model(ModelSettings(backbone="resnet18"), num_classes=3, in_chans=1)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
