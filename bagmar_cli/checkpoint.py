@@ -38,7 +38,7 @@ class Checkpoint:
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tensors under `prefix.`, with the prefix removed (e.g. a state_dict)."""
         start = prefix + "."
-        return {k[len(start):]: v for k, v in self.tensors.items() if k.startswith(start)}
+        return {k[len(start) :]: v for k, v in self.tensors.items() if k.startswith(start)}
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:

@@ -10,14 +10,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window; must precede the pyplot import
 
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from torch import Tensor
 
-from bagmar_cli.checkpoint import atomic_write  # noqa: E402
-from bagmar_cli.engine.tau_search import TauSearchResult  # noqa: E402
-from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins  # noqa: E402
-from bagmar_cli.functional.metrics import FEW_SHOT_BELOW, MANY_SHOT_ABOVE  # noqa: E402
+from bagmar_cli.checkpoint import atomic_write
+from bagmar_cli.engine.tau_search import TauSearchResult
+from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins
+from bagmar_cli.functional.metrics import FEW_SHOT_BELOW, MANY_SHOT_ABOVE
 
 _DPI = 120
 
@@ -56,8 +56,14 @@ def plot_reliability(bins: ReliabilityBins, path: str | Path) -> Path:
     """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     width = (bins.upper - bins.lower).tolist()
-    ax.bar(bins.lower.tolist(), _as_float_list(bins.accuracy), width=width, align="edge",
-           edgecolor="black", label="accuracy")
+    ax.bar(
+        bins.lower.tolist(),
+        _as_float_list(bins.accuracy),
+        width=width,
+        align="edge",
+        edgecolor="black",
+        label="accuracy",
+    )
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     title = f"Reliability (ECE {float(ece_from_bins(bins)):.1%})"
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
@@ -65,9 +71,7 @@ def plot_reliability(bins: ReliabilityBins, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_per_class(
-    per_class_acc: Tensor | Sequence[float | None], train_counts: Tensor, path: str | Path
-) -> Path:
+def plot_per_class(per_class_acc: Tensor | Sequence[float | None], train_counts: Tensor, path: str | Path) -> Path:
     """Accuracy of each class against its number of training images (log x)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     counts = train_counts.to(torch.float64).clamp_min(1).tolist()  # log axis: show empty classes at 1
@@ -79,9 +83,7 @@ def plot_per_class(
     return _save(fig, path)
 
 
-def plot_confused_pairs(
-    pairs: Sequence[tuple[int, int, int]], class_names: Sequence[str], path: str | Path
-) -> Path:
+def plot_confused_pairs(pairs: Sequence[tuple[int, int, int]], class_names: Sequence[str], path: str | Path) -> Path:
     """Horizontal bars of the most confused (true -> predicted) pairs, most confused on top."""
     fig, ax = plt.subplots(figsize=(6, 1 + 0.3 * max(len(pairs), 1)))
     labels = [f"{class_names[t]} → {class_names[p]}" for t, p, _ in pairs]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bagmar_cli.errors import UsageError

@@ -54,8 +54,17 @@ LOSSES: dict[str, tuple[str, list[str]]] = {
     "ce": ("CE", ["loss.name=ce"]),
     "focal": ("focal (γ 1)", ["loss.name=focal", "loss.focal_gamma=1.0"]),
     "cb_ce": ("CB-CE (β 0.9999)", ["loss.name=ce", "loss.reweight=cb", "loss.cb_beta=0.9999"]),
-    "ldam_drw": ("LDAM-DRW", ["loss.name=ldam", "model.head=normed", "model.head_scale=30", "loss.reweight=cb",
-                              "loss.cb_beta=0.9999", "loss.reweight_epoch={drw}"]),
+    "ldam_drw": (
+        "LDAM-DRW",
+        [
+            "loss.name=ldam",
+            "model.head=normed",
+            "model.head_scale=30",
+            "loss.reweight=cb",
+            "loss.cb_beta=0.9999",
+            "loss.reweight_epoch={drw}",
+        ],
+    ),
     "balanced_softmax": ("balanced softmax", ["loss.name=balanced_softmax"]),
     "logit_adjusted": ("logit-adjusted (τ 1)", ["loss.name=logit_adjusted", "loss.la_tau=1.0"]),
     "bagmar": ("BaGMar (λ 1, 1)", ["loss.name=bagmar", "loss.lambda1=1.0", "loss.lambda2=1.0"]),
@@ -90,8 +99,11 @@ def run_one(spec: RunSpec, runs: Path) -> dict[str, Any]:
     if record_path.exists():
         return json.loads(record_path.read_text())
     start = time.perf_counter()
-    settings = load_settings(PRESET, overrides=spec.overrides(), flags={
-        "data.root": spec.data, "data.imb": spec.imb, "train.seed": spec.seed, "train.epochs": spec.epochs})
+    settings = load_settings(
+        PRESET,
+        overrides=spec.overrides(),
+        flags={"data.root": spec.data, "data.imb": spec.imb, "train.seed": spec.seed, "train.epochs": spec.epochs},
+    )
     run_dir = runs / spec.name
     resume = (run_dir / "last.safetensors").exists()
     checkpoint = train(settings, run_dir, resume=resume, overwrite=not resume)
@@ -99,8 +111,12 @@ def run_one(spec: RunSpec, runs: Path) -> dict[str, Any]:
     outputs = split_outputs(checkpoint, data=None, split="test")
     counts = outputs.counts
     record = {
-        **asdict(spec), "data": str(spec.data), "name": spec.name, "checkpoint": str(checkpoint),
-        "best_epoch": outputs.ckpt.meta["best"]["epoch"], "tau": tuned.search.best["tau"],
+        **asdict(spec),
+        "data": str(spec.data),
+        "name": spec.name,
+        "checkpoint": str(checkpoint),
+        "best_epoch": outputs.ckpt.meta["best"]["epoch"],
+        "tau": tuned.search.best["tau"],
         "plain": _scores(evaluate(outputs), counts),
         "pn": _scores(evaluate(outputs, resolve_posthoc(outputs.ckpt, "auto", None)), counts),
         "seconds": round(time.perf_counter() - start, 1),
@@ -138,9 +154,11 @@ def run_grid(specs: list[RunSpec], runs: Path, jobs: int, threads: int) -> list[
     def done(record: dict[str, Any]) -> None:
         records.append(record)
         elapsed = time.perf_counter() - started
-        info(f"[{len(records)}/{len(specs)}] {record['name']}: test top-1 {record['plain']['top1']:.2%}, "
-             f"PN (τ {record['tau']:g}) {record['pn']['top1']:.2%}, {record['seconds']:.0f} s "
-             f"({elapsed / 60:.1f} min elapsed)")
+        info(
+            f"[{len(records)}/{len(specs)}] {record['name']}: test top-1 {record['plain']['top1']:.2%}, "
+            f"PN (τ {record['tau']:g}) {record['pn']['top1']:.2%}, {record['seconds']:.0f} s "
+            f"({elapsed / 60:.1f} min elapsed)"
+        )
 
     if jobs == 1:
         _start_worker(threads)
@@ -172,8 +190,10 @@ def summarise_grid(records: list[dict[str, Any]], imbs: list[int], losses: list[
         for loss in losses:
             mine = sorted((r for r in records if r["imb"] == imb and r["loss"] == loss), key=lambda r: r["seed"])
             entry = {variant: _mean_std([r[variant] for r in mine]) for variant in VARIANTS}
-            summary.setdefault(f"imb{imb}", {})[loss] = entry | {"tau": [r["tau"] for r in mine],
-                                                                 "seeds": [r["seed"] for r in mine]}
+            summary.setdefault(f"imb{imb}", {})[loss] = entry | {
+                "tau": [r["tau"] for r in mine],
+                "seeds": [r["seed"] for r in mine],
+            }
     return summary
 
 
@@ -191,21 +211,33 @@ def markdown(summary: dict[str, Any], datasets: dict[int, Path], epochs: int, se
     for imb, root in datasets.items():
         splits = load_manifest(root).splits
         train, val, test = splits["train"], splits["val"], splits["test"]
-        lines += [f"### Fashion-MNIST-LT, imbalance {imb}", "",
-                  f"Train {train.n:,} images ({max(train.counts):,} down to {min(train.counts)} per class), val "
-                  f"{val.n} ({VAL_PER_CLASS} per class), test {test.n:,} (balanced). {epochs} epochs; accuracy in %, "
-                  f"mean ± std over seeds {', '.join(map(str, seeds))}. PN: τ and c chosen on val. Tail: the {TAIL} "
-                  "classes with the fewest training images. –: no class in the group.", "",
-                  "| loss | | top-1 | many | medium | few | macro | tail | τ |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### Fashion-MNIST-LT, imbalance {imb}",
+            "",
+            f"Train {train.n:,} images ({max(train.counts):,} down to {min(train.counts)} per class), val "
+            f"{val.n} ({VAL_PER_CLASS} per class), test {test.n:,} (balanced). {epochs} epochs; accuracy in %, "
+            f"mean ± std over seeds {', '.join(map(str, seeds))}. PN: τ and c chosen on val. Tail: the {TAIL} "
+            "classes with the fewest training images. –: no class in the group.",
+            "",
+            "| loss | | top-1 | many | medium | few | macro | tail | τ |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for loss, entry in summary[f"imb{imb}"].items():
             for variant in VARIANTS:
                 cells = [_cell(entry[variant].get(metric)) for metric in METRICS]
-                tau = _cell({"mean": statistics.fmean(entry["tau"]),
-                             "std": statistics.stdev(entry["tau"]) if len(entry["tau"]) > 1 else 0.0}, 1, 1)
+                tau = _cell(
+                    {
+                        "mean": statistics.fmean(entry["tau"]),
+                        "std": statistics.stdev(entry["tau"]) if len(entry["tau"]) > 1 else 0.0,
+                    },
+                    1,
+                    1,
+                )
                 label = LOSSES[loss][0] if variant == "plain" else ""
-                lines.append(f"| {label} | {variant if variant == 'plain' else 'PN'} | {' | '.join(cells)} | "
-                             f"{tau if variant == 'pn' else ''} |")
+                lines.append(
+                    f"| {label} | {variant if variant == 'plain' else 'PN'} | {' | '.join(cells)} | "
+                    f"{tau if variant == 'pn' else ''} |"
+                )
         lines.append("")
     return "\n".join(lines)
 
@@ -228,16 +260,22 @@ def plot(summary: dict[str, Any], losses: list[str], path: Path) -> None:
         for ax, metric in zip(row, ("top1", "tail")):
             for offset, variant, marker in ((-0.15, "plain", "o"), (0.15, "pn", "s")):
                 stats = [summary[imb][loss][variant][metric] for loss in losses]
-                ax.errorbar([i + offset for i in x], [100 * s["mean"] for s in stats],
-                            yerr=[100 * s["std"] for s in stats], fmt=marker, capsize=3,
-                            label="plain" if variant == "plain" else "PN (τ on val)")
+                ax.errorbar(
+                    [i + offset for i in x],
+                    [100 * s["mean"] for s in stats],
+                    yerr=[100 * s["std"] for s in stats],
+                    fmt=marker,
+                    capsize=3,
+                    label="plain" if variant == "plain" else "PN (τ on val)",
+                )
             ax.set_xticks(list(x), [LOSSES[loss][0] for loss in losses], rotation=25, ha="right", fontsize=8)
             ax.set_title(f"Fashion-MNIST-LT {imb}: {'test top-1' if metric == 'top1' else f'tail-{TAIL} classes'}")
             ax.set_ylabel("accuracy (%)")
             ax.grid(axis="y", alpha=0.3)
             ax.legend(fontsize=8)
-    fig.suptitle("Test accuracy, mean ± std over seeds; PN with τ and c from the val split; y axes do not start at 0",
-                 fontsize=9)
+    fig.suptitle(
+        "Test accuracy, mean ± std over seeds; PN with τ and c from the val split; y axes do not start at 0", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -278,20 +316,37 @@ def main() -> None:
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     datasets = {imb: prepared(imb, args.out) for imb in args.imbs}
-    specs = [RunSpec(loss, imb, seed, epochs, datasets[imb])
-             for seed in args.seeds for imb in args.imbs for loss in args.losses]
-    info(f"{len(specs)} runs ({len(args.losses)} losses x imb {args.imbs} x seeds {args.seeds}), {epochs} epochs, "
-         f"{args.jobs} processes x {args.threads} threads; output in {args.out}")
+    specs = [
+        RunSpec(loss, imb, seed, epochs, datasets[imb])
+        for seed in args.seeds
+        for imb in args.imbs
+        for loss in args.losses
+    ]
+    info(
+        f"{len(specs)} runs ({len(args.losses)} losses x imb {args.imbs} x seeds {args.seeds}), {epochs} epochs, "
+        f"{args.jobs} processes x {args.threads} threads; output in {args.out}"
+    )
     records = sorted(run_grid(specs, runs, args.jobs, args.threads), key=lambda r: r["name"])
     summary = summarise_grid(records, args.imbs, args.losses)
     table = markdown(summary, datasets, epochs, args.seeds)
-    meta = {"preset": PRESET, "epochs": epochs, "seeds": args.seeds, "imbs": args.imbs, "losses": args.losses,
-            "val_per_class": VAL_PER_CLASS, "prepare_seed": PREPARE_SEED, "jobs": args.jobs, "threads": args.threads,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-            "run_seconds": round(sum(r["seconds"] for r in records), 1),
-            "torch": torch.__version__, "machine": platform.processor() or platform.machine()}
-    atomic_write(args.out / "results.json", json.dumps({"meta": meta, "summary": summary, "runs": records},
-                                                       indent=1).encode())
+    meta = {
+        "preset": PRESET,
+        "epochs": epochs,
+        "seeds": args.seeds,
+        "imbs": args.imbs,
+        "losses": args.losses,
+        "val_per_class": VAL_PER_CLASS,
+        "prepare_seed": PREPARE_SEED,
+        "jobs": args.jobs,
+        "threads": args.threads,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "run_seconds": round(sum(r["seconds"] for r in records), 1),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
+    atomic_write(
+        args.out / "results.json", json.dumps({"meta": meta, "summary": summary, "runs": records}, indent=1).encode()
+    )
     atomic_write(args.out / "results.md", table.encode())
     plot(summary, args.losses, args.out / "results.png")
     info(f"wrote {args.out / 'results.json'}, results.md, results.png in {meta['wall_seconds'] / 60:.1f} min")

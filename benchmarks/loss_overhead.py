@@ -105,7 +105,7 @@ def measure(step: Step, losses: dict[str, nn.Module], budget_s: float) -> dict[s
     names = list(losses)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             samples[name].append(seconds_per_step(step, losses[name], steps))
     return samples
 
@@ -154,8 +154,10 @@ def main() -> None:
     # every other cost; a cosine head (LDAM's own) stays clear of them. Flushing keeps the timing fair.
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    info(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, allocator {allocator}, "
-         f"about {budget_s:.0f} s per case")
+    info(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, allocator {allocator}, "
+        f"about {budget_s:.0f} s per case"
+    )
     result("| case | C | B | loss | step (ms) | over CE (ms) | over CE (% of CE) |")
     result("|---|---:|---:|---|---:|---:|---:|")
     for case in CASES:

@@ -39,8 +39,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     inputs = make_inputs(args.n, args.classes, args.dim)
     taus = parse_grid("0:2:0.1")
-    print(f"{len(taus)} taus, logits {args.n} x {args.classes} float32, features D={args.dim}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"{len(taus)} taus, logits {args.n} x {args.classes} float32, features D={args.dim}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     for method in POSTHOC_METHODS:
         runs = []
         for _ in range(args.repeats):
@@ -48,8 +50,10 @@ def main() -> None:
             result = search_tau(method, taus, **inputs)
             runs.append(time.perf_counter() - start)
         fastest, slowest = min(runs), max(runs)
-        print(f"{method:>13}: {fastest:6.2f} s for the grid (slowest of {args.repeats}: {slowest:.2f} s), "
-              f"{fastest / len(taus) * 1000:6.1f} ms per tau, best tau {result.best['tau']:g}")
+        print(
+            f"{method:>13}: {fastest:6.2f} s for the grid (slowest of {args.repeats}: {slowest:.2f} s), "
+            f"{fastest / len(taus) * 1000:6.1f} ms per tau, best tau {result.best['tau']:g}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def digits_run(tmp_path_factory, digits_data) -> Path:
     from bagmar_cli.settings import load_settings
 
     settings = load_settings(
-        "digits_lt", overrides=["model.backbone=resnet20_cifar"],
+        "digits_lt",
+        overrides=["model.backbone=resnet20_cifar"],
         flags={"data.root": digits_data, "train.epochs": 2, "train.device": "cpu"},
     )
     return train(settings, tmp_path_factory.mktemp("runs") / "run")

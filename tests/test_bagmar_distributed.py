@@ -23,8 +23,10 @@ VARIANTS = {  # name: BaGMarLoss options; every accumulation mode, both forms
 def global_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(0)
     return [
-        (2 * torch.randn(GLOBAL_BATCH, CLASSES, dtype=torch.float64, generator=generator),
-         torch.randint(CLASSES, (GLOBAL_BATCH,), generator=generator))
+        (
+            2 * torch.randn(GLOBAL_BATCH, CLASSES, dtype=torch.float64, generator=generator),
+            torch.randint(CLASSES, (GLOBAL_BATCH,), generator=generator),
+        )
         for _ in range(STEPS)
     ]
 
@@ -32,7 +34,7 @@ def global_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
 def train(loss_fn: BaGMarLoss, batches, rank: int = 0, world: int = 1) -> torch.Tensor:
     """Feed each batch's rank-th share; returns the step losses."""
     share = GLOBAL_BATCH // world
-    losses = [loss_fn(z[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]) for z, y in batches]
+    losses = [loss_fn(z[rank * share : (rank + 1) * share], y[rank * share : (rank + 1) * share]) for z, y in batches]
     return torch.stack(losses).detach()
 
 

@@ -129,8 +129,10 @@ def test_focal_module_matches_the_hand_value():
 def test_ldam_module_matches_the_hand_value():
     loss_fn = build("ldam", counts=[10000, 1], ldam_max_margin=0.5, ldam_scale=10.0)
     margins = [0.05, 0.5]  # 10000^(-1/4) = 0.1 against 1^(-1/4) = 1, scaled to a largest 0.5
-    rows = [[10 * (v - (margins[y] if j == y else 0.0)) for j, v in enumerate(row)]
-            for row, y in zip(HAND_LOGITS.tolist(), HAND_LABELS.tolist())]
+    rows = [
+        [10 * (v - (margins[y] if j == y else 0.0)) for j, v in enumerate(row)]
+        for row, y in zip(HAND_LOGITS.tolist(), HAND_LABELS.tolist())
+    ]
     assert loss_fn(HAND_LOGITS, HAND_LABELS).item() == pytest.approx(mean_ce(rows, HAND_LABELS.tolist()), rel=1e-6)
 
 
@@ -226,8 +228,13 @@ def test_with_frozen_statistics_the_loss_is_a_logit_adjusted_cross_entropy():
     loss_fn = BaGMarLoss(3, lambda1=1.2, lambda2=0.9)
     loss_fn.load_state_dict({"theta": theta, "phi": phi, "running_theta": theta, "running_phi": phi})
     logits, labels = HAND_LOGITS.tolist(), [2, 0, 1]
-    rows = [[v + (0.0 if j == y else 1.2 * math.log(theta[j] + 1e-3) - 0.9 * math.log(phi[y] + 1e-3))
-             for j, v in enumerate([*row, -1.0])] for row, y in zip(logits, labels)]
+    rows = [
+        [
+            v + (0.0 if j == y else 1.2 * math.log(theta[j] + 1e-3) - 0.9 * math.log(phi[y] + 1e-3))
+            for j, v in enumerate([*row, -1.0])
+        ]
+        for row, y in zip(logits, labels)
+    ]
     inputs = torch.tensor([[*row, -1.0] for row in logits], dtype=F64)
     assert loss_fn(inputs, torch.tensor(labels)).item() == pytest.approx(mean_ce(rows, labels), rel=1e-12)
 

@@ -22,8 +22,13 @@ def _assert_png(path):
 def test_tau_curve(tmp_path):
     gen = torch.Generator().manual_seed(0)
     labels = torch.randint(4, (50,), generator=gen)
-    result = search_tau("pn", [0.0, 0.5, 1.0], logits=torch.randn(50, 4, generator=gen), labels=labels,
-                        counts=torch.tensor([300, 60, 10, 0]))
+    result = search_tau(
+        "pn",
+        [0.0, 0.5, 1.0],
+        logits=torch.randn(50, 4, generator=gen),
+        labels=labels,
+        counts=torch.tensor([300, 60, 10, 0]),
+    )
     path = plot_tau_curve(result, tmp_path / "tau.png")
     assert path == tmp_path / "tau.png"
     _assert_png(path)

@@ -92,7 +92,12 @@ def test_preset_inheritance_overrides_parent():
 def test_paper_recipe_values():
     s = load_settings(preset="cifar100_lt")
     assert (s.train.epochs, s.train.batch_size, s.optim.lr, s.optim.momentum, s.optim.weight_decay) == (
-        200, 64, 0.1, 0.9, 5e-4)
+        200,
+        64,
+        0.1,
+        0.9,
+        5e-4,
+    )
     assert s.data.autoaugment and s.data.cutout == 16
     assert (s.loss.name, s.loss.lambda1, s.loss.lambda2) == ("bagmar", 1.0, 1.0)
 

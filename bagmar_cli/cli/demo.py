@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,7 +16,7 @@ from bagmar_cli.console import info, result, show
 @app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes data and runs.")] = Path("demo"),
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Override the preset's epochs.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override the preset's epochs.")] = None,
     device: options.Device = None,
 ) -> None:
     """Run the main job end to end on scikit-learn's digits, long-tailed (about a minute on 2 CPU cores)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,12 +20,18 @@ def eval_command(
     data: options.Data = None,
     split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
     tau: Annotated[str, typer.Option("--tau", help="auto (what tune-tau recorded), none, or a number.")] = "none",
-    method: Annotated[Optional[str], typer.Option("--method", help="With --tau NUMBER: pn, tau-norm, logit-adjust.")] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", help="With --tau NUMBER: pn, tau-norm, logit-adjust.")
+    ] = None,
     prior: Annotated[bool, typer.Option("--prior/--no-prior", help="Show accuracy under shifted test priors.")] = False,
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for plots (default: beside the checkpoint).")] = None,
+    plots: Annotated[
+        Path | None, typer.Option("--plots", help="Folder for plots (default: beside the checkpoint).")
+    ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no plots.")] = False,
     as_json: options.Json = False,
-    save_logits: Annotated[Optional[Path], typer.Option("--save-logits", help="Write logits and labels (safetensors).")] = None,
+    save_logits: Annotated[
+        Path | None, typer.Option("--save-logits", help="Write logits and labels (safetensors).")
+    ] = None,
     device: options.Device = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inference batch size.")] = 256,
 ) -> None:
@@ -37,8 +43,14 @@ def eval_command(
         raise typer.BadParameter("--save-logits takes a single checkpoint")
     reports = []
     for ckpt in checkpoints:
-        outputs = split_outputs(ckpt, data=data, split=split, device=device or "auto", batch_size=batch_size,
-                                features=method == "tau-norm" or tau == "auto")
+        outputs = split_outputs(
+            ckpt,
+            data=data,
+            split=split,
+            device=device or "auto",
+            batch_size=batch_size,
+            features=method == "tau-norm" or tau == "auto",
+        )
         posthoc = resolve_posthoc(outputs.ckpt, tau, method)
         folder = None if no_plots else (plots or ckpt.parent)
         report = evaluate(outputs, posthoc, save_logits=save_logits, plots=folder)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,17 +17,31 @@ def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A bagmar .safetensors checkpoint (or bundle).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript or safetensors (bundle).")] = "onnx",
     tau: Annotated[str, typer.Option("--tau", help="auto (what tune-tau recorded), none, or a number.")] = "auto",
-    method: Annotated[Optional[str], typer.Option("--method", help="With --tau NUMBER: pn, tau-norm, logit-adjust.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: beside CKPT).")] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", help="With --tau NUMBER: pn, tau-norm, logit-adjust.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: beside CKPT).")] = None,
     batch: Annotated[str, typer.Option("--batch", help="dynamic, or a fixed batch size N.")] = "dynamic",
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare with PyTorch on val images.")] = True,
-    output: Annotated[Optional[str], typer.Option("--output", help="logits or probabilities (PN: probabilities).")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help="logits or probabilities (PN: probabilities).")
+    ] = None,
     data: options.Data = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Export a checkpoint for serving, with a JSON sidecar `<out>.json`; prints the export's path."""
     from bagmar_cli.engine.exporter import ExportOptions, export_model
 
-    opts = ExportOptions(checkpoint=checkpoint, format=fmt, tau=tau, method=method, out=out, batch=batch, check=check,
-                         output=output, data=data, overwrite=overwrite)
+    opts = ExportOptions(
+        checkpoint=checkpoint,
+        format=fmt,
+        tau=tau,
+        method=method,
+        out=out,
+        batch=batch,
+        check=check,
+        output=output,
+        data=data,
+        overwrite=overwrite,
+    )
     result(str(export_model(opts)))

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name (`bagmar presets`) or TOML file.")]
-Config = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML settings file, applied over the preset.")]
+Preset = Annotated[str | None, typer.Option("--preset", "-p", help="Preset name (`bagmar presets`) or TOML file.")]
+Config = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file, applied over the preset.")]
 Set = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", help="Override one setting: section.key=value (repeatable).", metavar="KEY=VALUE"),
 ]
-Data = Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset directory written by `bagmar prepare`.")]
-Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Data = Annotated[Path | None, typer.Option("--data", "-d", help="Dataset directory written by `bagmar prepare`.")]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of the table.")]

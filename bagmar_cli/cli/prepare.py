@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,9 +17,13 @@ def prepare_command(
     imb: Annotated[float, typer.Option("--imb", help="Imbalance factor n_max / n_min (>= 1).")] = 100.0,
     profile: Annotated[str, typer.Option("--profile", help="Long-tail profile: exp or step.")] = "exp",
     seed: Annotated[int, typer.Option("--seed", help="Seed of which images are kept.")] = 0,
-    val_per_class: Annotated[int, typer.Option("--val-per-class", help="Hold out N images per class as a val split.")] = 0,
-    source: Annotated[Optional[Path], typer.Option("--source", help="Official archive or folder (else download).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory.")] = None,
+    val_per_class: Annotated[
+        int, typer.Option("--val-per-class", help="Hold out N images per class as a val split.")
+    ] = 0,
+    source: Annotated[
+        Path | None, typer.Option("--source", help="Official archive or folder (else download).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset directory.")] = False,
 ) -> None:
     """Prepare a long-tailed training split (and the untouched test split) from the official data."""
@@ -28,7 +32,13 @@ def prepare_command(
 
     validate({"data": {"imb": imb, "profile": profile, "val_per_class": val_per_class}, "train": {"seed": seed}})
     path = prepare_dataset(
-        dataset, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class, source=source, out=out,
+        dataset,
+        imb=imb,
+        profile=profile,
+        seed=seed,
+        val_per_class=val_per_class,
+        source=source,
+        out=out,
         overwrite=overwrite,
     )
     result(str(path))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from bagmar_cli.settings import load_settings, preset_names
 
 @app.command("presets")
 def presets_command(
-    name: Annotated[Optional[str], typer.Argument(help="A preset to print as resolved TOML.")] = None,
+    name: Annotated[str | None, typer.Argument(help="A preset to print as resolved TOML.")] = None,
 ) -> None:
     """List presets with their descriptions, or print one preset's resolved settings."""
     if name:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,12 +18,14 @@ def train_command(
     preset: options.Preset = None,
     config: options.Config = None,
     data: options.Data = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<preset>-<time>).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<preset>-<time>).")
+    ] = None,
     overrides: options.Set = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size.")] = None,
     device: options.Device = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for torch, numpy and python.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for torch, numpy and python.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.safetensors.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
 ) -> None:
@@ -32,8 +34,13 @@ def train_command(
     from bagmar_cli.settings import load_settings
 
     preset = preset or (None if config else _default_preset(data))
-    flags = {"data.root": data, "train.epochs": epochs, "train.batch_size": batch_size, "train.device": device,
-             "train.seed": seed}
+    flags = {
+        "data.root": data,
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.device": device,
+        "train.seed": seed,
+    }
     settings = load_settings(preset, config, overrides, flags)
     run_dir = out or Path("runs") / f"{Path(preset or 'run').stem}-{datetime.now():%Y%m%d-%H%M%S}"
     checkpoint = train(settings, run_dir, resume=resume, overwrite=overwrite)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -19,7 +19,7 @@ from bagmar_cli.console import info, result, show, warn
 def tune_tau_command(
     checkpoint: Annotated[Path, typer.Argument(help="A bagmar .safetensors checkpoint.")],
     method: Annotated[str, typer.Option("--method", help="pn, tau-norm or logit-adjust.")] = "pn",
-    split: Annotated[Optional[str], typer.Option("--split", help="Tuning split (default: val, else test).")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Tuning split (default: val, else test).")] = None,
     grid: Annotated[str, typer.Option("--grid", help="START:STOP:STEP, STOP included.")] = "0:2:0.1",
     metric: Annotated[str, typer.Option("--metric", help="top1, macro, many, medium or few.")] = "top1",
     write: Annotated[bool, typer.Option("--write/--no-write", help="Record the best τ in the checkpoint.")] = True,
@@ -30,8 +30,16 @@ def tune_tau_command(
     """Score every τ of the grid from one pass of the model; print the table and the best τ."""
     from bagmar_cli.engine.tuning import tune_tau
 
-    tuned = tune_tau(checkpoint, method=method, split=split, grid=grid, metric=metric, write=write, data=data,
-                     device=device or "auto")
+    tuned = tune_tau(
+        checkpoint,
+        method=method,
+        split=split,
+        grid=grid,
+        metric=metric,
+        write=write,
+        data=data,
+        device=device or "auto",
+    )
     show(_table(tuned.to_json()))
     best = tuned.search.best
     info(f"best τ = {best['tau']:g} ({metric} {pct(best[metric])}% on {tuned.split}); plot: {tuned.plot}")

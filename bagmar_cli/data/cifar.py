@@ -47,8 +47,11 @@ class CifarLayout:
 
 CIFAR10 = CifarLayout(
     title="CIFAR-10",
-    archive=Resource("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                     "c58f30108f718f92721af3b95e74349a"),
+    archive=Resource(
+        "cifar-10-python.tar.gz",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+    ),
     folder="cifar-10-batches-py",
     train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
     test_file="test_batch",
@@ -71,8 +74,11 @@ CIFAR10 = CifarLayout(
 
 CIFAR100 = CifarLayout(
     title="CIFAR-100",
-    archive=Resource("cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                     "eb9058c3a382ffc7106e4002c42a8d85"),
+    archive=Resource(
+        "cifar-100-python.tar.gz",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+    ),
     folder="cifar-100-python",
     train_files=("train",),
     test_file="test",
@@ -103,8 +109,9 @@ def load_cifar(layout: CifarLayout, source: Path | None) -> SourceData:
     _check_counts(layout, path, "training", train_labels, layout.train_per_class)
     _check_counts(layout, path, "test", test_labels, layout.test_per_class)
     classes = _parse_classes(layout, path, files.pop(layout.meta_file))
-    return SourceData(train_images, train_labels, test_images, test_labels, classes,
-                      _source_info(layout, path, digests))
+    return SourceData(
+        train_images, train_labels, test_images, test_labels, classes, _source_info(layout, path, digests)
+    )
 
 
 def _read_files(layout: CifarLayout, path: Path) -> dict[str, bytes]:
@@ -157,7 +164,9 @@ def _parse_batch(layout: CifarLayout, path: Path, name: str, raw: bytes) -> tupl
         shape = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DatasetError(f"{path}: {name} data is {shape}, expected uint8 ({rows}, {ROW_BYTES})")
     if labels.shape != (rows,) or labels.dtype.kind not in "iu":
-        raise DatasetError(f"{path}: {name} has {labels.dtype} labels of shape {labels.shape}, expected {rows} integers")
+        raise DatasetError(
+            f"{path}: {name} has {labels.dtype} labels of shape {labels.shape}, expected {rows} integers"
+        )
     return data.reshape(rows, 3, 32, 32), labels.astype(np.int64)
 
 
@@ -181,8 +190,10 @@ def _parse_classes(layout: CifarLayout, path: Path, raw: bytes) -> list[str]:
     """Class names in label order from the meta file."""
     meta = _unpickle(path, layout.meta_file, raw)
     names = meta.get(layout.names_key) if isinstance(meta, dict) else None
-    if not isinstance(names, list) or len(names) != layout.num_classes or not all(
-        isinstance(n, (bytes, str)) for n in names
+    if (
+        not isinstance(names, list)
+        or len(names) != layout.num_classes
+        or not all(isinstance(n, (bytes, str)) for n in names)
     ):
         raise DatasetError(f"{path}: {layout.meta_file} lacks {layout.num_classes} {layout.names_key!r}")
     return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
@@ -201,16 +212,25 @@ def _source_info(layout: CifarLayout, path: Path, digests: dict[str, str]) -> So
     verified = digests == layout.file_md5
     if not verified:
         differ = [name for name in layout.files if digests[name] != layout.file_md5[name]]
-        warn(f"{path}: {', '.join(differ)} differ from the official {layout.title} files (MD5); "
-             "the structure is valid, so it is used anyway")
+        warn(
+            f"{path}: {', '.join(differ)} differ from the official {layout.title} files (MD5); "
+            "the structure is valid, so it is used anyway"
+        )
     md5 = file_md5(path) if path.is_file() else None
     return SourceInfo(name=path.name, md5=md5, files=digests, verified=verified)
 
 
 def _cifar_spec(name: str, layout: CifarLayout, preset: str) -> DatasetSpec:
-    return DatasetSpec(name=name, num_classes=layout.num_classes, n_max=layout.train_per_class,
-                       image_size=(3, 32, 32), mean=LT_MEAN, std=LT_STD, default_preset=preset,
-                       load_source=partial(load_cifar, layout))
+    return DatasetSpec(
+        name=name,
+        num_classes=layout.num_classes,
+        n_max=layout.train_per_class,
+        image_size=(3, 32, 32),
+        mean=LT_MEAN,
+        std=LT_STD,
+        default_preset=preset,
+        load_source=partial(load_cifar, layout),
+    )
 
 
 @register_dataset("cifar10")

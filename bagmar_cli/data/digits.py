@@ -41,12 +41,23 @@ def _source_info(raw: np.ndarray, labels: np.ndarray) -> SourceInfo:
     digest = hashlib.sha256(raw.tobytes() + labels.astype("<i8").tobytes()).hexdigest()
     if digest != SHA256:
         warn(f"scikit-learn {sklearn.__version__}'s digits differ from the known ones (SHA-256 {digest})")
-    return SourceInfo(name=f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})", sha256=digest,
-                      verified=digest == SHA256)
+    return SourceInfo(
+        name=f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})",
+        sha256=digest,
+        verified=digest == SHA256,
+    )
 
 
 @register_dataset("digits")
 def digits() -> DatasetSpec:
     """Digits-LT: 10 classes of 8x8 grey images; n_max is the smallest class of the training pool."""
-    return DatasetSpec(name="digits", num_classes=NUM_CLASSES, n_max=None, image_size=(1, 8, 8),
-                       mean=(0.3053,), std=(0.3759,), default_preset="digits_lt", load_source=load_digits_source)
+    return DatasetSpec(
+        name="digits",
+        num_classes=NUM_CLASSES,
+        n_max=None,
+        image_size=(1, 8, 8),
+        mean=(0.3053,),
+        std=(0.3759,),
+        default_preset="digits_lt",
+        load_source=load_digits_source,
+    )

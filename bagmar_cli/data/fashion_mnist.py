@@ -46,8 +46,9 @@ def read_idx(path: Path, magic: int) -> tuple[np.ndarray, str]:
     dims = struct.unpack(f">{ndim}I", data[4:header])
     expected = header + math.prod(dims)
     if len(data) != expected:
-        raise DatasetError(f"{path} holds {len(data)} bytes but its header {dims} implies {expected}: "
-                           "truncated or damaged")
+        raise DatasetError(
+            f"{path} holds {len(data)} bytes but its header {dims} implies {expected}: truncated or damaged"
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims), md5_bytes(data)
 
 
@@ -111,8 +112,10 @@ def _source_info(paths: dict[str, Path], digests: dict[str, str]) -> SourceInfo:
     """Checksums of the decompressed files; warns when they are not the official ones."""
     differ = [name for name, (_, raw_md5) in FILES.items() if digests[name] != raw_md5]
     if differ:
-        warn(f"{', '.join(str(paths[name]) for name in differ)} differ from the official Fashion-MNIST files "
-             "(MD5); the structure is valid, so they are used anyway")
+        warn(
+            f"{', '.join(str(paths[name]) for name in differ)} differ from the official Fashion-MNIST files "
+            "(MD5); the structure is valid, so they are used anyway"
+        )
     folder = paths["train-images-idx3-ubyte"].parent
     return SourceInfo(name=folder.name, files=digests, verified=not differ)
 
@@ -120,6 +123,13 @@ def _source_info(paths: dict[str, Path], digests: dict[str, str]) -> SourceInfo:
 @register_dataset("fashion_mnist")
 def fashion_mnist() -> DatasetSpec:
     """Fashion-MNIST-LT: 10 classes of 28x28 grey images, 6,000 training images per class before the long tail."""
-    return DatasetSpec(name="fashion_mnist", num_classes=len(CLASSES), n_max=TRAIN_PER_CLASS, image_size=(1, 28, 28),
-                       mean=(0.2860,), std=(0.3530,), default_preset="fashion_mnist_lt",
-                       load_source=load_fashion_mnist)
+    return DatasetSpec(
+        name="fashion_mnist",
+        num_classes=len(CLASSES),
+        n_max=TRAIN_PER_CLASS,
+        image_size=(1, 28, 28),
+        mean=(0.2860,),
+        std=(0.3530,),
+        default_preset="fashion_mnist_lt",
+        load_source=load_fashion_mnist,
+    )

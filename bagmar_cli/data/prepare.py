@@ -44,8 +44,9 @@ def prepare_dataset(
     return out
 
 
-def draw_splits(spec: DatasetSpec, data: SourceData, imb: float, profile: str, seed: int, val_per_class: int
-                ) -> dict[str, Split]:
+def draw_splits(
+    spec: DatasetSpec, data: SourceData, imb: float, profile: str, seed: int, val_per_class: int
+) -> dict[str, Split]:
     """The long-tailed train split, the balanced val split (when val_per_class > 0) and the whole test split.
 
     Each class's training images are shuffled once by `seed`: the first val_per_class go to val,
@@ -76,25 +77,46 @@ def _check_val(val_per_class: int, sizes: list[int], classes: list[str]) -> None
     """UsageError when the val split would leave a class without training images."""
     smallest = int(np.argmin(sizes))
     if val_per_class >= sizes[smallest]:
-        raise UsageError(f"val_per_class {val_per_class} leaves class {classes[smallest]!r} no training images "
-                         f"(its pool holds {sizes[smallest]}); use fewer than {sizes[smallest]}")
+        raise UsageError(
+            f"val_per_class {val_per_class} leaves class {classes[smallest]!r} no training images "
+            f"(its pool holds {sizes[smallest]}); use fewer than {sizes[smallest]}"
+        )
 
 
 def _check_nonempty(wanted: list[int], classes: list[str], imb: float, n_max: int) -> None:
     """UsageError when the imbalance factor rounds a class down to zero training images."""
     if min(wanted) == 0:
         empty = classes[wanted.index(0)]
-        raise UsageError(f"imbalance factor {imb:g} leaves class {empty!r} no training images "
-                         f"(n_max is {n_max}); use an imbalance factor of at most {n_max}")
+        raise UsageError(
+            f"imbalance factor {imb:g} leaves class {empty!r} no training images "
+            f"(n_max is {n_max}); use an imbalance factor of at most {n_max}"
+        )
 
 
-def _manifest(spec: DatasetSpec, data: SourceData, splits: dict[str, SplitInfo], imb: float, profile: str,
-              seed: int, val_per_class: int) -> Manifest:
+def _manifest(
+    spec: DatasetSpec,
+    data: SourceData,
+    splits: dict[str, SplitInfo],
+    imb: float,
+    profile: str,
+    seed: int,
+    val_per_class: int,
+) -> Manifest:
     """The manifest of the splits just written."""
     return Manifest(
-        format_version=FORMAT_VERSION, dataset=spec.name, classes=data.classes, image_size=list(spec.image_size),
-        mean=list(spec.mean), std=list(spec.std), splits=splits, imb=imb, profile=profile, seed=seed,
-        val_per_class=val_per_class, source=data.source, default_preset=spec.default_preset,
+        format_version=FORMAT_VERSION,
+        dataset=spec.name,
+        classes=data.classes,
+        image_size=list(spec.image_size),
+        mean=list(spec.mean),
+        std=list(spec.std),
+        splits=splits,
+        imb=imb,
+        profile=profile,
+        seed=seed,
+        val_per_class=val_per_class,
+        source=data.source,
+        default_preset=spec.default_preset,
         created_by=f"bagmar {__version__}",
     )
 

@@ -33,8 +33,10 @@ def default_data_dir(name: str, imb: float, profile: str = "exp") -> Path:
 def save_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray, num_classes: int) -> SplitInfo:
     """Write `<split>.safetensors` into `root` and describe it for the manifest."""
     file = f"{split}.safetensors"
-    tensors = {"images": torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
-               "labels": torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))}
+    tensors = {
+        "images": torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+        "labels": torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
+    }
     (root / file).write_bytes(save(tensors))  # not save_file, which writes mode 0600 whatever the umask
     counts = np.bincount(labels, minlength=num_classes).tolist()
     return SplitInfo(file=file, n=len(labels), counts=counts)
@@ -59,8 +61,9 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def _check_split(path: Path, images: torch.Tensor | None, labels: torch.Tensor | None,
-                 info: SplitInfo, manifest: Manifest) -> None:
+def _check_split(
+    path: Path, images: torch.Tensor | None, labels: torch.Tensor | None, info: SplitInfo, manifest: Manifest
+) -> None:
     """DatasetError unless the tensors have the manifest's shapes, label range and per-class counts."""
     if images is None or labels is None:
         raise DatasetError(f"{path} must hold tensors 'images' and 'labels'")
@@ -68,8 +71,10 @@ def _check_split(path: Path, images: torch.Tensor | None, labels: torch.Tensor |
     if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != size:
         raise DatasetError(f"{path}: images are {images.dtype} {tuple(images.shape)}, expected uint8 (N, *{size})")
     if labels.dtype != torch.int64 or labels.shape != (info.n,) or len(images) != info.n:
-        raise DatasetError(f"{path}: {len(images)} images and labels {labels.dtype} {tuple(labels.shape)}, "
-                           f"expected {info.n} of each with int64 labels")
+        raise DatasetError(
+            f"{path}: {len(images)} images and labels {labels.dtype} {tuple(labels.shape)}, "
+            f"expected {info.n} of each with int64 labels"
+        )
     if info.n and (labels.min() < 0 or labels.max() >= manifest.num_classes):
         raise DatasetError(f"{path}: labels outside [0, {manifest.num_classes})")
     if torch.bincount(labels, minlength=manifest.num_classes).tolist() != info.counts:
@@ -108,8 +113,10 @@ def check_writable(out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise DatasetError(f"{out} already exists; pass --overwrite to replace it, or choose another output")
     if not (out / MANIFEST_NAME).is_file() and any(out.iterdir()):  # --overwrite deletes what it replaces
-        raise DatasetError(f"{out} is not a dataset directory (no {MANIFEST_NAME}); --overwrite replaces only "
-                           "those: choose another output directory")
+        raise DatasetError(
+            f"{out} is not a dataset directory (no {MANIFEST_NAME}); --overwrite replaces only "
+            "those: choose another output directory"
+        )
 
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:

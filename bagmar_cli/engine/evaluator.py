@@ -38,7 +38,12 @@ class SplitOutputs:
 
 
 def split_outputs(
-    ckpt_path: Path, *, data: Path | None, split: str, device: str = "auto", batch_size: int = 256,
+    ckpt_path: Path,
+    *,
+    data: Path | None,
+    split: str,
+    device: str = "auto",
+    batch_size: int = 256,
     features: bool = False,
 ) -> SplitOutputs:
     """Run the model of `ckpt_path` over `split` of its dataset (or of `data`)."""
@@ -56,7 +61,10 @@ def split_outputs(
 
 
 def evaluate(
-    outputs: SplitOutputs, posthoc: Posthoc | None = None, *, save_logits: Path | None = None,
+    outputs: SplitOutputs,
+    posthoc: Posthoc | None = None,
+    *,
+    save_logits: Path | None = None,
     plots: Path | None = None,
 ) -> dict[str, Any]:
     """The report `bagmar eval --json` prints for one checkpoint."""
@@ -74,8 +82,11 @@ def evaluate(
         "checkpoint": str(outputs.ckpt.path),
         "posthoc": posthoc.describe() if posthoc else None,
         "selected_on_reported_split": outputs.ckpt.meta.get("selection_split") == outputs.split,
-        "tuned_on_reported_split": bool(posthoc and outputs.ckpt.meta.get("posthoc", {}).get("split") == outputs.split
-                                        and posthoc.source == "recorded"),
+        "tuned_on_reported_split": bool(
+            posthoc
+            and outputs.ckpt.meta.get("posthoc", {}).get("split") == outputs.split
+            and posthoc.source == "recorded"
+        ),
     }
     if save_logits is not None:
         atomic_write(Path(save_logits), save({"logits": outputs.logits.contiguous(), "labels": outputs.labels}))
@@ -102,13 +113,15 @@ def _probabilities(scores: torch.Tensor, posthoc: Posthoc | None) -> torch.Tenso
     return torch.softmax(scores.double(), dim=1)
 
 
-def _plots(folder: Path, outputs: SplitOutputs, scores, per_class, bins) -> dict[str, str]:  # noqa: ANN001
+def _plots(folder: Path, outputs: SplitOutputs, scores, per_class, bins) -> dict[str, str]:
     stem = f"eval-{outputs.split}"
     preds = predict(scores)
     cm = confusion_matrix(preds, outputs.labels, scores.shape[1])
     classes = outputs.ckpt.meta["classes"]
     return {
         "per_class": str(plot_per_class(per_class, torch.tensor(outputs.counts), folder / f"{stem}-per-class.png")),
-        "confused_pairs": str(plot_confused_pairs(worst_confused_pairs(cm, 10), classes, folder / f"{stem}-confused.png")),
+        "confused_pairs": str(
+            plot_confused_pairs(worst_confused_pairs(cm, 10), classes, folder / f"{stem}-confused.png")
+        ),
         "reliability": str(plot_reliability(bins, folder / f"{stem}-reliability.png")),
     }

@@ -88,7 +88,7 @@ def _choice(option: str, value: str | None, allowed: Any) -> None:
 
 
 def parse_batch(value: str | int | None) -> int | None:
-    """"dynamic" (or None) becomes None; otherwise a positive batch size."""
+    """ "dynamic" (or None) becomes None; otherwise a positive batch size."""
     if value is None or value == "dynamic":
         return None
     try:
@@ -154,8 +154,9 @@ def _bake_logit_adjust(model: Classifier, posthoc: Posthoc, counts: list[int]) -
 _BAKERS = {"pn": _bake_pn, "tau-norm": _bake_tau_norm, "logit-adjust": _bake_logit_adjust}
 
 
-def build_serving(model: Classifier, posthoc: Posthoc | None, train_counts: list[int],
-                  output: str | None = None) -> ServingModel:
+def build_serving(
+    model: Classifier, posthoc: Posthoc | None, train_counts: list[int], output: str | None = None
+) -> ServingModel:
     """The served module (on a copy of `model`); PN always outputs probabilities."""
     pn = posthoc is not None and posthoc.method == "pn"
     if pn and output == "logits":
@@ -228,8 +229,11 @@ def export_model(opts: ExportOptions) -> Path:
     if opts.format == "safetensors" and opts.batch is not None:
         warn("--batch has no effect on a safetensors bundle (it runs any batch size)")
     sidecar = make_sidecar(ckpt, opts, serving.output, posthoc)
-    checked = _publish(out, lambda path: _WRITERS[opts.format](path, serving, ckpt, sidecar),
-                       lambda path: check_export(path, sidecar, serving, ckpt, opts.data) if opts.check else None)
+    checked = _publish(
+        out,
+        lambda path: _WRITERS[opts.format](path, serving, ckpt, sidecar),
+        lambda path: check_export(path, sidecar, serving, ckpt, opts.data) if opts.check else None,
+    )
     sidecar |= {"sha256": file_sha256(out), "check": checked}
     atomic_write(sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
     return out
@@ -300,8 +304,16 @@ def _write_onnx(path: Path, serving: ServingModel, ckpt: Checkpoint, sidecar: di
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(serving, (_example(sidecar),), buffer, input_names=[INPUT_NAME],
-                          output_names=[serving.output], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            serving,
+            (_example(sidecar),),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[serving.output],
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+        )
     atomic_write(path, buffer.getvalue())
 
 
@@ -317,8 +329,12 @@ def _write_torchscript(path: Path, serving: ServingModel, ckpt: Checkpoint, side
 def _write_bundle(path: Path, serving: ServingModel, ckpt: Checkpoint, sidecar: dict[str, Any]) -> None:
     """A checkpoint of kind "bundle": model weights and the metadata to rebuild and serve the model."""
     meta = {key: ckpt.meta[key] for key in BUNDLE_META if key in ckpt.meta}
-    meta |= {"kind": "bundle", "posthoc": sidecar["posthoc"], "output": sidecar["output"],
-             "source_checkpoint_sha256": ckpt.sha256}
+    meta |= {
+        "kind": "bundle",
+        "posthoc": sidecar["posthoc"],
+        "output": sidecar["output"],
+        "source_checkpoint_sha256": ckpt.sha256,
+    }
     save_checkpoint(path, {f"model.{k}": v for k, v in ckpt.section("model").items()}, meta)
 
 
@@ -400,8 +416,9 @@ def _padded(run: Runner, batch: int) -> Runner:
     return run_padded
 
 
-def check_export(path: Path, sidecar: dict[str, Any], serving: ServingModel, ckpt: Checkpoint,
-                 data: Path | None) -> dict[str, Any]:
+def check_export(
+    path: Path, sidecar: dict[str, Any], serving: ServingModel, ckpt: Checkpoint, data: Path | None
+) -> dict[str, Any]:
     """Compare the written export with the PyTorch serving module; BagmarError if they disagree."""
     images, source = check_inputs(ckpt, data)
     batch = sidecar["batch"] if isinstance(sidecar["batch"], int) else None
@@ -433,9 +450,13 @@ def compare_outputs(exported: Tensor, reference: Tensor, output: str, source: st
     max_diff = float(diff.max()) if diff.numel() else 0.0
     within = bool((diff <= atol + rtol * reference.double().abs()).all())
     flips = int((exported.argmax(dim=1) != reference.argmax(dim=1)).sum())
-    info(f"check: max |export - PyTorch| = {max_diff:.3g} over {len(reference)} {source} inputs "
-         f"(tolerance {atol:g} + {rtol:g}·|PyTorch|), {flips} different predictions")
+    info(
+        f"check: max |export - PyTorch| = {max_diff:.3g} over {len(reference)} {source} inputs "
+        f"(tolerance {atol:g} + {rtol:g}·|PyTorch|), {flips} different predictions"
+    )
     if not within or flips:
-        raise BagmarError(f"the export disagrees with the PyTorch model (max abs diff {max_diff:.3g}, "
-                          f"{flips} different predictions); nothing was written")
+        raise BagmarError(
+            f"the export disagrees with the PyTorch model (max abs diff {max_diff:.3g}, "
+            f"{flips} different predictions); nothing was written"
+        )
     return {"inputs": source, "n": len(reference), "max_abs_diff": max_diff, "atol": atol, "rtol": rtol}

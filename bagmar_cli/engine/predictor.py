@@ -75,8 +75,14 @@ def _from_checkpoint(path: Path, device: torch.device) -> ServedModel:
     ckpt = load_checkpoint(path)
     serving = serving_from_checkpoint(ckpt).to(device)
     spec = ckpt.meta["model"]
-    return ServedModel(torch_runner(serving, device), list(ckpt.meta["classes"]), list(spec["input_size"]),
-                       spec["mean"], spec["std"], serving.output)
+    return ServedModel(
+        torch_runner(serving, device),
+        list(ckpt.meta["classes"]),
+        list(spec["input_size"]),
+        spec["mean"],
+        spec["std"],
+        serving.output,
+    )
 
 
 def _from_export(path: Path, device: torch.device) -> ServedModel:
@@ -148,8 +154,9 @@ def top_k(probs: Tensor, classes: list[str], k: int) -> list[list[dict[str, Any]
     ]
 
 
-def predict_images(model_path: Path, paths: Sequence[Path], *, k: int = 1, batch_size: int = 256,
-                   device: str = "auto") -> Iterator[dict[str, Any]]:
+def predict_images(
+    model_path: Path, paths: Sequence[Path], *, k: int = 1, batch_size: int = 256, device: str = "auto"
+) -> Iterator[dict[str, Any]]:
     """One entry per image, in order: {"path", "top_k"} or, for an unreadable file, {"path", "error"}."""
     files = find_images(paths)
     model = load_model(model_path, device)

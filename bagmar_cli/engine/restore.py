@@ -37,7 +37,5 @@ def checkpoint_dataset(ckpt: Checkpoint, override: Path | None = None) -> tuple[
     manifest = load_manifest(root)
     expected = ckpt.meta["model"]["num_classes"]
     if manifest.num_classes != expected:
-        raise DatasetError(
-            f"dataset {root} has {manifest.num_classes} classes but the checkpoint predicts {expected}"
-        )
+        raise DatasetError(f"dataset {root} has {manifest.num_classes} classes but the checkpoint predicts {expected}")
     return root, manifest

@@ -39,5 +39,9 @@ def _int_milestones(value: Any) -> Any:
         return [_int_milestones(item) for item in value]
     if not isinstance(value, dict):
         return value
-    return {key: Counter({int(epoch): n for epoch, n in item.items()}) if key == "milestones" and isinstance(item, dict)
-            else _int_milestones(item) for key, item in value.items()}
+    return {
+        key: Counter({int(epoch): n for epoch, n in item.items()})
+        if key == "milestones" and isinstance(item, dict)
+        else _int_milestones(item)
+        for key, item in value.items()
+    }

@@ -172,7 +172,9 @@ def _loader(job: Job, images: torch.Tensor, labels: torch.Tensor, epoch: int) ->
         sampler.set_epoch(epoch)
         return DataLoader(dataset, batch, sampler=sampler, num_workers=workers, drop_last=True)
     sampler = make_sampler(settings.data.sampler, labels, manifest.num_classes, generator)
-    return DataLoader(dataset, batch, shuffle=sampler is None, sampler=sampler, generator=generator, num_workers=workers)
+    return DataLoader(
+        dataset, batch, shuffle=sampler is None, sampler=sampler, generator=generator, num_workers=workers
+    )
 
 
 def _train_epoch(job: Job, net: nn.Module, loader: DataLoader, epoch: int) -> dict[str, float]:
@@ -313,7 +315,9 @@ def _epoch_of(line: str) -> float:
 
 
 def _epoch_line(record: dict[str, Any], val_name: str) -> str:
-    line = f"epoch {record['epoch']}: loss {record['loss']:.4f}, lr {record['lr']:.4g}, {record['images_per_s']:.0f} img/s"
+    line = (
+        f"epoch {record['epoch']}: loss {record['loss']:.4f}, lr {record['lr']:.4g}, {record['images_per_s']:.0f} img/s"
+    )
     if val_name in record:
         r = record[val_name]
         line += f", {val_name} top-1 {r['top1']:.2%} (many {_pct(r['many'])}, medium {_pct(r['medium'])}, few {_pct(r['few'])})"
@@ -341,4 +345,3 @@ class _signals_as_exception:
     @staticmethod
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
-

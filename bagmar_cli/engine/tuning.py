@@ -42,8 +42,15 @@ class TuneResult:
 
 
 def tune_tau(
-    checkpoint: Path, *, method: str = "pn", split: str | None = None, grid: str = "0:2:0.1", metric: str = "top1",
-    write: bool = True, data: Path | None = None, device: str = "auto",
+    checkpoint: Path,
+    *,
+    method: str = "pn",
+    split: str | None = None,
+    grid: str = "0:2:0.1",
+    metric: str = "top1",
+    write: bool = True,
+    data: Path | None = None,
+    device: str = "auto",
 ) -> TuneResult:
     """Search τ for `method` on `split` (default: val when the dataset has one, else test)."""
     taus = parse_grid(grid)
@@ -53,8 +60,15 @@ def tune_tau(
     outputs = split_outputs(checkpoint, data=data, split=split, device=device, features=method == "tau-norm")
     weight, bias = head_parameters(outputs.ckpt) if method == "tau-norm" else (None, None)
     search = search_tau(
-        method, taus, logits=outputs.logits, labels=outputs.labels, counts=torch.tensor(outputs.counts),
-        features=outputs.features, weight=weight, bias=bias, metric=metric,
+        method,
+        taus,
+        logits=outputs.logits,
+        labels=outputs.labels,
+        counts=torch.tensor(outputs.counts),
+        features=outputs.features,
+        weight=weight,
+        bias=bias,
+        metric=metric,
     )
     plot = plot_tau_curve(search, Path(checkpoint).parent / f"tau-{method}.png")
     if write:

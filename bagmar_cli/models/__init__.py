@@ -4,4 +4,4 @@ from bagmar_cli.models import resnet_cifar  # noqa: F401  (registers the CIFAR R
 from bagmar_cli.models.classifier import Classifier, build_model
 from bagmar_cli.models.heads import HEADS, NormedLinear
 
-__all__ = ["Classifier", "HEADS", "NormedLinear", "build_model"]
+__all__ = ["HEADS", "Classifier", "NormedLinear", "build_model"]

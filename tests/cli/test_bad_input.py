@@ -49,7 +49,7 @@ def _tar(path: Path, members: dict[str, bytes]) -> Path:
 
 def _cifar10(path: Path, data_batch_1: bytes) -> Path:
     """A CIFAR-10 archive whose first batch is `data_batch_1`; the members after it are never parsed."""
-    members = {name: b"unused" for name in CIFAR10.files} | {"data_batch_1": data_batch_1}
+    members = dict.fromkeys(CIFAR10.files, b"unused") | {"data_batch_1": data_batch_1}
     return _tar(path, {f"{CIFAR10.folder}/{name}": data for name, data in members.items()})
 
 
@@ -70,7 +70,7 @@ def _copy_dataset(source: Path, target: Path) -> Path:
     return Path(shutil.copytree(source, target))
 
 
-def _edit_manifest(root: Path, edit) -> Path:  # noqa: ANN001
+def _edit_manifest(root: Path, edit) -> Path:
     manifest = json.loads((root / "manifest.json").read_text())
     edit(manifest)
     (root / "manifest.json").write_text(json.dumps(manifest))
@@ -104,13 +104,18 @@ def paths(tmp_path_factory, digits_data: Path, digits_run: Path) -> dict[str, Pa
     good = digits_run.parent / "last.safetensors"
     rng = random.Random(0)
     marker = bad / "pickle-ran"
-    files: dict[str, Path] = {"data": digits_data, "ckpt": digits_run, "run": digits_run.parent, "bad": bad,
-                              "marker": marker}
+    files: dict[str, Path] = {
+        "data": digits_data,
+        "ckpt": digits_run,
+        "run": digits_run.parent,
+        "bad": bad,
+        "marker": marker,
+    }
 
     def write(name: str, content: bytes | str) -> Path:
         path = bad / name
         path.write_bytes(content.encode() if isinstance(content, str) else content)
-        files[name.split(".")[0]] = path
+        files[name.split(".", maxsplit=1)[0]] = path
         return path
 
     write("empty.safetensors", b"")
@@ -155,15 +160,21 @@ def paths(tmp_path_factory, digits_data: Path, digits_run: Path) -> dict[str, Pa
 TRAIN = ["train", "--data", "{data}", "--out", "{bad}/run", "--epochs", "1", "--device", "cpu"]
 CASES = {
     # CLI values
-    "dataset-unknown-in-settings": (["train", "--preset", "digits_lt", "--set", "data.dataset=imagenet"], 2,
-                                    "unknown dataset 'imagenet'"),
+    "dataset-unknown-in-settings": (
+        ["train", "--preset", "digits_lt", "--set", "data.dataset=imagenet"],
+        2,
+        "unknown dataset 'imagenet'",
+    ),
     "preset-unknown-presets-command": (["presets", "cifar10-lt"], 2, "unknown preset 'cifar10-lt' (did you mean"),
     "loss-unknown": ([*TRAIN, "--set", "loss.name=bagmr"], 2, "unknown loss 'bagmr' (did you mean 'bagmar'?)"),
     "backbone-unknown": ([*TRAIN, "--set", "model.backbone=resnet32cifar"], 2, "unknown backbone 'resnet32cifar'"),
     "sampler-unknown": ([*TRAIN, "--set", "data.sampler=balanced"], 2, "setting data.sampler = 'balanced'"),
     "method-unknown-eval": (["eval", "{ckpt}", "--tau", "1", "--method", "pm"], 2, "unknown post-hoc method 'pm'"),
-    "method-unknown-eval-without-tau": (["eval", "{ckpt}", "--method", "tau_norm"], 2,
-                                        "unknown post-hoc method 'tau_norm'"),
+    "method-unknown-eval-without-tau": (
+        ["eval", "{ckpt}", "--method", "tau_norm"],
+        2,
+        "unknown post-hoc method 'tau_norm'",
+    ),
     "method-unknown-tune-tau": (["tune-tau", "{ckpt}", "--method", "la"], 2, "unknown post-hoc method 'la'"),
     "metric-unknown-tune-tau": (["tune-tau", "{ckpt}", "--metric", "accuracy"], 2, "unknown metric 'accuracy'"),
     "tau-not-a-number": (["eval", "{ckpt}", "--tau", "big"], 2, "--tau 'big': expected auto, none or a number"),
@@ -189,8 +200,11 @@ CASES = {
     "set-missing-equals": ([*TRAIN, "--set", "optim.lr 0.1"], 2, "--set 'optim.lr 0.1': expected section.key=value"),
     "set-missing-key": ([*TRAIN, "--set", "=3"], 2, "--set '=3': missing key before '='"),
     "set-key-below-a-value": ([*TRAIN, "--set", "optim.lr.x=1"], 2, "setting optim.lr"),
-    "set-head-scale-on-a-linear-head": ([*TRAIN, "--set", "model.head_scale=30"], 2,
-                                        'settings model: head_scale scales cosines: it needs head = "normed"'),
+    "set-head-scale-on-a-linear-head": (
+        [*TRAIN, "--set", "model.head_scale=30"],
+        2,
+        'settings model: head_scale scales cosines: it needs head = "normed"',
+    ),
     "epochs-negative": ([*TRAIN[:-4], "--epochs", "-1"], 2, "setting train.epochs = -1"),
     "epochs-zero": ([*TRAIN[:-4], "--epochs", "0"], 2, "setting train.epochs = 0"),
     "batch-size-negative": ([*TRAIN, "--batch-size", "-8"], 2, "setting train.batch_size = -8"),
@@ -204,8 +218,11 @@ CASES = {
     "command-unknown": (["evaluate"], 2, "No such command 'evaluate'"),
     # config files
     "config-not-toml": (["train", "--config", "{not_toml}"], 2, "not_toml.toml' is not valid TOML"),
-    "config-unknown-key": (["train", "--config", "{unknown_key}"], 2,
-                           "unknown setting 'optim.momentun' (did you mean 'momentum'?)"),
+    "config-unknown-key": (
+        ["train", "--config", "{unknown_key}"],
+        2,
+        "unknown setting 'optim.momentun' (did you mean 'momentum'?)",
+    ),
     "config-wrong-type": (["train", "--config", "{wrong_type}"], 2, "setting train.batch_size = 'large'"),
     "config-section-not-a-table": (["train", "--config", "{wrong_section}"], 2, "setting train = 3"),
     "config-missing": (["train", "--config", "{bad}/nope.toml"], 2, "nope.toml' not found"),
@@ -227,10 +244,16 @@ CASES = {
             ("newer-format", "{newer}", 1, "has checkpoint format version 2; this bagmar"),
         ]
     },
-    "checkpoint-other-class-count-eval": (["eval", "{ckpt}", "--data", "{five_classes}"], 1,
-                                          "has 5 classes but the checkpoint predicts 10"),
-    "checkpoint-other-class-count-tune-tau": (["tune-tau", "{ckpt}", "--data", "{five_classes}"], 1,
-                                              "has 5 classes but the checkpoint predicts 10"),
+    "checkpoint-other-class-count-eval": (
+        ["eval", "{ckpt}", "--data", "{five_classes}"],
+        1,
+        "has 5 classes but the checkpoint predicts 10",
+    ),
+    "checkpoint-other-class-count-tune-tau": (
+        ["tune-tau", "{ckpt}", "--data", "{five_classes}"],
+        1,
+        "has 5 classes but the checkpoint predicts 10",
+    ),
     # datasets
     "data-missing-directory": ([*TRAIN[:2], "{bad}/nowhere", *TRAIN[3:]], 1, "nowhere is not a prepared dataset"),
     "data-is-a-file": ([*TRAIN[:2], "{a_file}", *TRAIN[3:]], 1, "a_file is not a prepared dataset directory"),
@@ -240,35 +263,71 @@ CASES = {
     "data-counts-disagree": ([*TRAIN[:2], "{counts}", *TRAIN[3:]], 1, "per-class counts differ from the manifest"),
     "data-labels-out-of-range": ([*TRAIN[:2], "{labels}", *TRAIN[3:]], 1, "labels outside [0, 10)"),
     "data-eval-manifest-missing": (["eval", "{ckpt}", "--data", "{no_manifest}"], 1, "manifest.json is missing"),
-    "cifar-wrong-shape": (["prepare", "cifar10", "--source", "{cifar_shape}", "--out", "{bad}/c"], 1,
-                          "data_batch_1 data is uint8 (10, 3072), expected uint8 (10000, 3072)"),
-    "cifar-wrong-labels": (["prepare", "cifar10", "--source", "{cifar_labels}", "--out", "{bad}/c"], 1,
-                           "data_batch_1 has <U3 labels of shape (10000,), expected 10000 integers"),
-    "cifar-pickle-runs-code": (["prepare", "cifar10", "--source", "{cifar_code}", "--out", "{bad}/c"], 1,
-                               "asks for global 'posix.system'; bagmar's restricted unpickler refuses"),
-    "cifar-not-an-archive": (["prepare", "cifar10", "--source", "{cifar_not_tar}", "--out", "{bad}/c"], 1,
-                             "is not a readable tar archive"),
-    "cifar-source-missing": (["prepare", "cifar10", "--source", "{bad}/nope.tar.gz", "--out", "{bad}/c"], 1,
-                             "nope.tar.gz does not exist"),
-    "fashion-idx-damaged": (["prepare", "fashion_mnist", "--source", "{fashion}", "--out", "{bad}/f"], 1,
-                            "train-images-idx3-ubyte is truncated"),
-    "digits-takes-no-source": (["prepare", "digits", "--source", "{fashion}", "--out", "{bad}/d"], 2,
-                               "takes no --source"),
+    "cifar-wrong-shape": (
+        ["prepare", "cifar10", "--source", "{cifar_shape}", "--out", "{bad}/c"],
+        1,
+        "data_batch_1 data is uint8 (10, 3072), expected uint8 (10000, 3072)",
+    ),
+    "cifar-wrong-labels": (
+        ["prepare", "cifar10", "--source", "{cifar_labels}", "--out", "{bad}/c"],
+        1,
+        "data_batch_1 has <U3 labels of shape (10000,), expected 10000 integers",
+    ),
+    "cifar-pickle-runs-code": (
+        ["prepare", "cifar10", "--source", "{cifar_code}", "--out", "{bad}/c"],
+        1,
+        "asks for global 'posix.system'; bagmar's restricted unpickler refuses",
+    ),
+    "cifar-not-an-archive": (
+        ["prepare", "cifar10", "--source", "{cifar_not_tar}", "--out", "{bad}/c"],
+        1,
+        "is not a readable tar archive",
+    ),
+    "cifar-source-missing": (
+        ["prepare", "cifar10", "--source", "{bad}/nope.tar.gz", "--out", "{bad}/c"],
+        1,
+        "nope.tar.gz does not exist",
+    ),
+    "fashion-idx-damaged": (
+        ["prepare", "fashion_mnist", "--source", "{fashion}", "--out", "{bad}/f"],
+        1,
+        "train-images-idx3-ubyte is truncated",
+    ),
+    "digits-takes-no-source": (
+        ["prepare", "digits", "--source", "{fashion}", "--out", "{bad}/d"],
+        2,
+        "takes no --source",
+    ),
     # output paths
     "out-under-a-file-train": ([*TRAIN[:4], "{a_file}/run", *TRAIN[5:]], 2, "cannot create run directory"),
     "out-holds-another-run-train": ([*TRAIN[:4], "{run}", *TRAIN[5:]], 2, "already holds a run; pass --resume"),
     "out-is-a-file-train": ([*TRAIN[:4], "{a_file}", *TRAIN[5:]], 2, "a_file exists and is not a directory"),
     "resume-without-checkpoint": ([*TRAIN, "--resume"], 2, "last.safetensors not found, nothing to resume"),
-    "out-exists-prepare": (["prepare", "digits", "--imb", "10", "--out", "{data}"], 1,
-                           "already exists; pass --overwrite"),
-    "out-overwrite-not-a-dataset-prepare": (["prepare", "digits", "--imb", "10", "--out", "{bad}", "--overwrite"], 1,
-                                            "is not a dataset directory (no manifest.json); --overwrite replaces only"),
-    "out-under-a-file-prepare": (["prepare", "digits", "--out", "{a_file}/d"], 1,
-                                 "a_file is not a directory while writing"),
-    "plots-under-a-file-eval": (["eval", "{ckpt}", "--plots", "{a_file}/plots"], 1,
-                                "a_file is not a directory while writing"),
-    "save-logits-under-a-file": (["eval", "{ckpt}", "--no-plots", "--save-logits", "{a_file}/l.safetensors"], 1,
-                                 "a_file is not a directory while writing"),
+    "out-exists-prepare": (
+        ["prepare", "digits", "--imb", "10", "--out", "{data}"],
+        1,
+        "already exists; pass --overwrite",
+    ),
+    "out-overwrite-not-a-dataset-prepare": (
+        ["prepare", "digits", "--imb", "10", "--out", "{bad}", "--overwrite"],
+        1,
+        "is not a dataset directory (no manifest.json); --overwrite replaces only",
+    ),
+    "out-under-a-file-prepare": (
+        ["prepare", "digits", "--out", "{a_file}/d"],
+        1,
+        "a_file is not a directory while writing",
+    ),
+    "plots-under-a-file-eval": (
+        ["eval", "{ckpt}", "--plots", "{a_file}/plots"],
+        1,
+        "a_file is not a directory while writing",
+    ),
+    "save-logits-under-a-file": (
+        ["eval", "{ckpt}", "--no-plots", "--save-logits", "{a_file}/l.safetensors"],
+        1,
+        "a_file is not a directory while writing",
+    ),
 }
 
 

@@ -118,8 +118,13 @@ def test_fixed_batch_export_predicts_any_number_of_images(cli, ckpt, test_pngs, 
 
 
 @pytest.mark.parametrize(
-    "args", [["export", "{ckpt}", "--format", "tflite"], ["export", "{ckpt}", "--batch", "0"],
-             ["predict", "{ckpt}", "{empty}"], ["predict", "{ckpt}.onnx", "{ckpt}"]],
+    "args",
+    [
+        ["export", "{ckpt}", "--format", "tflite"],
+        ["export", "{ckpt}", "--batch", "0"],
+        ["predict", "{ckpt}", "{empty}"],
+        ["predict", "{ckpt}.onnx", "{ckpt}"],
+    ],
 )
 def test_usage_errors(cli, ckpt, tmp_path, args):
     (tmp_path / "empty").mkdir()

@@ -14,8 +14,19 @@ def test_prepare_train_eval(cli, tmp_path: Path):
     data = Path(prepared.out.strip())
     assert prepared.out.count("\n") == 1 and (data / "manifest.json").is_file()
 
-    trained = cli("train", "--data", data, "--out", tmp_path / "run", "--epochs", "1", "--device", "cpu",
-                  "--set", "model.backbone=resnet20_cifar")
+    trained = cli(
+        "train",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--set",
+        "model.backbone=resnet20_cifar",
+    )
     assert trained.code == 0, trained.err
     ckpt = Path(trained.out.strip())
     assert trained.out.count("\n") == 1 and ckpt.is_file()
@@ -28,7 +39,10 @@ def test_prepare_train_eval(cli, tmp_path: Path):
     assert evaluated.code == 0, evaluated.err
     report = evaluated.json()
     assert set(report) >= {"top1", "top5", "many", "medium", "few", "macro", "per_class", "split", "n"}
-    assert report["split"] == "test" and report["n"] == json.loads((data / "manifest.json").read_text())["splits"]["test"]["n"]
+    assert (
+        report["split"] == "test"
+        and report["n"] == json.loads((data / "manifest.json").read_text())["splits"]["test"]["n"]
+    )
     assert 0.0 <= report["top1"] <= 1.0 and len(report["per_class"]) == 10
     assert "top-1" in evaluated.err  # the table goes to stderr
 

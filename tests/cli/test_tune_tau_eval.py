@@ -23,8 +23,9 @@ def test_tune_tau_accuracy_equals_eval_at_that_tau(cli, ckpt: Path, method: str)
     report = tuned.json()
     assert report["method"] == method and report["split"] == "val" and len(report["grid"]) == 21
     for row in (report["grid"][0], report["grid"][13], report["best"]):
-        evaluated = cli("eval", ckpt, "--split", "val", "--tau", str(row["tau"]), "--method", method,
-                        "--no-plots", "--json")
+        evaluated = cli(
+            "eval", ckpt, "--split", "val", "--tau", str(row["tau"]), "--method", method, "--no-plots", "--json"
+        )
         assert evaluated.code == 0, evaluated.err
         result = evaluated.json()
         for key in ("top1", "many", "medium", "few", "macro"):
@@ -73,7 +74,10 @@ def test_eval_reports_calibration_priors_and_plots(cli, ckpt: Path, tmp_path: Pa
     assert 0 <= report["ece"] <= 1 and report["nll"] > 0
     assert report["shifted_priors"]["uniform"] == pytest.approx(report["macro"])
     assert {Path(p).name for p in report["plots"].values()} == {
-        "eval-test-per-class.png", "eval-test-confused.png", "eval-test-reliability.png"}
+        "eval-test-per-class.png",
+        "eval-test-confused.png",
+        "eval-test-reliability.png",
+    }
     assert "backward-50" in out.err
 
 

@@ -42,8 +42,11 @@ class _Py2Pickler(pickle._Pickler):
         data = obj.encode("latin-1") if isinstance(obj, str) else obj
         size = len(data)
         short = size < 256
-        self.write(pickle.SHORT_BINSTRING + bytes([size]) + data if short else
-                   pickle.BINSTRING + struct.pack("<i", size) + data)
+        self.write(
+            pickle.SHORT_BINSTRING + bytes([size]) + data
+            if short
+            else pickle.BINSTRING + struct.pack("<i", size) + data
+        )
         self.memoize(obj)
 
     dispatch[str] = _save_py2_string

@@ -165,4 +165,3 @@ def test_offline_without_source_fails_fast_with_a_hint(tmp_path, monkeypatch):
 
 def _offline(url, timeout):
     raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-

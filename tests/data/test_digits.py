@@ -17,7 +17,10 @@ def test_train_split_follows_the_profile_from_the_smallest_class(tmp_path, imb, 
     assert manifest.splits["train"].counts == lt_counts(POOL_MIN, 10, imb, profile)
     assert manifest.splits["test"].counts == [TEST_PER_CLASS] * 10
     assert (manifest.classes, manifest.image_size, manifest.default_preset) == (
-        [str(d) for d in range(10)], [1, 8, 8], "digits_lt")
+        [str(d) for d in range(10)],
+        [1, 8, 8],
+        "digits_lt",
+    )
     assert manifest.source.verified and manifest.source.sha256
 
 

@@ -36,8 +36,11 @@ def test_manifest_is_indented_json_with_every_field(root):
     assert text.startswith('{\n  "format_version": 1,') and raw["created_by"] == f"bagmar {__version__}"
     assert set(raw) == set(Manifest.model_fields)
     assert set(raw["splits"]) == {"train", "val", "test"}
-    assert raw["splits"]["train"] == {"file": "train.safetensors", "n": sum(raw["splits"]["train"]["counts"]),
-                                      "counts": raw["splits"]["train"]["counts"]}
+    assert raw["splits"]["train"] == {
+        "file": "train.safetensors",
+        "n": sum(raw["splits"]["train"]["counts"]),
+        "counts": raw["splits"]["train"]["counts"],
+    }
     assert load_manifest(root).num_classes == 10
 
 

@@ -71,5 +71,6 @@ def test_files_are_readable_as_the_umask_allows(tmp_path):
     finally:
         os.umask(umask)
     assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == dict.fromkeys(
-        ["manifest.json", "train.safetensors", "test.safetensors"], 0o644)
+        ["manifest.json", "train.safetensors", "test.safetensors"], 0o644
+    )
     assert out.stat().st_mode & 0o777 == 0o755

@@ -10,9 +10,25 @@ from bagmar_cli.checkpoint import load_checkpoint
 def test_torchrun_two_processes(digits_data: Path, tmp_path: Path):
     out = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "bagmar_cli", "train", "--data", str(digits_data), "--out", str(out), "--epochs", "1",
-        "--device", "cpu", "--set", "model.backbone=resnet20_cifar",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "bagmar_cli",
+        "train",
+        "--data",
+        str(digits_data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--set",
+        "model.backbone=resnet20_cifar",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -41,8 +41,13 @@ def tuned_copy(digits_run: Path, folder: Path, method: str | None, c: torch.Tens
     folder.mkdir(parents=True, exist_ok=True)
     ckpt = shutil.copy(digits_run, folder / "model.safetensors")
     if method:
-        record = {"method": method, "tau": TAU[method], "c": c.tolist() if method == "pn" else None,
-                  "split": "val", "metric": "top1"}
+        record = {
+            "method": method,
+            "tau": TAU[method],
+            "c": c.tolist() if method == "pn" else None,
+            "split": "val",
+            "metric": "top1",
+        }
         update_metadata(ckpt, {"posthoc": record})
     return Path(ckpt)
 
@@ -155,9 +160,14 @@ def test_bundle_holds_weights_and_metadata_only(digits_run, tmp_path):
 
 @pytest.mark.parametrize(
     ("options", "match"),
-    [({"format": "tflite"}, "--format"), ({"batch": "0"}, "--batch"), ({"output": "scores"}, "--output"),
-     ({"tau": "abc"}, "--tau"), ({"method": "pn"}, "--method"),
-     ({"tau": "1", "method": "pn", "output": "logits"}, "probabilities")],
+    [
+        ({"format": "tflite"}, "--format"),
+        ({"batch": "0"}, "--batch"),
+        ({"output": "scores"}, "--output"),
+        ({"tau": "abc"}, "--tau"),
+        ({"method": "pn"}, "--method"),
+        ({"tau": "1", "method": "pn", "output": "logits"}, "probabilities"),
+    ],
 )
 def test_bad_options_are_usage_errors(digits_run, tmp_path, options, match):
     ckpt = tuned_copy(digits_run, tmp_path, None, None)

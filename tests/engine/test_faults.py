@@ -89,8 +89,13 @@ def spawn(args: list[str], cwd: Path) -> subprocess.Popen:
     """`bagmar ARGS` in a new process, with SIGINT at its default (a background shell may have it ignored)."""
     env = {**os.environ, "BAGMAR_DATA_DIR": str(cwd / "data")}
     return subprocess.Popen(
-        [sys.executable, "-c", BEACON, str(cwd / "steps"), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        [sys.executable, "-c", BEACON, str(cwd / "steps"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -181,8 +186,9 @@ def test_stopped_run_resumes_to_the_same_weights(cli, digits_data, reference, tm
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "step"), SLOW_KILL_POINTS.values(), ids=SLOW_KILL_POINTS.keys())
-def test_stopped_run_resumes_to_the_same_weights_at_more_points(cli, digits_data, reference_of_4_epochs, tmp_path,
-                                                                 signum, step):
+def test_stopped_run_resumes_to_the_same_weights_at_more_points(
+    cli, digits_data, reference_of_4_epochs, tmp_path, signum, step
+):
     _kill_and_resume(cli, digits_data, reference_of_4_epochs, tmp_path, signum, step, epochs=4)
 
 
@@ -196,18 +202,29 @@ def reference_of_4_epochs(digits_data: Path, tmp_path_factory) -> dict[str, torc
 # overrides, epochs; each run is interrupted after its first epoch (in-process, after the checkpoint is saved)
 RECIPES = {
     # the decay after epoch 2 comes after the resume (JSON once turned the milestones into strings that never matched)
-    "step-schedule-ldam-drw": (["schedule.name=step", "schedule.warmup_epochs=0", "schedule.milestones=[2]",
-                                "loss.name=ldam", "loss.reweight=cb", "loss.reweight_epoch=1"], 3),
+    "step-schedule-ldam-drw": (
+        [
+            "schedule.name=step",
+            "schedule.warmup_epochs=0",
+            "schedule.milestones=[2]",
+            "loss.name=ldam",
+            "loss.reweight=cb",
+            "loss.reweight_epoch=1",
+        ],
+        3,
+    ),
     # slow: the kill tests above already cover the transforms' random numbers (random crops)
-    "class-sampler-cutout-flip": pytest.param(["data.sampler=class", "data.cutout=4", "data.hflip=true"], 2,
-                                              marks=pytest.mark.slow),
+    "class-sampler-cutout-flip": pytest.param(
+        ["data.sampler=class", "data.cutout=4", "data.hflip=true"], 2, marks=pytest.mark.slow
+    ),
     "loader-workers": pytest.param(["data.num_workers=2"], 2, marks=pytest.mark.slow),
 }
 
 
 @pytest.mark.parametrize(("overrides", "epochs"), RECIPES.values(), ids=RECIPES.keys())
-def test_resume_after_an_interrupt_is_bit_identical_for_other_recipes(cli, digits_data, tmp_path, monkeypatch,
-                                                                      overrides, epochs):
+def test_resume_after_an_interrupt_is_bit_identical_for_other_recipes(
+    cli, digits_data, tmp_path, monkeypatch, overrides, epochs
+):
     sets = [*(arg for item in overrides for arg in ("--set", item)), "--epochs", str(epochs), "--batch-size", "64"]
     whole = cli(*train_args(digits_data, tmp_path / "whole"), *sets)
     assert whole.code == 0, whole.err
@@ -223,8 +240,10 @@ def test_resume_after_an_interrupt_is_bit_identical_for_other_recipes(cli, digit
     monkeypatch.undo()
     resumed = cli(*train_args(digits_data, tmp_path / "run"), *sets, "--resume")
     assert resumed.code == 0, resumed.err
-    whole_ckpt, resumed_ckpt = load_checkpoint(tmp_path / "whole" / "last.safetensors"), load_checkpoint(
-        tmp_path / "run" / "last.safetensors")
+    whole_ckpt, resumed_ckpt = (
+        load_checkpoint(tmp_path / "whole" / "last.safetensors"),
+        load_checkpoint(tmp_path / "run" / "last.safetensors"),
+    )
     assert_same_weights(tmp_path / "run" / "last.safetensors", whole_ckpt.section("model"))
     assert resumed_ckpt.meta["optimizer_param_groups"] == whole_ckpt.meta["optimizer_param_groups"]  # same lr
 
@@ -265,8 +284,9 @@ def continue_args(digits_data: Path, run: Path) -> list[str]:
     return [*train_args(digits_data, run, epochs=3), "--resume"]
 
 
-def test_non_finite_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint(cli, digits_data, finished_run,
-                                                                                 monkeypatch):
+def test_non_finite_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint(
+    cli, digits_data, finished_run, monkeypatch
+):
     checkpoints = [finished_run / "last.safetensors", finished_run / "best.safetensors"]
     before = [path.read_bytes() for path in checkpoints]
     steps = []
@@ -287,8 +307,10 @@ def test_non_finite_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint
     monkeypatch.setattr(trainer, "build_loss", poisoned)
     outcome = cli(*continue_args(digits_data, finished_run))
     assert outcome.code == 1 and "Traceback" not in outcome.err
-    assert error_lines(outcome.err) == ["Error: non-finite loss (nan) at epoch 3 step 3; the last good checkpoint is "
-                                        "kept; lower optim.lr or check the data"]
+    assert error_lines(outcome.err) == [
+        "Error: non-finite loss (nan) at epoch 3 step 3; the last good checkpoint is "
+        "kept; lower optim.lr or check the data"
+    ]
     assert [path.read_bytes() for path in checkpoints] == before
     assert not (finished_run / ".lock").exists()
 
@@ -318,7 +340,11 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(cli, digits_data, 
     assert line.endswith(".safetensors")
     assert {p.name: p.read_bytes() for p in finished_run.glob("*.safetensors")} == before
     assert sorted(p.name for p in finished_run.iterdir()) == [
-        "best.safetensors", "config.toml", "last.safetensors", "metrics.jsonl"]
+        "best.safetensors",
+        "config.toml",
+        "last.safetensors",
+        "metrics.jsonl",
+    ]
     monkeypatch.undo()
     # The line of the epoch that was not saved is dropped when the run continues.
     assert main(continue_args(digits_data, finished_run)) == 0

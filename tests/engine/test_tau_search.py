@@ -32,8 +32,20 @@ def test_grid_examples(spec, expected):
 
 @pytest.mark.parametrize(
     "spec",
-    ["", "abc", "0:2", "0:2:0", "0:2:-0.1", "2:0:0.1", "nan", "0:nan:0.1", "0:inf:1", "0:1:0.1:3",
-     "0::0.1", "0:1e9:1e-9"],
+    [
+        "",
+        "abc",
+        "0:2",
+        "0:2:0",
+        "0:2:-0.1",
+        "2:0:0.1",
+        "nan",
+        "0:nan:0.1",
+        "0:inf:1",
+        "0:1:0.1:3",
+        "0::0.1",
+        "0:1e9:1e-9",
+    ],
 )
 def test_bad_grids_are_usage_errors(spec):
     with pytest.raises(UsageError) as info:

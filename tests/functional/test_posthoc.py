@@ -163,8 +163,9 @@ def test_dispatch_matches_the_functions():
 def test_pn_uses_the_given_column_sums():
     inputs = _inputs()
     c = torch.ones(6, dtype=torch.float64)
-    torch.testing.assert_close(apply_posthoc("pn", 1.0, logits=inputs["logits"], c=c),
-                               torch.softmax(inputs["logits"], 1))
+    torch.testing.assert_close(
+        apply_posthoc("pn", 1.0, logits=inputs["logits"], c=c), torch.softmax(inputs["logits"], 1)
+    )
 
 
 def test_unknown_method_is_a_usage_error():

@@ -9,8 +9,17 @@ import torch
 from bagmar_cli.functional.priors import class_prior, long_tailed_prior, shifted_prior_accuracies
 
 EXPECTED_ORDER = [
-    "forward-50", "forward-25", "forward-10", "forward-5", "forward-2", "uniform",
-    "backward-2", "backward-5", "backward-10", "backward-25", "backward-50",
+    "forward-50",
+    "forward-25",
+    "forward-10",
+    "forward-5",
+    "forward-2",
+    "uniform",
+    "backward-2",
+    "backward-5",
+    "backward-10",
+    "backward-25",
+    "backward-50",
 ]
 
 
@@ -40,7 +49,7 @@ def test_uniform_equals_macro_accuracy():
 
 def test_forward_two_by_hand():
     acc = torch.tensor([1.0, 0.5, 0.0])
-    q = np.array([1, 2 ** -0.5, 0.5])  # 2^(-j/2)
+    q = np.array([1, 2**-0.5, 0.5])  # 2^(-j/2)
     result = shifted_prior_accuracies(acc)
     assert result["forward-2"] == pytest.approx(float((q * [1.0, 0.5, 0.0]).sum() / q.sum()))
     assert result["backward-2"] == pytest.approx(float((q[::-1] * [1.0, 0.5, 0.0]).sum() / q.sum()))

@@ -20,7 +20,9 @@ def test_resnet32_has_the_standard_parameter_count():
     assert _params(timm.create_model("resnet32_cifar", num_classes=100)) == 470_004
 
 
-@pytest.mark.parametrize("name, millions", [("resnet20_cifar", 0.27), ("resnet44_cifar", 0.66), ("resnet56_cifar", 0.85)])
+@pytest.mark.parametrize(
+    "name, millions", [("resnet20_cifar", 0.27), ("resnet44_cifar", 0.66), ("resnet56_cifar", 0.85)]
+)
 def test_other_depths_match_the_paper(name, millions):
     assert round(_params(timm.create_model(name, num_classes=10)) / 1e6, 2) == millions
 
