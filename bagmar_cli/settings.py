@@ -172,7 +172,7 @@ def read_settings_file(path: Path, what: str = "config file") -> Settings:
 
 def changed_settings(recorded: Settings, given: Settings) -> list[tuple[str, Any, Any]]:
     """(dotted key, recorded value, given value) of every setting that differs, except the description."""
-    old, new = _flatten(recorded.model_dump(mode="json")), _flatten(given.model_dump(mode="json"))
+    old, new = flatten_settings(recorded.model_dump(mode="json")), flatten_settings(given.model_dump(mode="json"))
     return [
         (key, old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
     ]
@@ -271,11 +271,12 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return tree
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A raw settings tree as {"section.key": value}, without the top-level description."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
+            flat |= flatten_settings(value, f"{prefix}{key}.")
         elif key != "description" or prefix:
             flat[f"{prefix}{key}"] = value
     return flat

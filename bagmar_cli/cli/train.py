@@ -44,6 +44,8 @@ def train_command(
 
     if resume and out is None:
         raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     flags = {
         "data.root": data,
         "train.epochs": epochs,
@@ -63,7 +65,10 @@ def train_command(
             raise Interrupted(
                 f"interrupted; the last completed checkpoint is kept: {resume_command(run_dir)}"
             ) from None
-        raise Interrupted("interrupted before the first epoch completed; there is no checkpoint to resume") from None
+        raise Interrupted(
+            "interrupted before the first epoch completed, so there is no checkpoint to resume; "
+            "start again with the same command and --overwrite"
+        ) from None
     if checkpoint is not None:  # None on the other ranks of a torchrun job
         result(str(checkpoint))
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data import Manifest, default_data_dir, get_dataset, load_manifest
 from bagmar_cli.engine.rundir import RunDir
-from bagmar_cli.errors import UsageError
-from bagmar_cli.settings import RESUMABLE, DataSettings, Settings, changed_settings, read_settings_file
+from bagmar_cli.errors import TrainingError, UsageError
+from bagmar_cli.settings import (
+    RESUMABLE,
+    DataSettings,
+    Settings,
+    changed_settings,
+    flatten_settings,
+    read_settings_file,
+)
+
+# Set from the manifest by bind_dataset; a checkpoint of an older bagmar may hold the unbound values.
+DATASET_KEYS = ("data.root", "data.dataset", "data.imb", "data.profile", "data.val_per_class")
 
 
 def resolve_data_root(data: DataSettings) -> Path:
@@ -52,11 +63,27 @@ def recorded_settings(out: Path) -> Settings:
 def check_resume(out: Path, settings: Settings) -> None:
     """UsageError naming the first setting in which `settings` would change the run recorded in `out`."""
     recorded, _, _ = bind_dataset(recorded_settings(out))
+    _check_trained_with(out, recorded)
     for key, old, new in changed_settings(recorded, settings):
         if key not in RESUMABLE:
             raise UsageError(
                 f"--resume continues the run recorded in {RunDir.config_of(out)}: {key} = {new!r} would change it "
                 f"(recorded {old!r}); only {' and '.join(RESUMABLE)} may differ on a resume"
+            )
+
+
+def _check_trained_with(out: Path, recorded: Settings) -> None:
+    """TrainingError when config.toml no longer holds the settings last.safetensors was trained with."""
+    last = RunDir.last_of(out)
+    trained = load_checkpoint(last, tensors=False).meta.get("settings")
+    if not isinstance(trained, dict):
+        return
+    then, now = flatten_settings(trained), flatten_settings(recorded.model_dump(mode="json"))
+    for key in sorted(then.keys() & now.keys()):
+        if key not in RESUMABLE + DATASET_KEYS and then[key] != now[key]:
+            raise TrainingError(
+                f"{RunDir.config_of(out)} says {key} = {now[key]!r} but {last} was trained with {then[key]!r}: "
+                "restore config.toml, or start a new run"
             )
 
 

@@ -57,6 +57,11 @@ def paths(tmp_path_factory, digits_data: Path, digits_run: Path) -> dict[str, Pa
     (evil / "manifest.json").write_text(json.dumps(manifest))
     files["evil"] = evil
     files["other_data"] = Path(shutil.copytree(digits_data, bad / "other_data"))
+    edited = Path(shutil.copytree(digits_run.parent, bad / "edited_run"))
+    config = (edited / "config.toml").read_text()
+    assert "lr = 0.1\n" in config
+    (edited / "config.toml").write_text(config.replace("lr = 0.1\n", "lr = 0.5\n"))
+    files["edited_run"] = edited
     return files
 
 
@@ -99,6 +104,12 @@ CASES = {
     "resume-other-lr-config": ([*RESUME, "--config", "{lr_half}"], 2, "optim.lr = 0.5 would change it"),
     "resume-other-preset": ([*RESUME, "--preset", "cifar10_lt"], 2, "would change it (recorded"),
     "resume-other-data": ([*RESUME, "--data", "{other_data}"], 2, "data.root = "),
+    "resume-and-overwrite": ([*RESUME, "--overwrite"], 2, "--resume continues the run in --out and --overwrite"),
+    "resume-edited-config": (
+        ["train", "--out", "{edited_run}", "--resume"],
+        1,
+        "config.toml says optim.lr = 0.5 but",
+    ),
     "resume-names-what-may-change": (
         [*RESUME, "--epochs", "5"],
         2,
@@ -225,3 +236,19 @@ def test_an_interrupt_names_the_command_that_was_interrupted(cli, monkeypatch):
     monkeypatch.setattr("bagmar_cli.cli.presets.preset_names", interrupt)
     outcome = cli("presets")
     assert outcome.code == 130 and outcome.err.strip() == "Error: interrupted"
+
+
+def test_an_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resume(
+    cli, digits_data, tmp_path, monkeypatch
+):
+    def interrupt(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bagmar_cli.engine.trainer._train_epoch", interrupt)
+    outcome = cli("train", "--data", digits_data, "--out", tmp_path / "run", "--device", "cpu")
+    assert outcome.code == 130
+    assert outcome.err.strip().splitlines()[-1] == (
+        "Error: interrupted before the first epoch completed, so there is no checkpoint to resume; "
+        "start again with the same command and --overwrite"
+    )
+    assert not (tmp_path / "run" / ".lock").exists() and not (tmp_path / "run" / "last.safetensors").exists()
