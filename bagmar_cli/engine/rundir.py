@@ -11,23 +11,23 @@ from bagmar_cli.errors import TrainingError, UsageError
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml")
-# What bagmar writes into a run directory: the run's files, its lock, temporaries of atomic writes, and what
-# eval, tune-tau and export put beside a checkpoint. `--overwrite` replaces a directory holding only these.
-WRITTEN_BY_BAGMAR = (
+# What bagmar writes into a run directory: the run's files, its lock, and what eval, tune-tau and export put
+# beside a checkpoint, with the temporaries of their atomic writes. `--overwrite` replaces a directory holding
+# only these.
+_OUTPUTS = (
     *RUN_FILES,
-    LOCK_NAME,
-    ".*.tmp",
     "eval-*-per-class.png",
     "eval-*-confused.png",
     "eval-*-reliability.png",
     "tau-*.png",
-    *(f"{stem}{suffix}" for stem in ("best", "last") for suffix in (".onnx", ".torchscript.pt", ".bundle.safetensors")),
     *(
-        f"{stem}{suffix}.json"
+        f"{stem}{suffix}{sidecar}"
         for stem in ("best", "last")
         for suffix in (".onnx", ".torchscript.pt", ".bundle.safetensors")
+        for sidecar in ("", ".json")
     ),
 )
+WRITTEN_BY_BAGMAR = (*_OUTPUTS, LOCK_NAME, *(f".{name}.*.tmp" for name in _OUTPUTS))
 
 
 class RunDir:
