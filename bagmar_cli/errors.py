@@ -33,6 +33,12 @@ class TrainingError(BagmarError):
     """A training run that had to stop (non-finite loss, locked run directory)."""
 
 
+class Interrupted(BagmarError):
+    """A command stopped by Ctrl-C or SIGTERM; the message says what is kept and how to continue."""
+
+    exit_code = 130
+
+
 class WriteError(BagmarError, OSError):
     """A file that could not be written (full disk, read-only place); still an OSError for callers that catch those."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,12 +22,15 @@ from bagmar_cli.errors import UsageError
 
 PRESET_PACKAGE = "bagmar_cli.presets"
 INHERIT_KEY = "inherit"
+PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a shipped preset's name: no path, no leading dot
+MAX_SETTINGS_FILE = 1 << 20  # 1 MiB: a config or preset file larger than this is refused unread
+RESUMABLE = ("train.device", "data.num_workers")  # the only settings a resume may change: neither alters the weights
 
 
 class Section(BaseModel):
-    """Base of every settings section: unknown keys are errors, assignments are validated."""
+    """Base of every settings section: unknown keys are errors, assignments are validated, floats are finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataSettings(Section):
@@ -124,11 +129,19 @@ def load_settings(
     config: str | Path | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    *,
+    default_preset: str | None = None,
+    base: Settings | None = None,
 ) -> Settings:
-    """Build Settings from the sources in order of precedence (later wins)."""
-    tree: dict[str, Any] = {}
+    """Build Settings from the sources in order of precedence (later wins), over `base` (else the defaults).
+
+    `default_preset` (a shipped preset's name, e.g. a dataset's) stands in for `preset` when none is given.
+    """
+    tree: dict[str, Any] = base.model_dump(mode="json", exclude_none=True) if base is not None else {}
     if preset:
         tree = _merge(tree, read_preset(preset))
+    elif default_preset:
+        tree = _merge(tree, read_preset(default_preset, by_name=True))
     if config:
         tree = _merge(tree, _read_settings_file(Path(config), "config file"))
     for item in overrides or []:
@@ -152,6 +165,19 @@ def settings_from_toml(text: str) -> Settings:
     return validate(tomllib.loads(text))
 
 
+def read_settings_file(path: Path, what: str = "config file") -> Settings:
+    """Settings from a TOML file (a run's config.toml), with the checks of `--config`."""
+    return validate(_read_settings_file(Path(path), what))
+
+
+def changed_settings(recorded: Settings, given: Settings) -> list[tuple[str, Any, Any]]:
+    """(dotted key, recorded value, given value) of every setting that differs, except the description."""
+    old, new = flatten_settings(recorded.model_dump(mode="json")), flatten_settings(given.model_dump(mode="json"))
+    return [
+        (key, old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
+    ]
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """Parse `section.key=value`; the value is read as TOML where it parses, else as a string."""
     if "=" not in item:
@@ -163,6 +189,8 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise UsageError(f"--set {key}: the value is nested too deeply") from None
     return key, value
 
 
@@ -175,31 +203,29 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
-def read_preset(name_or_file: str) -> dict[str, Any]:
-    """A preset's raw tree, following `inherit = "other"` chains."""
-    return _resolve(name_or_file, seen=())
+def read_preset(name_or_file: str, *, by_name: bool = False) -> dict[str, Any]:
+    """A preset's raw tree, following `inherit = "other"` chains; `by_name`: a shipped preset only, never a file."""
+    return _resolve(name_or_file, seen=(), by_name=by_name)
 
 
-def _resolve(name_or_file: str, seen: tuple[str, ...]) -> dict[str, Any]:
+def _resolve(name_or_file: str, seen: tuple[str, ...], by_name: bool) -> dict[str, Any]:
     if name_or_file in seen:
         raise UsageError(f"preset {name_or_file!r} inherits from itself ({' -> '.join(seen)})")
-    tree = _read_settings_file(_preset_path(name_or_file), f"preset {name_or_file!r}")
+    tree = _read_settings_file(_preset_path(name_or_file, by_name), "preset")
     parent = tree.pop(INHERIT_KEY, None)
     if parent is None:
         return tree
-    return _merge(_resolve(str(parent), seen + (name_or_file,)), tree)
+    return _merge(_resolve(str(parent), (*seen, name_or_file), by_name), tree)
 
 
-def _preset_path(name_or_file: str) -> Path:
+def _preset_path(name_or_file: str, by_name: bool = False) -> Path:
     path = Path(name_or_file)
-    if path.suffix == ".toml" or os.sep in name_or_file or path.exists():
-        if path.is_dir():
-            raise UsageError(f"preset {name_or_file!r} is a directory, expected a TOML file")
-        if not path.is_file():
+    if not by_name and (path.suffix == ".toml" or os.sep in name_or_file or path.exists()):
+        if not path.exists():
             raise UsageError(f"preset file {name_or_file!r} not found")
-        return path
+        return path  # a directory, device or FIFO is refused by _read_settings_file without being read
     packaged = importlib.resources.files(PRESET_PACKAGE) / f"{name_or_file}.toml"
-    if not packaged.is_file():
+    if not PRESET_NAME.fullmatch(name_or_file) or not packaged.is_file():
         names = preset_names()
         hint = _did_you_mean(name_or_file, names)
         raise UsageError(f"unknown preset {name_or_file!r}{hint}; `bagmar presets` lists them")
@@ -207,18 +233,32 @@ def _preset_path(name_or_file: str) -> Path:
 
 
 def _read_settings_file(path: Path, what: str) -> dict[str, Any]:
-    if path.is_dir():
-        raise UsageError(f"{what} {str(path)!r} is a directory, expected a TOML file")
+    """The TOML tree of a regular file of at most MAX_SETTINGS_FILE bytes (never a device, FIFO or huge file)."""
+    name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
-        raise UsageError(f"{what} {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{what} {str(path)!r} cannot be read: {exc}") from None
+        raise UsageError(f"{what} {name!r} not found") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {name!r} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{what} {name!r} is a directory, expected a TOML file")
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{what} {name!r} is not a regular file, expected a TOML file")
+    if info.st_size > MAX_SETTINGS_FILE:
+        raise UsageError(f"{what} {name!r} is {info.st_size} bytes; settings files are at most 1 MiB")
     try:
-        return tomllib.loads(text)
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SETTINGS_FILE + 1)
+        if len(data) > MAX_SETTINGS_FILE:  # grew since stat
+            raise UsageError(f"{what} {name!r} is larger than 1 MiB; settings files are at most 1 MiB")
+        return tomllib.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{what} {name!r} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
+        raise UsageError(f"{what} {name!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{what} {name!r} nests tables or arrays too deeply") from None
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -229,6 +269,17 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     for part in reversed(dotted.split(".")):
         tree = {part: tree}
     return tree
+
+
+def flatten_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A raw settings tree as {"section.key": value}, without the top-level description."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= flatten_settings(value, f"{prefix}{key}.")
+        elif key != "description" or prefix:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -105,3 +105,23 @@ def test_paper_recipe_values():
 def test_toml_round_trip():
     s = load_settings(preset="cifar100_lt_imb100_ldam_drw")
     assert settings_from_toml(s.to_toml()) == s
+
+
+def test_a_default_preset_is_looked_up_by_name_only(tmp_path: Path, monkeypatch):
+    """A dataset's default preset is a shipped preset's name; a path, or a file of that name here, is never read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits_lt").write_text("[train]\nepochs = 99\n")
+    assert load_settings(default_preset="digits_lt").train.epochs == 30
+    for name in ("../../etc/passwd", "./digits_lt", ".hidden"):
+        with pytest.raises(UsageError, match="unknown preset"):
+            load_settings(default_preset=name)
+    assert load_settings("cifar10_lt", default_preset="digits_lt").data.dataset == "cifar10"  # a given preset wins
+
+
+def test_resume_compares_every_setting_but_the_description():
+    from bagmar_cli.settings import changed_settings
+
+    base = load_settings("digits_lt")
+    assert changed_settings(base, base.model_copy(update={"description": "other"})) == []
+    changed = load_settings("digits_lt", overrides=["optim.lr=0.5", "train.device=cpu"])
+    assert changed_settings(base, changed) == [("optim.lr", 0.1, 0.5), ("train.device", "auto", "cpu")]

@@ -77,7 +77,8 @@ def _run(args: list[str], debug: bool) -> int:
 
 
 def _interrupted() -> int:
-    err.out("Error: interrupted; the last completed checkpoint is kept (bagmar train --resume continues)")
+    """Any command stopped by Ctrl-C or SIGTERM; `train` says how to resume through errors.Interrupted."""
+    err.out("Error: interrupted")
     return INTERRUPTED
 
 

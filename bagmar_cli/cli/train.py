@@ -11,6 +11,7 @@ import typer
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.console import result
+from bagmar_cli.errors import Interrupted, UsageError
 
 
 @app.command("train")
@@ -26,14 +27,25 @@ def train_command(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size.")] = None,
     device: options.Device = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for torch, numpy and python.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.safetensors.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out with its recorded settings (only --device and workers may differ).",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
 ) -> None:
     """Train a model; the path of best.safetensors (best validation top-1) is the only line on stdout."""
+    from bagmar_cli.engine.run_settings import recorded_settings, resume_command
+    from bagmar_cli.engine.rundir import RunDir
     from bagmar_cli.engine.trainer import train
     from bagmar_cli.settings import load_settings
 
-    preset = preset or (None if config else _default_preset(data))
+    if resume and out is None:
+        raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     flags = {
         "data.root": data,
         "train.epochs": epochs,
@@ -41,9 +53,22 @@ def train_command(
         "train.device": device,
         "train.seed": seed,
     }
-    settings = load_settings(preset, config, overrides, flags)
+    if resume and out is not None:  # the run's own settings, under whatever the command line repeats or changes
+        settings = load_settings(preset, config, overrides, flags, base=recorded_settings(out))
+    else:
+        settings = load_settings(preset, config, overrides, flags, default_preset=_default_preset(data))
     run_dir = out or Path("runs") / f"{Path(preset or 'run').stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    checkpoint = train(settings, run_dir, resume=resume, overwrite=overwrite)
+    try:
+        checkpoint = train(settings, run_dir, resume=resume, overwrite=overwrite)
+    except KeyboardInterrupt:
+        if RunDir.last_of(run_dir).is_file():
+            raise Interrupted(
+                f"interrupted; the last completed checkpoint is kept: {resume_command(run_dir)}"
+            ) from None
+        raise Interrupted(
+            "interrupted before the first epoch completed, so there is no checkpoint to resume; "
+            "start again with the same command and --overwrite"
+        ) from None
     if checkpoint is not None:  # None on the other ranks of a torchrun job
         result(str(checkpoint))
 

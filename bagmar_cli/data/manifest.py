@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from bagmar_cli.errors import DatasetError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a preset is named, never a path
 
 
 class _Strict(BaseModel):
@@ -80,6 +82,13 @@ class Manifest(_Strict):
     def num_classes(self) -> int:
         """The number of classes."""
         return len(self.classes)
+
+    @field_validator("default_preset")
+    @classmethod
+    def _preset_name(cls, name: str) -> str:
+        if not PRESET_NAME.fullmatch(name):
+            raise ValueError(f"must be the name of a shipped preset (see `bagmar presets`), not a path; got {name!r}")
+        return name
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

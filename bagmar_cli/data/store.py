@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from bagmar_cli.data.manifest import MANIFEST_NAME, Manifest, SplitInfo, load_manifest
-from bagmar_cli.errors import DatasetError, WriteError
+from bagmar_cli.errors import DatasetError, UsageError, WriteError
 
 DATA_DIR_ENV = "BAGMAR_DATA_DIR"
 
@@ -105,18 +105,41 @@ def staged_directory(out: Path, overwrite: bool) -> Iterator[Path]:
 
 
 def check_writable(out: Path, overwrite: bool) -> None:
-    """DatasetError when `out` exists and may not be replaced."""
+    """Refuse an `out` that exists, unless `overwrite` and it is provably a bagmar dataset (nothing else in it).
+
+    A file standing at `out` is a usage error (exit 2, like `train --out FILE`); the rest are DatasetErrors.
+    """
     if not out.exists():
         return
     if not out.is_dir():
-        raise DatasetError(f"{out} exists and is not a directory; choose another output directory")
+        raise UsageError(f"{out} exists and is not a directory; choose another output directory")
     if not overwrite:
         raise DatasetError(f"{out} already exists; pass --overwrite to replace it, or choose another output")
-    if not (out / MANIFEST_NAME).is_file() and any(out.iterdir()):  # --overwrite deletes what it replaces
+    if any(out.iterdir()):  # --overwrite deletes what it replaces: only what bagmar wrote there
+        in_the_way = _not_written_by_bagmar(out)
+        if in_the_way:
+            shown = ", ".join(str(out / name) for name in in_the_way[:5])
+            more = f" and {len(in_the_way) - 5} more" if len(in_the_way) > 5 else ""
+            raise DatasetError(
+                f"{out} holds files bagmar did not write ({shown}{more}); --overwrite replaces only a dataset "
+                "directory holding nothing else: move them, or choose another output directory"
+            )
+
+
+def _not_written_by_bagmar(out: Path) -> list[str]:
+    """Names in dataset directory `out` that are not its manifest or the split files that manifest lists."""
+    if not (out / MANIFEST_NAME).is_file():
         raise DatasetError(
             f"{out} is not a dataset directory (no {MANIFEST_NAME}); --overwrite replaces only "
             "those: choose another output directory"
         )
+    try:
+        manifest = load_manifest(out)
+    except DatasetError as exc:
+        raise DatasetError(f"--overwrite replaces only a bagmar dataset directory: {exc}") from None
+    ours = {MANIFEST_NAME} | {split.file for split in manifest.splits.values()}
+    entries = sorted(out.iterdir(), key=lambda p: p.name)
+    return [p.name for p in entries if p.name not in ours or p.is_symlink() or not p.is_file()]
 
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 from pathlib import Path
 
@@ -10,6 +11,23 @@ from bagmar_cli.errors import TrainingError, UsageError
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml")
+# What bagmar writes into a run directory: the run's files, its lock, and what eval, tune-tau and export put
+# beside a checkpoint, with the temporaries of their atomic writes. `--overwrite` replaces a directory holding
+# only these.
+_OUTPUTS = (
+    *RUN_FILES,
+    "eval-*-per-class.png",
+    "eval-*-confused.png",
+    "eval-*-reliability.png",
+    "tau-*.png",
+    *(
+        f"{stem}{suffix}{sidecar}"
+        for stem in ("best", "last")
+        for suffix in (".onnx", ".torchscript.pt", ".bundle.safetensors")
+        for sidecar in ("", ".json")
+    ),
+)
+WRITTEN_BY_BAGMAR = (*_OUTPUTS, LOCK_NAME, *(f".{name}.*.tmp" for name in _OUTPUTS))
 
 
 class RunDir:
@@ -20,7 +38,8 @@ class RunDir:
         self.last = self.last_of(self.path)
         self.best = self.path / "best.safetensors"
         self.metrics = self.path / "metrics.jsonl"
-        self.config = self.path / "config.toml"
+        self.config = self.config_of(self.path)
+        self._overwrite = overwrite and not resume
         self._check(overwrite, resume)
 
     def _check(self, overwrite: bool, resume: bool) -> None:
@@ -31,6 +50,20 @@ class RunDir:
             raise UsageError(f"--out {self.path} already holds a run; pass --resume to continue it or --overwrite")
         if resume and not self.last.exists():
             raise UsageError(f"--resume: {self.last} not found, nothing to resume")
+        if self._overwrite and self.path.is_dir():
+            foreign = not_written_by_bagmar(self.path)
+            if foreign:
+                shown = ", ".join(str(self.path / name) for name in foreign[:5])
+                more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+                raise UsageError(
+                    f"--out {self.path} holds files bagmar did not write ({shown}{more}); --overwrite replaces only "
+                    "a run directory holding nothing else: move them, or choose another --out"
+                )
+
+    @staticmethod
+    def config_of(path: Path) -> Path:
+        """The settings file of run directory `path`, written when its run starts."""
+        return Path(path) / "config.toml"
 
     @staticmethod
     def last_of(path: Path) -> Path:
@@ -51,6 +84,10 @@ class RunDir:
         for name in RUN_FILES:  # temporaries of writes cut short by a killed run
             for leftover in self.path.glob(f".{name}.*.tmp"):
                 leftover.unlink(missing_ok=True)
+        if self._overwrite:  # the replaced run's files go, so nothing of it outlives an interrupted overwrite
+            for name in not_written_by_bagmar(self.path, invert=True):
+                if name != LOCK_NAME:
+                    (self.path / name).unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -64,6 +101,20 @@ class RunDir:
                 self.path.rmdir()
             except OSError:  # not empty: it holds what the run wrote
                 pass
+
+
+def not_written_by_bagmar(path: Path, *, invert: bool = False) -> list[str]:
+    """Sorted names in run directory `path` that bagmar did not write (or, `invert`, the files it did)."""
+    names = []
+    for entry in sorted(path.iterdir(), key=lambda p: p.name):
+        ours = (
+            entry.is_file()
+            and not entry.is_symlink()
+            and any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in WRITTEN_BY_BAGMAR)
+        )
+        if ours == invert:
+            names.append(entry.name)
+    return names
 
 
 def _acquire(lock: Path) -> None:

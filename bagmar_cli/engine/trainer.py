@@ -19,10 +19,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from bagmar_cli.checkpoint import atomic_write, file_sha256, load_checkpoint, save_checkpoint
 from bagmar_cli.console import err, info, warn
-from bagmar_cli.data import Manifest, default_data_dir, get_dataset, load_manifest, load_split, make_sampler
+from bagmar_cli.data import Manifest, load_split, make_sampler
 from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.inference import compute_outputs
+from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
 from bagmar_cli.engine.runtime import capture_rng, resolve_device, restore_rng, seed_everything
 from bagmar_cli.engine.schedule import build_scheduler, load_scheduler_state
@@ -42,16 +43,6 @@ class Progress_:
     best_epoch: int = 0
 
 
-def resolve_data_root(data: DataSettings) -> Path:
-    """`data.root`, or the default directory `bagmar prepare` writes for `data.dataset` at `data.imb`."""
-    if data.root is not None:
-        return data.root
-    if data.dataset is None:
-        raise UsageError("no dataset: pass --data DIR (a directory written by `bagmar prepare`)")
-    get_dataset(data.dataset)  # an unknown name is a usage error, not a missing directory
-    return default_data_dir(data.dataset, data.imb, data.profile)
-
-
 def selection_split(data: DataSettings, manifest: Manifest) -> str:
     """The split for best-epoch selection: `val` when the dataset has one (auto), else `test`."""
     if data.val_split != "auto":
@@ -62,9 +53,13 @@ def selection_split(data: DataSettings, manifest: Manifest) -> str:
 
 
 def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: bool = False) -> Path | None:
-    """Run the recipe into run directory `out`; returns the selected checkpoint (None on ranks other than 0)."""
-    root = resolve_data_root(settings.data)
-    manifest = load_manifest(root)
+    """Run the recipe into run directory `out`; returns the selected checkpoint (None on ranks other than 0).
+
+    A resume refuses settings that would change the run recorded in `out` (see `check_resume`).
+    """
+    settings, root, manifest = bind_dataset(settings)
+    if resume:
+        check_resume(out, settings)
     device = resolve_device(settings.train.device)
     world = distributed.init_world(device)
     if world.size > 1 and device.type == "cuda":
@@ -129,7 +124,8 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
     if run:
-        atomic_write(run.config, job.settings.to_toml().encode())
+        if resume_from is None:  # a resume keeps the config.toml its weights were trained with
+            atomic_write(run.config, job.settings.to_toml().encode())
         _truncate_metrics(run.metrics, job.state.epoch)
     epochs, state = job.settings.train.epochs, job.state
     with _signals_as_exception():
@@ -190,9 +186,14 @@ def _train_epoch(job: Job, net: nn.Module, loader: DataLoader, epoch: int) -> di
             images, labels = images.to(job.device, non_blocking=True), labels.to(job.device, non_blocking=True)
             loss = job.loss_fn(net(images), labels)
             if not torch.isfinite(loss):
+                kept = (
+                    "the last good checkpoint is kept"
+                    if job.state.epoch
+                    else "no epoch completed, so there is no checkpoint to go back to"
+                )
                 raise TrainingError(
                     f"non-finite loss ({loss.item()}) at epoch {epoch + 1} step {step + 1}; "
-                    "the last good checkpoint is kept; lower optim.lr or check the data"
+                    f"{kept}; lower optim.lr or check the data"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -34,7 +34,7 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
 
 def test_output_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "ds").write_text("mine")
-    with pytest.raises(DatasetError, match="exists and is not a directory"):
+    with pytest.raises(UsageError, match="exists and is not a directory"):  # exit 2, as `train --out FILE`
         prepare_dataset("digits", out=tmp_path / "ds", overwrite=True)
     assert (tmp_path / "ds").read_text() == "mine"
 

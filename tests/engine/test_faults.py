@@ -248,6 +248,31 @@ def test_resume_after_an_interrupt_is_bit_identical_for_other_recipes(
     assert resumed_ckpt.meta["optimizer_param_groups"] == whole_ckpt.meta["optimizer_param_groups"]  # same lr
 
 
+def test_resume_with_only_the_run_directory_reaches_the_uninterrupted_weights(
+    cli, digits_data, reference, tmp_path, monkeypatch
+):
+    """The run directory holds its settings: `train --out R --resume` alone continues the same run."""
+    run = tmp_path / "run"
+    save = trainer._save
+
+    def save_then_interrupt(*args):
+        save(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save", save_then_interrupt)
+    stopped = cli(*train_args(digits_data, run))
+    assert stopped.code == 130
+    assert error_lines(stopped.err) == [
+        f"Error: interrupted; the last completed checkpoint is kept: bagmar train --out {run} --resume"
+    ]
+    monkeypatch.undo()
+    config = (run / "config.toml").read_bytes()
+    resumed = cli("train", "--out", run, "--resume")
+    assert resumed.code == 0, resumed.err
+    assert_same_weights(run / "last.safetensors", reference)
+    assert (run / "config.toml").read_bytes() == config
+
+
 def test_second_trainer_is_refused_and_sigterm_stops_the_first_resumably(cli, digits_data, reference, tmp_path):
     run = tmp_path / "run"
     first = spawn(train_args(digits_data, run), tmp_path)
@@ -274,10 +299,28 @@ def test_stale_lock_of_a_dead_process_is_taken_over(cli, digits_data, tmp_path):
     assert (run / "last.safetensors").is_file() and not (run / ".lock").exists()
 
 
+@pytest.fixture(scope="module")
+def stopped_after_2_of_3(digits_data: Path, tmp_path_factory) -> Path:
+    """A 3-epoch run interrupted right after epoch 2's checkpoint (in-process)."""
+    run = tmp_path_factory.mktemp("stopped") / "run"
+    save, saved = trainer._save, []
+
+    def save_then_interrupt_at_2(*args):
+        save(*args)
+        saved.append(1)
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "_save", save_then_interrupt_at_2)
+        assert main(train_args(digits_data, run, epochs=3)) == 130
+    return run
+
+
 @pytest.fixture
-def finished_run(digits_run: Path, tmp_path: Path) -> Path:
-    """A copy of the 2-epoch session run, to continue for one more epoch."""
-    return Path(shutil.copytree(digits_run.parent, tmp_path / "run"))
+def finished_run(stopped_after_2_of_3: Path, tmp_path: Path) -> Path:
+    """A copy of a run stopped after 2 of its 3 epochs, to continue for the last one."""
+    return Path(shutil.copytree(stopped_after_2_of_3, tmp_path / "run"))
 
 
 def continue_args(digits_data: Path, run: Path) -> list[str]:
@@ -320,6 +363,7 @@ def test_exploding_learning_rate_is_a_non_finite_loss(cli, digits_data, tmp_path
     assert outcome.code == 1 and "Traceback" not in outcome.err
     [line] = error_lines(outcome.err)
     assert line.startswith("Error: non-finite loss") and "at epoch 1 step " in line
+    assert "no epoch completed, so there is no checkpoint to go back to" in line and "last good" not in line
     assert not (tmp_path / "run" / ".lock").exists() and not (tmp_path / "run" / "last.safetensors").exists()
 
 

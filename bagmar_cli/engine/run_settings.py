@@ -1,0 +1,92 @@
+"""The settings a run trains with: bound to the dataset it reads, recorded in its config.toml, kept on a resume."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from bagmar_cli.checkpoint import load_checkpoint
+from bagmar_cli.data import Manifest, default_data_dir, get_dataset, load_manifest
+from bagmar_cli.engine.rundir import RunDir
+from bagmar_cli.errors import TrainingError, UsageError
+from bagmar_cli.settings import (
+    RESUMABLE,
+    DataSettings,
+    Settings,
+    changed_settings,
+    flatten_settings,
+    read_settings_file,
+)
+
+# Set from the manifest by bind_dataset; a checkpoint of an older bagmar may hold the unbound values.
+DATASET_KEYS = ("data.root", "data.dataset", "data.imb", "data.profile", "data.val_per_class")
+
+
+def resolve_data_root(data: DataSettings) -> Path:
+    """`data.root`, or the default directory `bagmar prepare` writes for `data.dataset` at `data.imb`."""
+    if data.root is not None:
+        return data.root
+    if data.dataset is None:
+        raise UsageError("no dataset: pass --data DIR (a directory written by `bagmar prepare`)")
+    get_dataset(data.dataset)  # an unknown name is a usage error, not a missing directory
+    return default_data_dir(data.dataset, data.imb, data.profile)
+
+
+def bind_dataset(settings: Settings) -> tuple[Settings, Path, Manifest]:
+    """The settings with `data` describing the dataset actually read: its absolute root and the manifest's
+    dataset, imb, profile and val_per_class (a preset's `imb = 100` must not be recorded for an imb-10 set)."""
+    given = resolve_data_root(settings.data)
+    manifest = load_manifest(given)  # errors name the directory as the user gave it
+    root = Path(given).resolve()
+    data = settings.data.model_copy(
+        update={
+            "root": root,
+            "dataset": manifest.dataset,
+            "imb": manifest.imb,
+            "profile": manifest.profile,
+            "val_per_class": manifest.val_per_class,
+        }
+    )
+    return settings.model_copy(update={"data": data}), root, manifest
+
+
+def recorded_settings(out: Path) -> Settings:
+    """The settings a run directory recorded when its run started (its config.toml)."""
+    run = RunDir.config_of(out)
+    if not RunDir.last_of(out).is_file():
+        raise UsageError(f"--resume: {RunDir.last_of(out)} not found, nothing to resume")
+    if not run.is_file():
+        raise UsageError(f"--resume: {run} not found; the run's settings are unknown, so it cannot be continued")
+    return read_settings_file(run, "run settings")
+
+
+def check_resume(out: Path, settings: Settings) -> None:
+    """UsageError naming the first setting in which `settings` would change the run recorded in `out`."""
+    recorded, _, _ = bind_dataset(recorded_settings(out))
+    _check_trained_with(out, recorded)
+    for key, old, new in changed_settings(recorded, settings):
+        if key not in RESUMABLE:
+            raise UsageError(
+                f"--resume continues the run recorded in {RunDir.config_of(out)}: {key} = {new!r} would change it "
+                f"(recorded {old!r}); only {' and '.join(RESUMABLE)} may differ on a resume"
+            )
+
+
+def _check_trained_with(out: Path, recorded: Settings) -> None:
+    """TrainingError when config.toml no longer holds the settings last.safetensors was trained with."""
+    last = RunDir.last_of(out)
+    trained = load_checkpoint(last, tensors=False).meta.get("settings")
+    if not isinstance(trained, dict):
+        return
+    then, now = flatten_settings(trained), flatten_settings(recorded.model_dump(mode="json"))
+    for key in sorted(then.keys() & now.keys()):
+        if key not in RESUMABLE + DATASET_KEYS and then[key] != now[key]:
+            raise TrainingError(
+                f"{RunDir.config_of(out)} says {key} = {now[key]!r} but {last} was trained with {then[key]!r}: "
+                "restore config.toml, or start a new run"
+            )
+
+
+def resume_command(out: Path) -> str:
+    """The command line that continues the run in `out`."""
+    return f"bagmar train --out {shlex.quote(str(out))} --resume"
