@@ -1,0 +1,232 @@
+"""Training images per second for the CIFAR-100-LT recipe, four input pipelines side by side.
+
+The `cifar100_lt` preset's step (ResNet-32, batch 64, SGD, the BaGMar loss) on CIFAR-shaped uint8 images generated in
+memory (real CIFAR is not needed), fed four ways:
+
+1. `bare`: no augmentation, cross-entropy, a normalised float batch already in memory: the ceiling;
+2. `authors`: what the authors' code does: PIL images, torchvision's RandomCrop(32, 4), RandomHorizontalFlip,
+   AutoAugment (CIFAR10 policy), ToTensor, Normalize and a Cutout(16) mask per sample in 4 DataLoader workers, fp32;
+3. `per-sample`: bagmar's current path: `TensorImages` + `train_transform` in a DataLoader with `num_workers` 0;
+4. `batch`: `BatchAugment` on the whole uint8 batch on the training device, then the same step.
+
+Each pipeline gets a fresh model with the same seed, `--warmup` untimed steps (DataLoader workers start there), then
+`--steps` timed steps. JSON on stdout, a table on stderr; the torch thread count is stated in both.
+
+    python benchmarks/throughput.py [--threads N] [--steps 30] [--warmup 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.table import Table
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as v1
+
+from bagmar_cli.console import info, result, show
+from bagmar_cli.data import lt_counts
+from bagmar_cli.data.batch_augment import BatchAugment
+from bagmar_cli.data.transforms import TensorImages, train_transform
+from bagmar_cli.losses import build_loss
+from bagmar_cli.models import build_model
+from bagmar_cli.settings import LossSettings, Settings, load_settings
+
+SIZE = [3, 32, 32]
+MEAN, STD = [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]  # CIFAR-100's, as the manifest records them
+Batches = Iterator[tuple[Tensor, Tensor]]
+
+
+class AuthorsCutout:
+    """The authors' Cutout (DeVries & Taylor's code): one length×length hole, clipped, on the normalised tensor."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __call__(self, image: Tensor) -> Tensor:
+        _, h, w = image.shape
+        y, x = np.random.randint(h), np.random.randint(w)
+        y1, y2 = np.clip(y - self.length // 2, 0, h), np.clip(y + self.length // 2, 0, h)
+        x1, x2 = np.clip(x - self.length // 2, 0, w), np.clip(x + self.length // 2, 0, w)
+        mask = torch.ones(h, w)
+        mask[y1:y2, x1:x2] = 0.0
+        return image * mask
+
+
+class PilImages(Dataset):
+    """uint8 HWC arrays turned into PIL images per access, as torchvision's CIFAR datasets do."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable[[Image.Image], Tensor]) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def authors_batches(images: Tensor, labels: Tensor, batch: int, workers: int) -> Batches:
+    transform = v1.Compose(
+        [
+            v1.RandomCrop(32, padding=4),
+            v1.RandomHorizontalFlip(),
+            v1.AutoAugment(v1.AutoAugmentPolicy.CIFAR10),
+            v1.ToTensor(),
+            v1.Normalize(MEAN, STD),
+            AuthorsCutout(16),
+        ]
+    )
+    dataset = PilImages(images.permute(0, 2, 3, 1).numpy(), labels.numpy(), transform)
+    return iter(DataLoader(dataset, batch, shuffle=True, num_workers=workers, drop_last=True))
+
+
+def per_sample_batches(settings: Settings, images: Tensor, labels: Tensor, batch: int) -> Batches:
+    dataset = TensorImages(images, labels, train_transform(settings.data, SIZE, MEAN, STD))
+    generator = torch.Generator().manual_seed(0)
+    return iter(DataLoader(dataset, batch, shuffle=True, generator=generator, num_workers=settings.data.num_workers))
+
+
+def batch_batches(settings: Settings, images: Tensor, labels: Tensor, batch: int, device: torch.device) -> Batches:
+    augment = BatchAugment.from_settings(settings.data, SIZE, MEAN, STD)
+    images, labels = images.to(device), labels.to(device)  # once, as the trainer will hold them
+    generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(labels), generator=generator).to(device)
+    for start in range(0, len(order) - batch + 1, batch):
+        index = order[start : start + batch]
+        yield augment(images[index], generator), labels[index]
+
+
+def bare_batches(images: Tensor, labels: Tensor, batch: int, device: torch.device) -> Batches:
+    normalised = ((images.float() / 255 - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]).to(
+        device
+    )
+    labels = labels.to(device)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0)).to(device)
+    for start in range(0, len(order) - batch + 1, batch):
+        index = order[start : start + batch]
+        yield normalised[index], labels[index]
+
+
+def images_per_second(
+    settings: Settings, batches: Batches, loss: LossSettings, device: torch.device, *, steps: int, warmup: int
+) -> float:
+    """Time `steps` training steps after `warmup` untimed ones; the step reads the loss back as the trainer does."""
+    torch.manual_seed(0)
+    model = build_model(settings.model, 100, 3).to(device).train()
+    loss_fn: nn.Module = build_loss(loss, lt_counts(500, 100, 100.0, "exp")).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=settings.optim.lr,
+        momentum=settings.optim.momentum,
+        weight_decay=settings.optim.weight_decay,
+    )
+    seen, start = 0, 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            _synchronize(device)
+            start = time.perf_counter()
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        value = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        value.item()
+        seen += len(y) if step >= warmup else 0
+    _synchronize(device)
+    return seen / (time.perf_counter() - start)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    torch.set_num_threads(args.threads)
+    # the table states the worker count; torch's "more workers than CPUs" note would only repeat it
+    warnings.filterwarnings("ignore", message="This DataLoader will create")
+    device = torch.device(args.device)
+    settings = load_settings("cifar100_lt")
+    batch, total = settings.train.batch_size, (args.warmup + args.steps) * settings.train.batch_size
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (total, *SIZE), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(100, (total,), generator=generator)
+    bagmar, ce = settings.loss, LossSettings(name="ce")
+    pipelines: dict[str, tuple[Callable[[], Batches], LossSettings]] = {
+        "bare model step (no augmentation, CE)": (lambda: bare_batches(images, labels, batch, device), ce),
+        f"authors' style (PIL, {args.workers} workers)": (
+            lambda: authors_batches(images, labels, batch, args.workers),
+            bagmar,
+        ),
+        "bagmar per-sample (num_workers 0)": (lambda: per_sample_batches(settings, images, labels, batch), bagmar),
+        "bagmar batch augmentation": (lambda: batch_batches(settings, images, labels, batch, device), bagmar),
+    }
+    rates: dict[str, float] = {}
+    for name, (batches, loss) in pipelines.items():
+        info(f"{name} ...")
+        rates[name] = images_per_second(settings, batches(), loss, device, steps=args.steps, warmup=args.warmup)
+    ceiling = next(iter(rates.values()))
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "device": str(device),
+        "threads": args.threads,
+        "cpus": _cpus(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "batch": batch,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "pipelines": [
+            {"name": name, "images_per_s": round(rate, 1), "of_bare": round(rate / ceiling, 3)}
+            for name, rate in rates.items()
+        ],
+    }
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+def table(report: dict[str, object]) -> Table:
+    title = (
+        f"CIFAR-100-LT recipe step, ResNet-32, batch {report['batch']}, {report['device']}, "
+        f"--threads {report['threads']} ({report['cpus']} CPUs), {report['steps']} steps after {report['warmup']}"
+    )
+    out = Table(title=title)
+    for column in ("pipeline", "images/s", "of bare step"):
+        out.add_column(column, justify="left" if column == "pipeline" else "right")
+    for row in report["pipelines"]:  # type: ignore[attr-defined]
+        out.add_row(row["name"], f"{row['images_per_s']:.0f}", f"{row['of_bare']:.2f}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (main process)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per pipeline")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (worker start-up included)")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the authors' pipeline")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    args = parser.parse_args()
+    if args.threads < 1 or args.steps < 1 or args.warmup < 0:
+        parser.error("--threads and --steps must be at least 1, --warmup at least 0")
+    report = run(args)
+    show(table(report))
+    result(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
