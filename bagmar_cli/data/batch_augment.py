@@ -141,11 +141,12 @@ class BatchAugment:
         index = {key: i for i, key in enumerate(keys)}
         self._key = torch.tensor([[index[(op[0], op[2])] for op in sub] for sub in policy], dtype=torch.int64)
         self._magnitude: list[float] = []
-        self._signed: list[bool] = []
+        signed: list[bool] = []
         for op, bin_ in keys:
             bins = _magnitude_bins(op, self.height, self.width)
             self._magnitude.append(0.0 if bins is None or bin_ is None else float(bins[bin_]))
-            self._signed.append(bins is not None and _is_signed(op))
+            signed.append(bins is not None and _is_signed(op))
+        self._signed = torch.tensor(signed)
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> Draws:
         """All random choices for n images, drawn on the host in a fixed order (one call per kind)."""
@@ -200,7 +201,7 @@ class BatchAugment:
         images = images.clone()
         for slot in (0, 1):
             key = self._key[draws.policy, slot]
-            signed = torch.tensor(self._signed)[key]
+            signed = self._signed[key]
             code = torch.where(draws.applied[:, slot], key * 2 + (draws.negative[:, slot] & signed), -1)
             for value in torch.unique(code).tolist():
                 if value < 0:
