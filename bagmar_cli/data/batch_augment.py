@@ -182,19 +182,19 @@ class BatchAugment:
         return out
 
     def _crop_and_flip(self, images: Tensor, draws: Draws) -> Tensor:
-        """Pad once, then gather each image's window, columns reversed where it flips: one indexing op."""
-        device, (_, _, h, w) = images.device, images.shape
+        """Pad once, then gather each image's window, columns reversed where it flips: one flat gather."""
+        n, c, h, w = images.shape
         if self.crop_padding is None and not bool(draws.flip.any()):
             return images
         pad = self.crop_padding or 0
-        padded = torch.nn.functional.pad(images, [pad, pad, pad, pad]) if pad else images
+        padded = images.new_zeros(n, c, h + 2 * pad, w + 2 * pad)
+        padded[:, :, pad : pad + h, pad : pad + w] = images
         rows = draws.top[:, None] + torch.arange(h)
         steps = torch.arange(w)
         cols = draws.left[:, None] + torch.where(draws.flip[:, None], w - 1 - steps, steps)
-        n = torch.arange(len(images))[:, None, None, None]
-        c = torch.arange(images.shape[1])[None, :, None, None]
-        index = [t.to(device, non_blocking=True) for t in (n, c, rows[:, None, :, None], cols[:, None, None, :])]
-        return padded[index[0], index[1], index[2], index[3]]
+        flat = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(n, 1, h * w)
+        index = flat.to(images.device, non_blocking=True).expand(n, c, h * w)
+        return padded.flatten(2).gather(2, index).view(n, c, h, w)
 
     def _autoaugment(self, images: Tensor, draws: Draws) -> Tensor:
         """Slot by slot, each group of images sharing (operation, magnitude, sign) through one functional op."""
