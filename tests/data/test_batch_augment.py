@@ -187,17 +187,27 @@ def per_sample_draws(n: int, settings: DataSettings, policy: list[SubPolicy], he
                  column(6), column(7))  # fmt: skip
 
 
-def test_reproduced_draws_give_exactly_the_per_sample_paths_images() -> None:
+GRAY = DataSettings(random_crop=True, crop_padding=2, hflip=False, autoaugment=True, cutout=7)
+
+
+@pytest.mark.parametrize(
+    ("settings", "size", "mean", "std"),
+    [(RECIPE, SIZE, MEAN, STD), (GRAY, [1, 28, 24], [0.29], [0.35])],
+    ids=["cifar recipe", "one channel, 28x24, no flip, odd cutout"],
+)
+def test_reproduced_draws_give_exactly_the_per_sample_paths_images(
+    settings: DataSettings, size: list[int], mean: list[float], std: list[float]
+) -> None:
     """The reproduction is torchvision's own sampling: fed to the batch path, the same seed gives the same images."""
     n = 400
-    images = torch.randint(0, 256, (n, *SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    transform = train_transform(RECIPE, SIZE, MEAN, STD)
+    images = torch.randint(0, 256, (n, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    transform = train_transform(settings, size, mean, std)
     torch.manual_seed(11)
     expected = torch.stack([transform(image) for image in images])
     torch.manual_seed(11)
-    draws = per_sample_draws(n, RECIPE, cifar10_policy(), 32, 32)
+    draws = per_sample_draws(n, settings, cifar10_policy(), size[1], size[2])
     assert int(draws.applied.sum()) > n // 2  # the sample does exercise AutoAugment
-    got = BatchAugment.from_settings(RECIPE, SIZE, MEAN, STD).apply(images, draws)
+    got = BatchAugment.from_settings(settings, size, mean, std).apply(images, draws)
     assert torch.equal(got, expected)
 
 
