@@ -10,9 +10,11 @@ memory (real CIFAR is not needed), fed four ways:
 4. `batch`: `BatchAugment` on the whole uint8 batch on the training device, then the same step.
 
 Each pipeline gets a fresh model with the same seed, `--warmup` untimed steps (DataLoader workers start there), then
-`--steps` timed steps. JSON on stdout, a table on stderr; the torch thread count is stated in both.
+`--steps` timed steps; pipelines run one after the other (a DataLoader's workers would otherwise prepare batches
+while another pipeline is timed), all of them `--rounds` times, each pipeline's median reported. JSON on stdout, a
+table on stderr; the torch thread count is stated in both.
 
-    python benchmarks/throughput.py [--threads N] [--steps 30] [--warmup 5] [--device cpu]
+    python benchmarks/throughput.py [--threads N] [--steps 30] [--warmup 5] [--rounds 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -172,10 +175,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "bagmar per-sample (num_workers 0)": (lambda: per_sample_batches(settings, images, labels, batch), bagmar),
         "bagmar batch augmentation": (lambda: batch_batches(settings, images, labels, batch, device), bagmar),
     }
-    rates: dict[str, float] = {}
-    for name, (batches, loss) in pipelines.items():
-        info(f"{name} ...")
-        rates[name] = images_per_second(settings, batches(), loss, device, steps=args.steps, warmup=args.warmup)
+    runs: dict[str, list[float]] = {name: [] for name in pipelines}
+    for round_ in range(args.rounds):
+        for name, (batches, loss) in pipelines.items():
+            info(f"round {round_ + 1}/{args.rounds}: {name} ...")
+            runs[name].append(
+                images_per_second(settings, batches(), loss, device, steps=args.steps, warmup=args.warmup)
+            )
+    rates = {name: statistics.median(values) for name, values in runs.items()}
     ceiling = next(iter(rates.values()))
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -187,8 +194,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "batch": batch,
         "steps": args.steps,
         "warmup": args.warmup,
+        "rounds": args.rounds,
         "pipelines": [
-            {"name": name, "images_per_s": round(rate, 1), "of_bare": round(rate / ceiling, 3)}
+            {
+                "name": name,
+                "images_per_s": round(rate, 1),
+                "of_bare": round(rate / ceiling, 3),
+                "rounds": [round(value, 1) for value in runs[name]],
+            }
             for name, rate in rates.items()
         ],
     }
@@ -203,7 +216,8 @@ def _cpus() -> int:
 def table(report: dict[str, object]) -> Table:
     title = (
         f"CIFAR-100-LT recipe step, ResNet-32, batch {report['batch']}, {report['device']}, "
-        f"--threads {report['threads']} ({report['cpus']} CPUs), {report['steps']} steps after {report['warmup']}"
+        f"--threads {report['threads']} ({report['cpus']} CPUs), {report['steps']} steps after {report['warmup']}, "
+        f"median of {report['rounds']} round(s)"
     )
     out = Table(title=title)
     for column in ("pipeline", "images/s", "of bare step"):
@@ -218,11 +232,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (main process)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per pipeline")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (worker start-up included)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat all pipelines; report each one's median")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the authors' pipeline")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
-    if args.threads < 1 or args.steps < 1 or args.warmup < 0:
-        parser.error("--threads and --steps must be at least 1, --warmup at least 0")
+    if min(args.threads, args.steps, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--threads, --steps and --rounds must be at least 1, --warmup at least 0")
     report = run(args)
     show(table(report))
     result(json.dumps(report))
