@@ -11,8 +11,11 @@ memory (real CIFAR is not needed), fed four ways:
 
 Each pipeline gets a fresh model with the same seed, `--warmup` untimed steps (DataLoader workers start there), then
 `--steps` timed steps; pipelines run one after the other (a DataLoader's workers would otherwise prepare batches
-while another pipeline is timed), all of them `--rounds` times, each pipeline's median reported. JSON on stdout, a
-table on stderr; the torch thread count is stated in both.
+while another pipeline is timed), all of them `--rounds` times, each pipeline's median reported. Beside wall-clock
+images/s, which other processes on the machine move, two CPU costs that they move much less: CPU ms per image of
+the training process over the timed steps (its threads; DataLoader workers not counted), and of the input pipeline
+alone (the same batches produced in this process with no model step; the authors' transforms without workers).
+JSON on stdout, a table on stderr; the torch thread count and the load average are stated in both.
 
     python benchmarks/throughput.py [--threads N] [--steps 30] [--warmup 5] [--rounds 1] [--device cpu]
 """
@@ -21,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,9 +126,24 @@ def bare_batches(images: Tensor, labels: Tensor, batch: int, device: torch.devic
         yield normalised[index], labels[index]
 
 
-def images_per_second(
+@dataclass
+class Timing:
+    """One timed stretch: images, wall seconds, and CPU seconds of this process (all its threads, no workers)."""
+
+    images: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def per_second(self) -> float:
+        return self.images / self.wall
+
+    def cpu_ms_per_image(self) -> float:
+        return 1e3 * self.cpu / self.images
+
+
+def train_steps(
     settings: Settings, batches: Batches, loss: LossSettings, device: torch.device, *, steps: int, warmup: int
-) -> float:
+) -> Timing:
     """Time `steps` training steps after `warmup` untimed ones; the step reads the loss back as the trainer does."""
     torch.manual_seed(0)
     model = build_model(settings.model, 100, 3).to(device).train()
@@ -133,11 +154,11 @@ def images_per_second(
         momentum=settings.optim.momentum,
         weight_decay=settings.optim.weight_decay,
     )
-    seen, start = 0, 0.0
+    timing = Timing()
     for step in range(warmup + steps):
         if step == warmup:
             _synchronize(device)
-            start = time.perf_counter()
+            timing.wall, timing.cpu = -time.perf_counter(), -time.process_time()
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         value = loss_fn(model(x), y)
@@ -145,14 +166,54 @@ def images_per_second(
         value.backward()
         optimizer.step()
         value.item()
-        seen += len(y) if step >= warmup else 0
+        timing.images += len(y) if step >= warmup else 0
     _synchronize(device)
-    return seen / (time.perf_counter() - start)
+    timing.wall, timing.cpu = timing.wall + time.perf_counter(), timing.cpu + time.process_time()
+    return timing
+
+
+def augmentation_only(batches: Batches, device: torch.device, *, steps: int) -> Timing:
+    """The input pipeline alone in this process: `steps` batches produced and dropped, no model step."""
+    timing = Timing(wall=-time.perf_counter(), cpu=-time.process_time())
+    for _ in range(steps):
+        _, y = next(batches)
+        timing.images += len(y)
+    _synchronize(device)
+    timing.wall, timing.cpu = timing.wall + time.perf_counter(), timing.cpu + time.process_time()
+    return timing
 
 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    batches: Callable[[int], Batches]  # given a DataLoader worker count (used by the authors' pipeline only)
+    loss: LossSettings
+
+
+def pipelines(args: argparse.Namespace, settings: Settings, device: torch.device) -> list[Pipeline]:
+    """The four input pipelines over one set of generated CIFAR-shaped uint8 images and labels."""
+    batch, total = settings.train.batch_size, (args.warmup + args.steps) * settings.train.batch_size
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (total, *SIZE), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(100, (total,), generator=generator)
+    bagmar, ce = settings.loss, LossSettings(name="ce")
+    return [
+        Pipeline("bare step (no augmentation, CE)", lambda _: bare_batches(images, labels, batch, device), ce),
+        Pipeline(
+            f"authors' PIL ({args.workers} workers)",
+            lambda workers: authors_batches(images, labels, batch, workers),
+            bagmar,
+        ),
+        Pipeline(
+            "bagmar per-sample (0 workers)", lambda _: per_sample_batches(settings, images, labels, batch), bagmar
+        ),
+        Pipeline("bagmar batch augmentation", lambda _: batch_batches(settings, images, labels, batch, device), bagmar),
+    ]
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -161,69 +222,75 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     warnings.filterwarnings("ignore", message="This DataLoader will create")
     device = torch.device(args.device)
     settings = load_settings("cifar100_lt")
-    batch, total = settings.train.batch_size, (args.warmup + args.steps) * settings.train.batch_size
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (total, *SIZE), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(100, (total,), generator=generator)
-    bagmar, ce = settings.loss, LossSettings(name="ce")
-    pipelines: dict[str, tuple[Callable[[], Batches], LossSettings]] = {
-        "bare model step (no augmentation, CE)": (lambda: bare_batches(images, labels, batch, device), ce),
-        f"authors' style (PIL, {args.workers} workers)": (
-            lambda: authors_batches(images, labels, batch, args.workers),
-            bagmar,
-        ),
-        "bagmar per-sample (num_workers 0)": (lambda: per_sample_batches(settings, images, labels, batch), bagmar),
-        "bagmar batch augmentation": (lambda: batch_batches(settings, images, labels, batch, device), bagmar),
-    }
-    runs: dict[str, list[float]] = {name: [] for name in pipelines}
+    cases = pipelines(args, settings, device)
+    runs: dict[str, list[Timing]] = {case.name: [] for case in cases}
+    alone: dict[str, list[Timing]] = {case.name: [] for case in cases}
     for round_ in range(args.rounds):
-        for name, (batches, loss) in pipelines.items():
-            info(f"round {round_ + 1}/{args.rounds}: {name} ...")
-            runs[name].append(
-                images_per_second(settings, batches(), loss, device, steps=args.steps, warmup=args.warmup)
+        for case in cases:
+            info(f"round {round_ + 1}/{args.rounds}: {case.name} ...")
+            timing = train_steps(
+                settings, case.batches(args.workers), case.loss, device, steps=args.steps, warmup=args.warmup
             )
-    rates = {name: statistics.median(values) for name, values in runs.items()}
-    ceiling = next(iter(rates.values()))
+            runs[case.name].append(timing)
+            alone[case.name].append(augmentation_only(case.batches(0), device, steps=args.steps))
+    ceiling = statistics.median(t.per_second() for t in runs[cases[0].name])
+    rows = []
+    for case in cases:
+        rate = statistics.median(t.per_second() for t in runs[case.name])
+        rows.append(
+            {
+                "name": case.name,
+                "images_per_s": round(rate, 1),
+                "of_bare": round(rate / ceiling, 3),
+                "rounds_images_per_s": [round(t.per_second(), 1) for t in runs[case.name]],
+                "step_cpu_ms_per_image": round(statistics.median(t.cpu_ms_per_image() for t in runs[case.name]), 3),
+                "input_alone_cpu_ms_per_image": round(
+                    statistics.median(t.cpu_ms_per_image() for t in alone[case.name]), 3
+                ),
+            }
+        )
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": str(device),
         "threads": args.threads,
         "cpus": _cpus(),
+        "load_average": _load_average(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "batch": batch,
+        "batch": settings.train.batch_size,
         "steps": args.steps,
         "warmup": args.warmup,
         "rounds": args.rounds,
-        "pipelines": [
-            {
-                "name": name,
-                "images_per_s": round(rate, 1),
-                "of_bare": round(rate / ceiling, 3),
-                "rounds": [round(value, 1) for value in runs[name]],
-            }
-            for name, rate in rates.items()
-        ],
+        "pipelines": rows,
     }
 
 
-def _cpus() -> int:
-    import os
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
+
+def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
-def table(report: dict[str, object]) -> Table:
+def table(report: dict[str, Any]) -> Table:
     title = (
         f"CIFAR-100-LT recipe step, ResNet-32, batch {report['batch']}, {report['device']}, "
-        f"--threads {report['threads']} ({report['cpus']} CPUs), {report['steps']} steps after {report['warmup']}, "
-        f"median of {report['rounds']} round(s)"
+        f"--threads {report['threads']} ({report['cpus']} CPUs, load average {report['load_average']}), "
+        f"{report['steps']} steps after {report['warmup']}, median of {report['rounds']} round(s)"
     )
     out = Table(title=title)
-    for column in ("pipeline", "images/s", "of bare step"):
+    columns = ("pipeline", "images/s", "of bare", "train CPU ms/img", "input CPU ms/img")
+    for column in columns:
         out.add_column(column, justify="left" if column == "pipeline" else "right")
-    for row in report["pipelines"]:  # type: ignore[attr-defined]
-        out.add_row(row["name"], f"{row['images_per_s']:.0f}", f"{row['of_bare']:.2f}")
+    for row in report["pipelines"]:
+        out.add_row(
+            row["name"],
+            f"{row['images_per_s']:.0f}",
+            f"{row['of_bare']:.2f}",
+            f"{row['step_cpu_ms_per_image']:.2f}",
+            f"{row['input_alone_cpu_ms_per_image']:.3f}",
+        )
     return out
 
 

@@ -23,6 +23,7 @@ def test_throughput_reports_four_pipelines_as_json_and_a_table() -> None:
     rates = [row["images_per_s"] for row in report["pipelines"]]
     assert len(rates) == 4
     assert all(rate > 0 for rate in rates)
+    assert all(row["input_alone_cpu_ms_per_image"] > 0 for row in report["pipelines"])
     assert "--threads 1" in done.stderr
     assert "bagmar batch augmentation" in done.stderr
 
