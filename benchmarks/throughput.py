@@ -10,11 +10,12 @@ memory (real CIFAR is not needed), fed four ways:
 4. `batch`: `BatchAugment` on the whole uint8 batch on the training device, then the same step.
 
 Each pipeline gets a fresh model with the same seed, `--warmup` untimed steps (DataLoader workers start there), then
-`--steps` timed steps; pipelines run one after the other (a DataLoader's workers would otherwise prepare batches
-while another pipeline is timed), all of them `--rounds` times, each pipeline's median reported. Beside wall-clock
-images/s, which other processes on the machine move, two CPU costs that they move much less: CPU ms per image of
-the training process over the timed steps (its threads; DataLoader workers not counted), and of the input pipeline
-alone (the same batches produced in this process with no model step; the authors' transforms without workers).
+`--steps` timed steps. The in-process pipelines (1, 3, 4) take their steps in turn, so that load from other processes
+that comes and goes hits them alike; the authors' pipeline runs on its own after them (its workers would otherwise
+prepare batches while the others are timed). All of it `--rounds` times, each pipeline's median reported. Beside
+wall-clock images/s, two CPU costs that other processes move less: CPU ms per image of the training process over
+the timed steps (its threads; DataLoader workers not counted), and of the input pipeline alone (the same batches
+produced in this process with no model step; the authors' transforms without workers).
 JSON on stdout, a table on stderr; the torch thread count and the load average are stated in both.
 
     python benchmarks/throughput.py [--threads N] [--steps 30] [--warmup 5] [--rounds 1] [--device cpu]
@@ -141,35 +142,53 @@ class Timing:
         return 1e3 * self.cpu / self.images
 
 
-def train_steps(
-    settings: Settings, batches: Batches, loss: LossSettings, device: torch.device, *, steps: int, warmup: int
-) -> Timing:
-    """Time `steps` training steps after `warmup` untimed ones; the step reads the loss back as the trainer does."""
-    torch.manual_seed(0)
-    model = build_model(settings.model, 100, 3).to(device).train()
-    loss_fn: nn.Module = build_loss(loss, lt_counts(500, 100, 100.0, "exp")).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=settings.optim.lr,
-        momentum=settings.optim.momentum,
-        weight_decay=settings.optim.weight_decay,
-    )
-    timing = Timing()
-    for step in range(warmup + steps):
-        if step == warmup:
-            _synchronize(device)
-            timing.wall, timing.cpu = -time.perf_counter(), -time.process_time()
-        x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        value = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
+class Trainer:
+    """The recipe's model, loss and SGD fed by one pipeline; `step` times one training step of it."""
+
+    def __init__(self, settings: Settings, batches: Batches, loss: LossSettings, device: torch.device) -> None:
+        torch.manual_seed(0)
+        self.batches, self.device = batches, device
+        self.model = build_model(settings.model, 100, 3).to(device).train()
+        self.loss_fn: nn.Module = build_loss(loss, lt_counts(500, 100, 100.0, "exp")).to(device)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=settings.optim.lr,
+            momentum=settings.optim.momentum,
+            weight_decay=settings.optim.weight_decay,
+        )
+
+    def step(self, timing: Timing | None) -> None:
+        """Next batch, forward, backward, SGD step; reads the loss back as the trainer does. Adds to `timing`."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        x, y = next(self.batches)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        value = self.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
         value.backward()
-        optimizer.step()
+        self.optimizer.step()
         value.item()
-        timing.images += len(y) if step >= warmup else 0
-    _synchronize(device)
-    timing.wall, timing.cpu = timing.wall + time.perf_counter(), timing.cpu + time.process_time()
-    return timing
+        _synchronize(self.device)
+        if timing is not None:
+            timing.images += len(y)
+            timing.wall += time.perf_counter() - wall
+            timing.cpu += time.process_time() - cpu
+
+
+def train_round(
+    settings: Settings, cases: list[Pipeline], args: argparse.Namespace, device: torch.device
+) -> dict[str, Timing]:
+    """One round: the in-process pipelines step by step in turn (so load that comes and goes hits them alike),
+    then each pipeline with DataLoader workers on its own (its workers would otherwise run during the others)."""
+    timings = {case.name: Timing() for case in cases}
+    together = {case.name: Trainer(settings, case.batches(0), case.loss, device) for case in cases if not case.workers}
+    for step in range(args.warmup + args.steps):
+        for name, trainer in together.items():
+            trainer.step(timings[name] if step >= args.warmup else None)
+    for case in (case for case in cases if case.workers):
+        trainer = Trainer(settings, case.batches(args.workers), case.loss, device)
+        for step in range(args.warmup + args.steps):
+            trainer.step(timings[case.name] if step >= args.warmup else None)
+    return timings
 
 
 def augmentation_only(batches: Batches, device: torch.device, *, steps: int) -> Timing:
@@ -193,6 +212,7 @@ class Pipeline:
     name: str
     batches: Callable[[int], Batches]  # given a DataLoader worker count (used by the authors' pipeline only)
     loss: LossSettings
+    workers: bool = False  # prepares batches in DataLoader worker processes
 
 
 def pipelines(args: argparse.Namespace, settings: Settings, device: torch.device) -> list[Pipeline]:
@@ -208,6 +228,7 @@ def pipelines(args: argparse.Namespace, settings: Settings, device: torch.device
             f"authors' PIL ({args.workers} workers)",
             lambda workers: authors_batches(images, labels, batch, workers),
             bagmar,
+            workers=True,
         ),
         Pipeline(
             "bagmar per-sample (0 workers)", lambda _: per_sample_batches(settings, images, labels, batch), bagmar
@@ -226,12 +247,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     runs: dict[str, list[Timing]] = {case.name: [] for case in cases}
     alone: dict[str, list[Timing]] = {case.name: [] for case in cases}
     for round_ in range(args.rounds):
+        info(f"round {round_ + 1}/{args.rounds} ...")
+        for name, timing in train_round(settings, cases, args, device).items():
+            runs[name].append(timing)
         for case in cases:
-            info(f"round {round_ + 1}/{args.rounds}: {case.name} ...")
-            timing = train_steps(
-                settings, case.batches(args.workers), case.loss, device, steps=args.steps, warmup=args.warmup
-            )
-            runs[case.name].append(timing)
             alone[case.name].append(augmentation_only(case.batches(0), device, steps=args.steps))
     ceiling = statistics.median(t.per_second() for t in runs[cases[0].name])
     rows = []
