@@ -171,8 +171,9 @@ class BatchAugment:
 
     def apply(self, images: Tensor, draws: Draws) -> Tensor:
         """The augmentation these draws describe, on a uint8 (N, C, H, W) batch, on the batch's device."""
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"expected a uint8 (N, C, H, W) batch, got {images.dtype} {tuple(images.shape)}")
+        expected = (self.channels, self.height, self.width)
+        if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"expected a uint8 (N, *{expected}) batch, got {images.dtype} {tuple(images.shape)}")
         images = self._crop_and_flip(images, draws)
         if self.policy is not None:
             images = self._autoaugment(images, draws)

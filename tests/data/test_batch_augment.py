@@ -80,8 +80,16 @@ def test_same_generator_seed_same_batch_other_seed_other_batch() -> None:
     assert not torch.equal(first, augment(images, torch.Generator().manual_seed(2)))
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(2, 3, 32, 32), torch.zeros(3, 32, 32, dtype=torch.uint8)])
-def test_rejects_anything_but_a_uint8_nchw_batch(bad: Tensor) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        torch.zeros(2, 3, 32, 32),
+        torch.zeros(3, 32, 32, dtype=torch.uint8),
+        torch.zeros(2, 3, 28, 28, dtype=torch.uint8),
+    ],
+    ids=["float", "no batch dimension", "another image size"],
+)
+def test_rejects_anything_but_a_uint8_nchw_batch_of_its_image_size(bad: Tensor) -> None:
     with pytest.raises(ValueError, match="uint8"):
         BatchAugment.from_settings(RECIPE, SIZE, MEAN, STD)(bad)
 
