@@ -10,7 +10,10 @@ op together as one group tensor.
 
 The trainer's use: keep the dataset's uint8 tensor on the device once, index a batch, call
 `augment(batch_uint8, generator)` and feed the returned normalised float batch to the model, exactly where the
-DataLoader's batch goes today (normalisation is part of the call, as it is part of `train_transform`).
+DataLoader's batch goes today (normalisation is part of the call, as it is part of `train_transform`). Seed the
+generator from (seed, epoch) as the DataLoader's is, so that a resumed run replays its epochs. The number of
+AutoAugment groups levels off near 60 whatever the batch (34 at 64 images, 59 at 1,024), so on a GPU, where each
+group costs a few kernel launches, augmenting several batches in one call and slicing amortises them.
 """
 
 from __future__ import annotations
