@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from bagmar_cli.data.manifest import MANIFEST_NAME, Manifest, SplitInfo, load_manifest
+from bagmar_cli.data.manifest import MANIFEST_NAME, ListSplitInfo, Manifest, SplitInfo, load_manifest
 from bagmar_cli.errors import DatasetError, WriteError
 
 DATA_DIR_ENV = "BAGMAR_DATA_DIR"
@@ -49,6 +49,11 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     info = manifest.splits.get(split)
     if info is None:
         raise DatasetError(f"dataset {root} has no split {split!r}; available: {', '.join(manifest.splits)}")
+    if isinstance(info, ListSplitInfo):
+        raise DatasetError(
+            f"split {split!r} of {root} is a list of image files ({manifest.dataset}); this bagmar trains and "
+            "evaluates only datasets held in tensor files (cifar10, cifar100, digits, fashion_mnist) so far"
+        )
     path = root / info.file
     if not path.is_file():
         raise DatasetError(f"{path} is missing: split {split!r} of {root} cannot be read")

@@ -33,7 +33,7 @@ def _edit(root, change):
 def test_manifest_is_indented_json_with_every_field(root):
     text = (root / "manifest.json").read_text()
     raw = json.loads(text)
-    assert text.startswith('{\n  "format_version": 1,') and raw["created_by"] == f"bagmar {__version__}"
+    assert text.startswith('{\n  "format_version": 2,') and raw["created_by"] == f"bagmar {__version__}"
     assert set(raw) == set(Manifest.model_fields)
     assert set(raw["splits"]) == {"train", "val", "test"}
     assert raw["splits"]["train"] == {
@@ -56,7 +56,7 @@ def test_load_split_returns_uint8_images_and_int64_labels(root, split):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m.update(format_version=2), "format_version 2, newer than this bagmar reads"),
+        (lambda m: m.update(format_version=3), "format_version 3, newer than this bagmar reads"),
         (lambda m: m.update(colour="red"), "colour: Extra inputs are not permitted"),
         (lambda m: m.pop("classes"), "classes: Field required"),
         (lambda m: m.update(mean=[0.1, 0.2]), "mean and std need 1 values"),
