@@ -39,7 +39,7 @@ def prepare_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset directory.")] = False,
 ) -> None:
-    """Prepare a long-tailed training split (and the untouched test split) from the official data."""
+    """Prepare a long-tailed training split (and the untouched test split), or the split lists of image files."""
     from bagmar_cli.data import prepare_any
     from bagmar_cli.settings import validate
 
