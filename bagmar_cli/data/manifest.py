@@ -106,6 +106,7 @@ class Manifest(_Strict):
     default_preset: str  # training preset that suits this dataset
     created_by: str  # "bagmar <version>"
     image_root: str | None = None  # version 2, file-list splits: their images' folder, absolute or relative to here
+    reported_split: str | None = None  # version 2: the split results are reported on ("val" for iNaturalist 2018)
 
     @property
     def num_classes(self) -> int:
@@ -122,6 +123,8 @@ class Manifest(_Strict):
                 raise ValueError(f"split {name!r} has {len(split.counts)} counts for {self.num_classes} classes")
         if self.file_lists and (self.format_version < 2 or not self.image_root):
             raise ValueError("file-list splits need format_version 2 and an image_root")
+        if self.reported_split is not None and self.reported_split not in self.splits:
+            raise ValueError(f"reported_split {self.reported_split!r} is not one of the splits")
         return self
 
     @property

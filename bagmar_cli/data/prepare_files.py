@@ -113,6 +113,7 @@ class _Plan:
     val_per_class: int
     source: SourceInfo
     default_preset: str
+    reported_split: str  # the split results are reported on
 
 
 def prepare_benchmark(
@@ -151,6 +152,7 @@ def prepare_benchmark(
         val_per_class=0,
         source=SourceInfo(name=bench.folder, verified=official),
         default_preset=bench.default_preset,
+        reported_split=bench.reported_split,
     )
     return _write(plan, out, overwrite)
 
@@ -196,6 +198,7 @@ def prepare_folder(
         val_per_class=val_per_class,
         source=SourceInfo(name=Path(os.path.abspath(root)).name, verified=False),
         default_preset="folder",
+        reported_split="test",
     )
     _warn_balance(counts)
     return _write(plan, out, overwrite)
@@ -306,6 +309,7 @@ def _manifest(plan: _Plan, infos: dict[str, ListSplitInfo]) -> Manifest:
         default_preset=plan.default_preset,
         created_by=f"bagmar {__version__}",
         image_root=os.path.abspath(plan.image_root),
+        reported_split=plan.reported_split,
     )
 
 

@@ -64,6 +64,7 @@ def test_load_split_returns_uint8_images_and_int64_labels(root, split):
         (lambda m: m["splits"]["train"].update(n=3), "counts sum to"),
         (lambda m: m["splits"]["test"].update(counts=[30] * 9 + [0, 30]), "has 11 counts for 10 classes"),
         (lambda m: m["splits"]["test"].update(file="../test.safetensors"), "must be a file name"),
+        (lambda m: m.update(reported_split="holdout"), "reported_split 'holdout' is not one of the splits"),
     ],
 )
 def test_manifests_that_break_the_schema_are_refused(root, change, message):

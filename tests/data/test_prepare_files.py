@@ -86,6 +86,7 @@ def test_prepare_imagenet_lt_writes_the_official_lists_and_a_version_2_manifest(
     assert train.sha256 == hashlib.sha256((splits / "ImageNet_LT_train.txt").read_bytes()).hexdigest()
     assert manifest.splits["test"].n == 1000 and manifest.imb == 3 and manifest.file_lists == ["train", "val", "test"]
     assert manifest.images_dir(out) == root.resolve() and manifest.source.verified is False
+    assert manifest.reported_split == "test"
     assert "the official list has 115846" in outcome.err and "385 many" not in outcome.err
     assert tree_hashes(root, splits) == before  # nothing copied, nothing touched
 
@@ -195,7 +196,8 @@ def test_inaturalist_says_val_is_its_reported_split(cli, tmp_path, monkeypatch):
     outcome = cli("prepare", "inat2018", "--root", root, "--splits", splits)
     assert outcome.code == 0, outcome.err
     assert "no test split: val is the split its results are reported on" in outcome.err
-    assert set(load_manifest(Path(outcome.out.strip())).splits) == {"train", "val"}
+    manifest = load_manifest(Path(outcome.out.strip()))
+    assert set(manifest.splits) == {"train", "val"} and manifest.reported_split == "val"
 
 
 def test_places_lt_prepares_from_its_lists(cli, tmp_path, monkeypatch):
