@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,12 +89,10 @@ def benchmark_names() -> list[str]:
 
 
 def get_benchmark(name: str) -> Benchmark:
-    """The benchmark called `name`; UsageError with suggestions when there is none."""
-    if name in BENCHMARKS:
-        return BENCHMARKS[name]
-    close = difflib.get_close_matches(name, benchmark_names(), n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise UsageError(f"unknown benchmark {name!r}{hint}; choose from {', '.join(benchmark_names())}")
+    """The benchmark called `name`; UsageError when there is none (`prepare_any` suggests close names first)."""
+    if name not in BENCHMARKS:
+        raise UsageError(f"unknown benchmark {name!r}; choose from {', '.join(benchmark_names())}")
+    return BENCHMARKS[name]
 
 
 def locate_lists(bench: Benchmark, splits_dir: Path | None) -> dict[str, Path]:

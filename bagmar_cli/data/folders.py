@@ -7,7 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from bagmar_cli.console import warn
+from bagmar_cli.data.filelists import check_every_class
 from bagmar_cli.errors import DatasetError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -38,6 +41,7 @@ def scan_tree(root: Path) -> FolderTree:
     if not classes:
         raise DatasetError(f"{root / 'train'} has no class folders; expected ROOT/train/<class>/*")
     splits = {split: _scan_split(root, split, classes) for split in SPLITS if (root / split).is_dir()}
+    check_every_class(np.bincount(splits["train"][1], minlength=len(classes)).tolist(), root / "train", classes)
     return FolderTree(classes, splits)
 
 

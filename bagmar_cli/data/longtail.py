@@ -62,7 +62,7 @@ def select_long_tail(
     classes: list[str],
     *,
     n_max: int | None,
-    imb: float,
+    imb: float | None,
     profile: str,
     seed: int,
     val_per_class: int,
@@ -71,13 +71,17 @@ def select_long_tail(
 
     Each class's images are shuffled once by `seed`: the first val_per_class go to val, the next
     min(n_i, what remains) to train. `n_max` None: the smallest class's pool, less the val images.
+    `imb` None: no long tail is drawn, train keeps every image val does not take.
     """
     pools = shuffled_by_class(labels, len(classes), seed)
     sizes = [len(pool) for pool in pools]
     _check_val(val_per_class, sizes, classes)
-    n_max = n_max if n_max is not None else min(sizes) - val_per_class
-    wanted = lt_counts(n_max, len(classes), imb, profile)
-    _check_nonempty(wanted, classes, imb, n_max)
+    if imb is None:
+        wanted = [size - val_per_class for size in sizes]
+    else:
+        n_max = n_max if n_max is not None else min(sizes) - val_per_class
+        wanted = lt_counts(n_max, len(classes), imb, profile)
+        _check_nonempty(wanted, classes, imb, n_max)
     train = np.concatenate([pool[val_per_class : val_per_class + n] for pool, n in zip(pools, wanted, strict=True)])
     val = np.concatenate([pool[:val_per_class] for pool in pools])
     return train, val

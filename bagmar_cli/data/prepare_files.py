@@ -27,7 +27,7 @@ from bagmar_cli.data.benchmarks import (
 )
 from bagmar_cli.data.filelists import FileList, check_every_class, from_pairs, parse_list, write_list
 from bagmar_cli.data.folders import FolderTree, scan_tree
-from bagmar_cli.data.longtail import check_imb, check_profile, select_long_tail, shuffled_by_class
+from bagmar_cli.data.longtail import check_imb, check_profile, select_long_tail
 from bagmar_cli.data.manifest import FORMAT_VERSION, ListSplitInfo, Manifest, SourceInfo, write_manifest
 from bagmar_cli.data.prepare import prepare_dataset
 from bagmar_cli.data.registry import dataset_names
@@ -175,13 +175,9 @@ def prepare_folder(
     check_writable(out, overwrite)
     _check_root(root)
     tree = scan_tree(Path(root))
-    check_every_class(
-        np.bincount(tree.splits["train"][1], minlength=len(tree.classes)).tolist(), Path(root) / "train", tree.classes
-    )
     if val_per_class and "val" in tree.splits:
         raise UsageError(f"{Path(root) / 'val'} exists: pass --val-per-class only for a tree without a val folder")
     splits = _folder_splits(tree, imb, profile, seed, val_per_class)
-    check_every_class(splits["train"].counts(len(tree.classes)), Path(root) / "train", tree.classes)
     if verify:
         for split, files in splits.items():
             verify_images(root, files.paths, f"{split} split", f"ROOT/{split}/<class>/*")
@@ -210,30 +206,16 @@ def _folder_splits(
     """train (long-tailed when `imb` is given, less any val images), val and test of a folder tree."""
     paths, labels = tree.splits["train"]
     label_array = np.asarray(labels, dtype=np.int64)
-    if imb is not None:  # n_max is the smallest class before any val images are held out, as for CIFAR-LT
-        n_max = int(np.bincount(label_array, minlength=len(tree.classes)).min())
-        train, val = select_long_tail(
-            label_array, tree.classes, n_max=n_max, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class
-        )
-    else:
-        pools = shuffled_by_class(label_array, len(tree.classes), seed)
-        _check_pools(pools, val_per_class, tree.classes)
-        train = np.concatenate([pool[val_per_class:] for pool in pools])
-        val = np.concatenate([pool[:val_per_class] for pool in pools])
+    # n_max is the smallest class before any val images are held out, as for CIFAR-LT and Fashion-MNIST-LT
+    n_max = int(np.bincount(label_array, minlength=len(tree.classes)).min())
+    train, val = select_long_tail(
+        label_array, tree.classes, n_max=n_max, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class
+    )
     splits = {"train": _subset(paths, labels, np.sort(train))}
     if val_per_class:
         splits["val"] = _subset(paths, labels, np.sort(val))
     splits |= {name: from_pairs(*pairs) for name, pairs in tree.splits.items() if name != "train"}
     return {name: splits[name] for name in ("train", "val", "test") if name in splits}
-
-
-def _check_pools(pools: list[np.ndarray], val_per_class: int, classes: list[str]) -> None:
-    """UsageError when holding out val_per_class images leaves a class without training images."""
-    for pool, name in zip(pools, classes, strict=True):
-        if len(pool) <= val_per_class:
-            raise UsageError(
-                f"val_per_class {val_per_class} leaves class {name!r} no training images (it has {len(pool)})"
-            )
 
 
 def _subset(paths: list[str], labels: list[int], indices: np.ndarray) -> FileList:

@@ -65,7 +65,7 @@ def test_every_benchmark_names_its_official_lists_and_reported_split():
     for bench in BENCHMARKS.values():
         assert set(bench.lists) == set(bench.sizes) == set(bench.layout)
         assert all(bench.url(split).endswith(f"/{file}") for split, file in bench.lists.items())
-    with pytest.raises(UsageError, match="did you mean imagenet_lt"):
+    with pytest.raises(UsageError, match="unknown benchmark 'imagenet-lt'; choose from imagenet_lt, inat2018"):
         get_benchmark("imagenet-lt")
 
 

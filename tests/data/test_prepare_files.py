@@ -294,6 +294,7 @@ def test_a_balanced_folder_tree_is_warned_about(cli, tmp_path):
         (lambda r: (r / "train" / "a" / "self.png").symlink_to(r / "train" / "a" / "self.png"), 1, "link loop"),
         (lambda r: os.rename(r / "test", r / "tests"), 1, "test is not a folder"),
         (lambda r: (r / "val" / "a").mkdir(parents=True), 2, "pass --val-per-class only for a tree without"),
+        (lambda r: (r / "train" / "b" / "0001.png").unlink(), 2, "val_per_class 1 leaves class 'b' no training"),
     ],
 )
 def test_broken_folder_trees_are_one_error_line(cli, tmp_path, break_it, code, fragment):
