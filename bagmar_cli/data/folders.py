@@ -41,7 +41,11 @@ def scan_tree(root: Path) -> FolderTree:
     if not classes:
         raise DatasetError(f"{root / 'train'} has no class folders; expected ROOT/train/<class>/*")
     splits = {split: _scan_split(root, split, classes) for split in SPLITS if (root / split).is_dir()}
-    check_every_class(np.bincount(splits["train"][1], minlength=len(classes)).tolist(), root / "train", classes)
+    check_every_class(
+        np.bincount(np.asarray(splits["train"][1], dtype=np.int64), minlength=len(classes)).tolist(),
+        root / "train",
+        classes,
+    )
     return FolderTree(classes, splits)
 
 
