@@ -66,6 +66,8 @@ def _parse_line(line: str, num_classes: int, where: str) -> tuple[str, int]:
 
 def check_relative(relative: str, where: str) -> None:
     """DatasetError unless `relative` is a relative path that stays inside the image root."""
+    if not relative.startswith("/") and not any(mark in relative for mark in ("..", "\\", ":")):
+        return  # the common case, decided without building a path object
     parts = PurePosixPath(relative.replace("\\", "/")).parts
     if relative.startswith(("/", "\\")) or (parts and ":" in parts[0]):
         raise DatasetError(f"{where}: {relative!r} is an absolute path; list paths must be relative to --root")
