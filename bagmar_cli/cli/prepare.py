@@ -1,4 +1,4 @@
-"""`bagmar prepare DATASET`: write a long-tailed dataset directory; prints its path."""
+"""`bagmar prepare DATASET`: write a long-tailed dataset directory (or, for image files, its lists); prints its path."""
 
 from __future__ import annotations
 
@@ -13,31 +13,50 @@ from bagmar_cli.console import result
 
 @app.command("prepare")
 def prepare_command(
-    dataset: Annotated[str, typer.Argument(help="cifar10, cifar100, digits or fashion_mnist.")],
-    imb: Annotated[float, typer.Option("--imb", help="Imbalance factor n_max / n_min (>= 1).")] = 100.0,
+    dataset: Annotated[
+        str,
+        typer.Argument(help="cifar10, cifar100, digits, fashion_mnist; imagenet_lt, inat2018, places_lt; folder."),
+    ],
+    imb: Annotated[
+        float | None,
+        typer.Option("--imb", help="Imbalance factor n_max / n_min (>= 1); default 100, for folder: none drawn."),
+    ] = None,
     profile: Annotated[str, typer.Option("--profile", help="Long-tail profile: exp or step.")] = "exp",
     seed: Annotated[int, typer.Option("--seed", help="Seed of which images are kept.")] = 0,
     val_per_class: Annotated[
         int, typer.Option("--val-per-class", help="Hold out N images per class as a val split.")
     ] = 0,
-    source: Annotated[
-        Path | None, typer.Option("--source", help="Official archive or folder (else download).")
+    source: Annotated[Path | None, typer.Option("--source", help="Official archive or folder (else download).")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Image folder (imagenet_lt, inat2018, places_lt, folder).")
     ] = None,
+    splits: Annotated[
+        Path | None, typer.Option("--splits", help="Folder holding the official split lists (else download).")
+    ] = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip checking that every listed image exists.")
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset directory.")] = False,
 ) -> None:
-    """Prepare a long-tailed training split (and the untouched test split) from the official data."""
-    from bagmar_cli.data import prepare_dataset
+    """Prepare a long-tailed training split (and the untouched test split), or the split lists of image files."""
+    from bagmar_cli.data import prepare_any
     from bagmar_cli.settings import validate
 
-    validate({"data": {"imb": imb, "profile": profile, "val_per_class": val_per_class}, "train": {"seed": seed}})
-    path = prepare_dataset(
+    checked_imb = 100.0 if imb is None else imb
+    validate(
+        {"data": {"imb": checked_imb, "profile": profile, "val_per_class": val_per_class}, "train": {"seed": seed}}
+    )
+    path = prepare_any(
         dataset,
         imb=imb,
         profile=profile,
         seed=seed,
         val_per_class=val_per_class,
         source=source,
+        root=root,
+        splits=splits,
+        verify=not no_verify,
         out=out,
         overwrite=overwrite,
     )

@@ -78,5 +78,8 @@ def _default_preset(data: Path | None) -> str | None:
     if data is None:
         return None
     from bagmar_cli.data import load_manifest
+    from bagmar_cli.data.store import check_trainable
 
-    return load_manifest(data).default_preset
+    manifest = load_manifest(data)
+    check_trainable(data, manifest)  # before its default preset, which may not exist yet, is looked up
+    return manifest.default_preset

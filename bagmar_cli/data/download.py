@@ -25,11 +25,11 @@ SOURCE_HINT = "download it on a machine with internet access and pass its path w
 
 @dataclass(frozen=True)
 class Resource:
-    """A file to download: its name in downloads/, where it lives, and its published MD5."""
+    """A file to download: its name in downloads/, where it lives, and its published MD5 (None: none published)."""
 
     filename: str
     url: str
-    md5: str
+    md5: str | None
 
 
 def downloads_dir() -> Path:
@@ -51,27 +51,30 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(resource: Resource) -> Path:
+def fetch(resource: Resource, hint: str = SOURCE_HINT) -> Path:
     """The resource's file in downloads/, downloading it first when it is not there yet."""
     path = downloads_dir() / resource.filename
     if not path.is_file():
-        download(resource.url, path, resource.md5)
+        download(resource.url, path, resource.md5, hint)
     return path
 
 
-def download(url: str, dest: Path, md5: str) -> None:
-    """Download `url` to `dest` through a temporary file, renamed into place once its MD5 is `md5`."""
+def download(url: str, dest: Path, md5: str | None, hint: str = SOURCE_HINT) -> None:
+    """Download `url` to `dest` through a temporary file, renamed into place once its MD5 is `md5` (when given).
+
+    `hint` ends a failure's message: what to do instead.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
     info(f"Downloading {url}")
     try:
         with urlopen(url, timeout=CONNECT_TIMEOUT) as response, open(tmp, "wb") as f:
             digest = _copy_with_progress(response, f, int(response.headers.get("Content-Length") or 0), dest.name)
-        if digest != md5:
-            raise DownloadError(f"{url} arrived with MD5 {digest}, expected {md5}; try again, or {SOURCE_HINT}")
+        if md5 is not None and digest != md5:
+            raise DownloadError(f"{url} arrived with MD5 {digest}, expected {md5}; try again, or {hint}")
         os.replace(tmp, dest)
     except (OSError, HTTPException, ValueError) as exc:  # URLError and timeouts are OSErrors
-        raise DownloadError(f"could not download {url} ({_reason(exc)}); {SOURCE_HINT}") from exc
+        raise DownloadError(f"could not download {url} ({_reason(exc)}); {hint}") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

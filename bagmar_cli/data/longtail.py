@@ -55,3 +55,53 @@ def shuffled_by_class(labels: np.ndarray, num_classes: int, seed: int) -> list[n
     """
     rng = np.random.default_rng(seed)
     return [rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)]
+
+
+def select_long_tail(
+    labels: np.ndarray,
+    classes: list[str],
+    *,
+    n_max: int | None,
+    imb: float | None,
+    profile: str,
+    seed: int,
+    val_per_class: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into `labels` of the long-tailed train split and of the balanced val split (empty when 0 per class).
+
+    Each class's images are shuffled once by `seed`: the first val_per_class go to val, the next
+    min(n_i, what remains) to train. `n_max` None: the smallest class's pool, less the val images.
+    `imb` None: no long tail is drawn, train keeps every image val does not take.
+    """
+    pools = shuffled_by_class(labels, len(classes), seed)
+    sizes = [len(pool) for pool in pools]
+    _check_val(val_per_class, sizes, classes)
+    if imb is None:
+        wanted = [size - val_per_class for size in sizes]
+    else:
+        n_max = n_max if n_max is not None else min(sizes) - val_per_class
+        wanted = lt_counts(n_max, len(classes), imb, profile)
+        _check_nonempty(wanted, classes, imb, n_max)
+    train = np.concatenate([pool[val_per_class : val_per_class + n] for pool, n in zip(pools, wanted, strict=True)])
+    val = np.concatenate([pool[:val_per_class] for pool in pools])
+    return train, val
+
+
+def _check_val(val_per_class: int, sizes: list[int], classes: list[str]) -> None:
+    """UsageError when the val split would leave a class without training images."""
+    smallest = int(np.argmin(sizes))
+    if val_per_class >= sizes[smallest]:
+        raise UsageError(
+            f"val_per_class {val_per_class} leaves class {classes[smallest]!r} no training images "
+            f"(its pool holds {sizes[smallest]}); use fewer than {sizes[smallest]}"
+        )
+
+
+def _check_nonempty(wanted: list[int], classes: list[str], imb: float, n_max: int) -> None:
+    """UsageError when the imbalance factor rounds a class down to zero training images."""
+    if min(wanted) == 0:
+        empty = classes[wanted.index(0)]
+        raise UsageError(
+            f"imbalance factor {imb:g} leaves class {empty!r} no training images "
+            f"(n_max is {n_max}); use an imbalance factor of at most {n_max}"
+        )

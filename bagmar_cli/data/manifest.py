@@ -10,9 +10,11 @@ from typing import Annotated
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     NonNegativeInt,
     PositiveInt,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -20,7 +22,7 @@ from pydantic import (
 
 from bagmar_cli.errors import DatasetError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added file-list splits (ListSplitInfo) and image_root; version 1 still loads
 MANIFEST_NAME = "manifest.json"
 PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a preset is named, never a path
 
@@ -29,25 +31,53 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SplitInfo(_Strict):
-    """One split file and its per-class image counts, in label order."""
+class _Counted(_Strict):
+    """A split's size and per-class image counts, in label order."""
 
-    file: str  # file name inside the dataset directory, e.g. "train.safetensors"
     n: NonNegativeInt  # number of images
     counts: list[NonNegativeInt]  # images per class, in label order; sums to n
 
-    @field_validator("file")
-    @classmethod
-    def _plain_name(cls, file: str) -> str:
-        if not file or file in {".", ".."} or "/" in file or "\\" in file:
-            raise ValueError(f"must be a file name inside the dataset directory, got {file!r}")
-        return file
-
     @model_validator(mode="after")
-    def _counts_sum_to_n(self) -> SplitInfo:
+    def _counts_sum_to_n(self) -> _Counted:
         if sum(self.counts) != self.n:
             raise ValueError(f"counts sum to {sum(self.counts)}, not n = {self.n}")
         return self
+
+
+def _plain_name(file: str) -> str:
+    """`file` when it names a file inside the dataset directory; ValueError otherwise."""
+    if not file or file in {".", ".."} or "/" in file or "\\" in file:
+        raise ValueError(f"must be a file name inside the dataset directory, got {file!r}")
+    return file
+
+
+class SplitInfo(_Counted):
+    """One split held as a tensor file (uint8 images and int64 labels)."""
+
+    file: str  # file name inside the dataset directory, e.g. "train.safetensors"
+
+    _file_name = field_validator("file")(_plain_name)
+
+
+class ListSplitInfo(_Counted):
+    """One split held as a list of image files (format_version 2): `relative/path label` per line."""
+
+    list_file: str  # file name inside the dataset directory, e.g. "train.txt"; paths are under the image root
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # of the list file, to tell two splits apart
+
+    _file_name = field_validator("list_file")(_plain_name)
+
+
+def _split_kind(split: object) -> str:
+    """Which kind of split a manifest entry describes: "list" when it names a list file, else "tensors"."""
+    if isinstance(split, dict):
+        return "list" if "list_file" in split else "tensors"
+    return "list" if isinstance(split, ListSplitInfo) else "tensors"
+
+
+AnySplit = Annotated[
+    Annotated[SplitInfo, Tag("tensors")] | Annotated[ListSplitInfo, Tag("list")], Discriminator(_split_kind)
+]
 
 
 class SourceInfo(_Strict):
@@ -69,7 +99,7 @@ class Manifest(_Strict):
     image_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]  # [C, H, W]
     mean: list[float]  # per channel, for images scaled to [0, 1]
     std: list[float]
-    splits: dict[str, SplitInfo]  # "train", "test", and "val" when val_per_class > 0
+    splits: dict[str, AnySplit]  # "train", "test", and "val" when there is one
     imb: float  # imbalance factor of the train split (largest / smallest class of the profile)
     profile: str  # long-tail profile: "exp" or "step"
     seed: int  # seed of the per-class image selection
@@ -77,6 +107,8 @@ class Manifest(_Strict):
     source: SourceInfo
     default_preset: str  # training preset that suits this dataset
     created_by: str  # "bagmar <version>"
+    image_root: str | None = None  # version 2, file-list splits: their images' folder, absolute or relative to here
+    reported_split: str | None = None  # version 2: the split results are reported on ("val" for iNaturalist 2018)
 
     @property
     def num_classes(self) -> int:
@@ -98,7 +130,22 @@ class Manifest(_Strict):
         for name, split in self.splits.items():
             if len(split.counts) != self.num_classes:
                 raise ValueError(f"split {name!r} has {len(split.counts)} counts for {self.num_classes} classes")
+        if self.file_lists and (self.format_version < 2 or not self.image_root):
+            raise ValueError("file-list splits need format_version 2 and an image_root")
+        if self.reported_split is not None and self.reported_split not in self.splits:
+            raise ValueError(f"reported_split {self.reported_split!r} is not one of the splits")
         return self
+
+    @property
+    def file_lists(self) -> list[str]:
+        """The names of the splits held as image-file lists (none in version 1)."""
+        return [name for name, split in self.splits.items() if isinstance(split, ListSplitInfo)]
+
+    def images_dir(self, root: Path) -> Path:
+        """The folder the file-list paths are relative to: image_root, resolved against the dataset directory."""
+        if self.image_root is None:
+            raise ValueError("this dataset has no image_root: its splits are tensor files")
+        return Path(root) / self.image_root  # an absolute image_root replaces `root`
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:

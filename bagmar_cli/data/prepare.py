@@ -8,7 +8,7 @@ import numpy as np
 
 from bagmar_cli import __version__
 from bagmar_cli.console import info
-from bagmar_cli.data.longtail import check_imb, check_profile, lt_counts, shuffled_by_class
+from bagmar_cli.data.longtail import check_imb, check_profile, select_long_tail
 from bagmar_cli.data.manifest import FORMAT_VERSION, Manifest, SplitInfo, write_manifest
 from bagmar_cli.data.registry import DatasetSpec, SourceData, get_dataset
 from bagmar_cli.data.store import check_writable, default_data_dir, save_split, staged_directory
@@ -49,19 +49,19 @@ def draw_splits(
 ) -> dict[str, Split]:
     """The long-tailed train split, the balanced val split (when val_per_class > 0) and the whole test split.
 
-    Each class's training images are shuffled once by `seed`: the first val_per_class go to val,
-    the next min(n_i, what remains) to train.
+    The selection is `select_long_tail`'s, shared with `prepare folder`.
     """
-    pools = shuffled_by_class(data.train_labels, spec.num_classes, seed)
-    sizes = [len(pool) for pool in pools]
-    _check_val(val_per_class, sizes, data.classes)
-    n_max = spec.n_max if spec.n_max is not None else min(sizes) - val_per_class
-    wanted = lt_counts(n_max, spec.num_classes, imb, profile)
-    _check_nonempty(wanted, data.classes, imb, n_max)
-    train = np.concatenate([pool[val_per_class : val_per_class + n] for pool, n in zip(pools, wanted)])
+    train, val = select_long_tail(
+        data.train_labels,
+        data.classes,
+        n_max=spec.n_max,
+        imb=imb,
+        profile=profile,
+        seed=seed,
+        val_per_class=val_per_class,
+    )
     splits = {"train": (data.train_images[train], data.train_labels[train])}
     if val_per_class:
-        val = np.concatenate([pool[:val_per_class] for pool in pools])
         splits["val"] = (data.train_images[val], data.train_labels[val])
     splits["test"] = (data.test_images, data.test_labels)
     return splits
@@ -71,26 +71,6 @@ def _check_count_option(name: str, value: int) -> None:
     """UsageError unless `value` is a whole number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise UsageError(f"{name} must be a whole number >= 0, got {value!r}")
-
-
-def _check_val(val_per_class: int, sizes: list[int], classes: list[str]) -> None:
-    """UsageError when the val split would leave a class without training images."""
-    smallest = int(np.argmin(sizes))
-    if val_per_class >= sizes[smallest]:
-        raise UsageError(
-            f"val_per_class {val_per_class} leaves class {classes[smallest]!r} no training images "
-            f"(its pool holds {sizes[smallest]}); use fewer than {sizes[smallest]}"
-        )
-
-
-def _check_nonempty(wanted: list[int], classes: list[str], imb: float, n_max: int) -> None:
-    """UsageError when the imbalance factor rounds a class down to zero training images."""
-    if min(wanted) == 0:
-        empty = classes[wanted.index(0)]
-        raise UsageError(
-            f"imbalance factor {imb:g} leaves class {empty!r} no training images "
-            f"(n_max is {n_max}); use an imbalance factor of at most {n_max}"
-        )
 
 
 def _manifest(

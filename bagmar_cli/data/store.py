@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from bagmar_cli.data.manifest import MANIFEST_NAME, Manifest, SplitInfo, load_manifest
+from bagmar_cli.data.manifest import MANIFEST_NAME, ListSplitInfo, Manifest, SplitInfo, load_manifest
 from bagmar_cli.errors import DatasetError, UsageError, WriteError
 
 DATA_DIR_ENV = "BAGMAR_DATA_DIR"
@@ -49,6 +49,8 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     info = manifest.splits.get(split)
     if info is None:
         raise DatasetError(f"dataset {root} has no split {split!r}; available: {', '.join(manifest.splits)}")
+    if isinstance(info, ListSplitInfo):
+        raise _not_yet_trainable(root, manifest, split)
     path = root / info.file
     if not path.is_file():
         raise DatasetError(f"{path} is missing: split {split!r} of {root} cannot be read")
@@ -59,6 +61,19 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = tensors.get("images"), tensors.get("labels")
     _check_split(path, images, labels, info, manifest)
     return images, labels
+
+
+def check_trainable(root: Path, manifest: Manifest) -> None:
+    """DatasetError when a split is a list of image files, which training and evaluation do not read yet."""
+    if manifest.file_lists:
+        raise _not_yet_trainable(root, manifest, manifest.file_lists[0])
+
+
+def _not_yet_trainable(root: Path, manifest: Manifest, split: str) -> DatasetError:
+    return DatasetError(
+        f"split {split!r} of {root} is a list of image files ({manifest.dataset}); this bagmar trains and "
+        "evaluates only datasets held in tensor files (cifar10, cifar100, digits, fashion_mnist) so far"
+    )
 
 
 def _check_split(
@@ -137,7 +152,9 @@ def _not_written_by_bagmar(out: Path) -> list[str]:
         manifest = load_manifest(out)
     except DatasetError as exc:
         raise DatasetError(f"--overwrite replaces only a bagmar dataset directory: {exc}") from None
-    ours = {MANIFEST_NAME} | {split.file for split in manifest.splits.values()}
+    ours = {MANIFEST_NAME} | {
+        split.list_file if isinstance(split, ListSplitInfo) else split.file for split in manifest.splits.values()
+    }
     entries = sorted(out.iterdir(), key=lambda p: p.name)
     return [p.name for p in entries if p.name not in ours or p.is_symlink() or not p.is_file()]
 

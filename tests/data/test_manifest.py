@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def _edit(root, change):
 def test_manifest_is_indented_json_with_every_field(root):
     text = (root / "manifest.json").read_text()
     raw = json.loads(text)
-    assert text.startswith('{\n  "format_version": 1,') and raw["created_by"] == f"bagmar {__version__}"
+    assert text.startswith('{\n  "format_version": 2,') and raw["created_by"] == f"bagmar {__version__}"
     assert set(raw) == set(Manifest.model_fields)
     assert set(raw["splits"]) == {"train", "val", "test"}
     assert raw["splits"]["train"] == {
@@ -56,13 +57,14 @@ def test_load_split_returns_uint8_images_and_int64_labels(root, split):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m.update(format_version=2), "format_version 2, newer than this bagmar reads"),
+        (lambda m: m.update(format_version=3), "format_version 3, newer than this bagmar reads"),
         (lambda m: m.update(colour="red"), "colour: Extra inputs are not permitted"),
         (lambda m: m.pop("classes"), "classes: Field required"),
         (lambda m: m.update(mean=[0.1, 0.2]), "mean and std need 1 values"),
         (lambda m: m["splits"]["train"].update(n=3), "counts sum to"),
         (lambda m: m["splits"]["test"].update(counts=[30] * 9 + [0, 30]), "has 11 counts for 10 classes"),
         (lambda m: m["splits"]["test"].update(file="../test.safetensors"), "must be a file name"),
+        (lambda m: m.update(reported_split="holdout"), "reported_split 'holdout' is not one of the splits"),
     ],
 )
 def test_manifests_that_break_the_schema_are_refused(root, change, message):
@@ -115,3 +117,54 @@ def test_split_file_without_the_expected_tensors(root):
     save_file({"pixels": torch.zeros(1, dtype=torch.uint8)}, root / "val.safetensors")
     with pytest.raises(DatasetError, match="must hold tensors 'images' and 'labels'"):
         load_split(root, "val")
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_version_1_manifest_still_loads_with_its_splits(digits_data, tmp_path):
+    """manifest_v1_digits.json is what bagmar 0.1.0 wrote for `prepare digits --imb 10 --val-per-class 10`."""
+    old = shutil.copytree(digits_data, tmp_path / "v1")
+    shutil.copyfile(FIXTURES / "manifest_v1_digits.json", old / "manifest.json")
+    manifest = load_manifest(old)
+    assert manifest.format_version == 1 and manifest.image_root is None and manifest.file_lists == []
+    for split in ("train", "val", "test"):
+        _, labels = load_split(old, split)
+        assert torch.bincount(labels, minlength=10).tolist() == manifest.splits[split].counts
+    assert (old / "manifest.json").read_bytes() == (FIXTURES / "manifest_v1_digits.json").read_bytes()
+
+
+def test_a_version_1_manifest_cannot_hold_file_lists(root):
+    _edit(
+        root,
+        lambda m: m.update(
+            format_version=1,
+            image_root="/images",
+            splits=m["splits"] | {"test": {"list_file": "test.txt", "sha256": "0" * 64, "n": 0, "counts": [0] * 10}},
+        ),
+    )
+    with pytest.raises(DatasetError, match="file-list splits need format_version 2 and an image_root"):
+        load_manifest(root)
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"list_file": "../t.txt", "sha256": "0" * 64, "n": 0, "counts": [0] * 10}, "must be a file name"),
+        ({"list_file": "t.txt", "sha256": "xyz", "n": 0, "counts": [0] * 10}, "sha256: String should match"),
+        ({"list_file": "t.txt", "sha256": "0" * 64, "n": 1, "counts": [0] * 10}, "counts sum to 0, not n = 1"),
+    ],
+)
+def test_bad_file_list_splits_are_refused(root, split, message):
+    _edit(root, lambda m: m.update(image_root="/images", splits=m["splits"] | {"test": split}))
+    with pytest.raises(DatasetError, match=message):
+        load_manifest(root)
+
+
+def test_load_split_refuses_a_file_list_split_with_one_clear_message(root):
+    _edit(root, lambda m: m.update(
+        image_root="/images",
+        splits=m["splits"] | {"test": {"list_file": "t.txt", "sha256": "0" * 64, "n": 0, "counts": [0] * 10}},
+    ))  # fmt: skip
+    with pytest.raises(DatasetError, match=r"split 'test' of .* is a list of image files"):
+        load_split(root, "test")

@@ -1,0 +1,305 @@
+"""`bagmar prepare imagenet_lt | inat2018 | places_lt | folder`: lists and a version-2 manifest, no image copied."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bagmar_cli.data import benchmarks, load_manifest
+from bagmar_cli.data.benchmarks import get_benchmark
+from bagmar_cli.data.longtail import lt_counts
+from bagmar_cli.data.manifest import ListSplitInfo
+
+
+def one_error(outcome, code: int, *fragments: str) -> str:
+    """The single `Error:` line of a failed command, checked for exit code and fragments."""
+    assert outcome.code == code, outcome.err
+    assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
+    errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0] == outcome.err.strip().splitlines()[-1], outcome.err
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def tree_hashes(*roots: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for r in roots for p in r.rglob("*") if p.is_file()}
+
+
+def benchmark_tree(tmp_path: Path, name: str, train_per_class=(3, 1)) -> tuple[Path, Path]:
+    """An image root (empty files) and a --splits folder in the benchmark's official layout, every class listed."""
+    bench = get_benchmark(name)
+    root, splits = tmp_path / "images", tmp_path / "splits"
+    splits.mkdir()
+    for split, file in bench.lists.items():
+        lines = []
+        for c in range(bench.num_classes):
+            n = train_per_class[c % len(train_per_class)] if split == "train" else 1
+            for i in range(n):
+                lines.append(f"{_image_path(name, split, c, i)} {c}")
+        (splits / file).write_text("\n".join(lines) + "\n")
+        for line in lines:
+            path = root / line.rsplit(" ", 1)[0]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    return root, splits
+
+
+def _image_path(name: str, split: str, c: int, i: int) -> str:
+    if name == "imagenet_lt":
+        wnid = f"n{c:08d}"
+        return f"val/{wnid}/ILSVRC2012_val_{c:08d}.JPEG" if split == "test" else f"train/{wnid}/{wnid}_{split}{i}.JPEG"
+    if name == "inat2018":
+        return f"train_val2018/Plantae/{c}/{split}{i}.jpg"
+    return f"val/cat{c}/Places365_val_{c:08d}.jpg" if split == "test" else f"train/cat{c}/{split}{i:08d}.jpg"
+
+
+@pytest.fixture
+def imagenet(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path / "data"))
+    return benchmark_tree(tmp_path, "imagenet_lt")
+
+
+def test_prepare_imagenet_lt_writes_the_official_lists_and_a_version_2_manifest(cli, imagenet, tmp_path):
+    root, splits = imagenet
+    before = tree_hashes(root, splits)
+    outcome = cli("prepare", "imagenet_lt", "--root", root, "--splits", splits)
+    assert outcome.code == 0, outcome.err
+    out = Path(outcome.out.strip())
+    assert out == tmp_path / "data" / "imagenet_lt"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "ImageNet_LT_test.txt", "ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "manifest.json",
+    ]  # fmt: skip
+    for file in ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"):
+        assert (out / file).read_bytes() == (splits / file).read_bytes()
+    manifest = load_manifest(out)
+    raw = json.loads((out / "manifest.json").read_text())
+    assert raw["format_version"] == 2 and raw["image_root"] == str(root.resolve())
+    assert manifest.num_classes == 1000 and manifest.classes[:2] == ["n00000000", "n00000001"]
+    train = manifest.splits["train"]
+    assert isinstance(train, ListSplitInfo) and train.n == 2000 and train.counts[:4] == [3, 1, 3, 1]
+    assert train.sha256 == hashlib.sha256((splits / "ImageNet_LT_train.txt").read_bytes()).hexdigest()
+    assert manifest.splits["test"].n == 1000 and manifest.imb == 3 and manifest.file_lists == ["train", "val", "test"]
+    assert manifest.images_dir(out) == root.resolve() and manifest.source.verified is False
+    assert manifest.reported_split == "test"
+    assert "the official list has 115846" in outcome.err and "385 many" not in outcome.err
+    assert tree_hashes(root, splits) == before  # nothing copied, nothing touched
+
+
+def test_the_image_root_may_be_recorded_relative_to_the_dataset_directory(cli, imagenet, tmp_path):
+    root, splits = imagenet
+    out = Path(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits).out.strip())
+    path = out / "manifest.json"
+    path.write_text(path.read_text().replace(f'"{root.resolve()}"', '"../../images"'))
+    assert load_manifest(out).images_dir(out).resolve() == root.resolve()
+
+
+def test_imagenet_val_images_not_sorted_into_class_folders_are_the_layout_error(cli, imagenet, tmp_path):
+    root, splits = imagenet
+    for folder in (root / "val").iterdir():  # ImageNet's val archive unpacks flat
+        for image in folder.iterdir():
+            image.rename(root / "val" / image.name)
+        folder.rmdir()
+    error = one_error(
+        cli("prepare", "imagenet_lt", "--root", root, "--splits", splits),
+        1,
+        "ImageNet_LT_test.txt: 1000 images (val/n00000000/ILSVRC2012_val_00000000.JPEG,",
+        "missing under",
+        "sorted into one folder per class",
+        "--no-verify",
+    )
+    assert "..." in error
+    assert not (tmp_path / "data" / "imagenet_lt").exists()
+    assert cli("prepare", "imagenet_lt", "--root", root, "--splits", splits, "--no-verify").code == 0
+
+
+def test_a_missing_list_is_named_with_where_the_lists_come_from(cli, imagenet):
+    root, splits = imagenet
+    (splits / "ImageNet_LT_val.txt").unlink()
+    one_error(
+        cli("prepare", "imagenet_lt", "--root", root, "--splits", splits),
+        1,
+        "lacks ImageNet_LT_val.txt",
+        "classifier-balancing",
+    )
+
+
+def test_offline_without_splits_fails_in_seconds_naming_the_files_and_splits_option(cli, imagenet, monkeypatch):
+    root, _ = imagenet
+    monkeypatch.setattr(benchmarks, "LISTS_URL", "http://127.0.0.1:9/data")
+    start = time.monotonic()
+    error = one_error(cli("prepare", "imagenet_lt", "--root", root), 1, "could not download", "--splits DIR")
+    assert time.monotonic() - start < 10
+    assert "ImageNet_LT_train.txt, ImageNet_LT_val.txt, ImageNet_LT_test.txt" in error
+
+
+def test_lists_already_in_downloads_are_used_without_a_network(cli, imagenet, tmp_path, monkeypatch):
+    root, splits = imagenet
+    monkeypatch.setattr(benchmarks, "LISTS_URL", "http://127.0.0.1:9/data")
+    downloads = tmp_path / "data" / "downloads"
+    downloads.mkdir(parents=True)
+    for file in splits.iterdir():
+        (downloads / file.name).write_bytes(file.read_bytes())
+    assert cli("prepare", "imagenet_lt", "--root", root).code == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("train/n00000000/x.JPEG 1000", "ImageNet_LT_train.txt:2001: label 1000 is outside [0, 1000)"),
+        ("../outside.JPEG 3", "ImageNet_LT_train.txt:2001: '../outside.JPEG' contains '..'"),
+        ("/etc/passwd 3", "ImageNet_LT_train.txt:2001: '/etc/passwd' is an absolute path"),
+        ("train/n00000000/x.JPEG", "ImageNet_LT_train.txt:2001: expected `relative/path label`"),
+    ],
+)
+def test_bad_list_lines_are_one_error_line_with_file_and_line(cli, imagenet, line, fragment, tmp_path):
+    root, splits = imagenet
+    with open(splits / "ImageNet_LT_train.txt", "a") as f:
+        f.write(line + "\n")
+    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, fragment)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_class_without_training_images_is_refused(cli, imagenet):
+    root, splits = imagenet
+    path = splits / "ImageNet_LT_train.txt"
+    path.write_text("".join(line + "\n" for line in path.read_text().splitlines() if not line.endswith(" 7")))
+    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "class 7 has no training image")
+
+
+def test_links_that_escape_the_root_or_loop_are_errors(cli, imagenet, tmp_path):
+    root, splits = imagenet
+    outside = tmp_path / "outside"
+    (root / "train" / "n00000005").rename(outside)
+    (root / "train" / "n00000005").symlink_to(outside)
+    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "resolve outside it")
+    (root / "train" / "n00000005").unlink()
+    (root / "train" / "n00000005").symlink_to(root / "train" / "n00000005")
+    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "symbolic link loop")
+
+
+def test_a_link_inside_the_root_is_followed(cli, imagenet, tmp_path):
+    root, splits = imagenet
+    (root / "train" / "n00000005").rename(root / "elsewhere")
+    (root / "train" / "n00000005").symlink_to(root / "elsewhere")
+    assert cli("prepare", "imagenet_lt", "--root", root, "--splits", splits).code == 0
+
+
+def test_inaturalist_says_val_is_its_reported_split(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path / "data"))
+    root, splits = benchmark_tree(tmp_path, "inat2018", train_per_class=(1,))
+    outcome = cli("prepare", "inat2018", "--root", root, "--splits", splits)
+    assert outcome.code == 0, outcome.err
+    assert "no test split: val is the split its results are reported on" in outcome.err
+    manifest = load_manifest(Path(outcome.out.strip()))
+    assert set(manifest.splits) == {"train", "val"} and manifest.reported_split == "val"
+
+
+def test_places_lt_prepares_from_its_lists(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path / "data"))
+    root, splits = benchmark_tree(tmp_path, "places_lt")
+    outcome = cli("prepare", "places_lt", "--root", root, "--splits", splits, "--out", tmp_path / "p")
+    assert outcome.code == 0, outcome.err
+    assert load_manifest(tmp_path / "p").classes[:2] == ["cat0", "cat1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["imagenet_lt", "--splits", "{splits}"], 2, "prepare imagenet_lt needs --root DIR"),
+        (["folder"], 2, "prepare folder needs --root DIR"),
+        (["imagenet_lt", "--root", "{root}", "--imb", "10"], 2, "--imb does not apply to imagenet_lt"),
+        (["imagenet_lt", "--root", "{root}", "--val-per-class", "2"], 2, "--val-per-class does not apply"),
+        (["digits", "--root", "{root}"], 2, "--root does not apply to digits"),
+        (["folder", "--root", "{root}", "--splits", "{splits}"], 2, "--splits does not apply to folder"),
+        (["imagenet-lt", "--root", "{root}"], 2, "did you mean imagenet_lt"),
+        (["imagenet_lt", "--root", "{splits}/nowhere", "--splits", "{splits}"], 1, "is not a folder"),
+    ],
+)
+def test_options_that_do_not_fit_the_dataset_are_refused(cli, imagenet, args, code, fragment):
+    root, splits = imagenet
+    one_error(cli("prepare", *[a.format(root=root, splits=splits) for a in args]), code, fragment)
+
+
+def test_overwrite_rules_hold_for_file_list_datasets(cli, imagenet, tmp_path):
+    root, splits = imagenet
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits, "--out", out), 1, "already exists")
+    one_error(
+        cli("prepare", "imagenet_lt", "--root", root, "--splits", splits, "--out", out, "--overwrite"),
+        1,
+        "not a dataset directory",
+    )
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+# --- folder trees -----------------------------------------------------------------------------------------------
+
+
+def folder_tree(root: Path, splits: dict[str, dict[str, int]]) -> Path:
+    for split, classes in splits.items():
+        for name, n in classes.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                (root / split / name / f"{i:04d}.png").touch()
+    return root
+
+
+def test_prepare_folder_lists_each_split_with_sorted_class_names(cli, tmp_path):
+    root = folder_tree(tmp_path / "tree", {"train": {"b": 5, "a": 40, "c": 2}, "test": {"a": 2, "b": 2, "c": 1}})
+    (root / "train" / "a" / "notes.txt").write_text("not an image")
+    (root / "train" / "a" / "sub").mkdir()
+    (root / "train" / "a" / "sub" / "extra.JPG").touch()
+    outcome = cli("prepare", "folder", "--root", root, "--out", tmp_path / "ds")
+    assert outcome.code == 0, outcome.err
+    manifest = load_manifest(tmp_path / "ds")
+    assert manifest.classes == ["a", "b", "c"] and manifest.dataset == "folder" and manifest.profile == "as-listed"
+    assert manifest.splits["train"].counts == [41, 5, 2] and manifest.splits["test"].counts == [2, 2, 1]
+    assert "val" not in manifest.splits and manifest.imb == 20.5
+    lines = (tmp_path / "ds" / "train.txt").read_text().splitlines()
+    assert lines[:2] == ["train/a/0000.png 0", "train/a/0001.png 0"] and "train/a/sub/extra.JPG 0" in lines
+    assert "imbalance factor 20.5" in outcome.err and "0 many, 1 medium, 2 few" in outcome.err
+
+
+def test_prepare_folder_draws_a_long_tail_and_holds_out_val(cli, tmp_path):
+    root = folder_tree(tmp_path / "tree", {"train": dict.fromkeys("abcde", 60), "test": dict.fromkeys("abcde", 3)})
+    outcome = cli("prepare", "folder", "--root", root, "--imb", "10", "--val-per-class", "5", "--out", tmp_path / "d")
+    assert outcome.code == 0, outcome.err
+    manifest = load_manifest(tmp_path / "d")
+    assert manifest.splits["train"].counts == [55, *lt_counts(60, 5, 10, "exp")[1:]]
+    assert manifest.splits["val"].counts == [5] * 5 and manifest.imb == 10 and manifest.profile == "exp"
+    val = set((tmp_path / "d" / "val.txt").read_text().splitlines())
+    assert not val & set((tmp_path / "d" / "train.txt").read_text().splitlines())
+
+
+def test_a_balanced_folder_tree_is_warned_about(cli, tmp_path):
+    root = folder_tree(tmp_path / "tree", {"train": dict.fromkeys("ab", 4), "test": {"a": 1}})
+    outcome = cli("prepare", "folder", "--root", root, "--out", tmp_path / "d")
+    assert outcome.code == 0 and "barely long-tailed" in outcome.err and "no test folder (e.g. 'b')" in outcome.err
+
+
+@pytest.mark.parametrize(
+    ("break_it", "code", "fragment"),
+    [
+        (lambda r: (r / "test" / "zebra").mkdir(), 1, "test/zebra is a class folder that"),
+        (lambda r: [p.unlink() for p in (r / "train" / "b").iterdir()], 1, "class 1 ('b') has no training image"),
+        (lambda r: (r / "train" / "a" / "loop").symlink_to(r / "train" / "a"), 1, "symbolic link loop"),
+        (lambda r: (r / "train" / "a" / "self.png").symlink_to(r / "train" / "a" / "self.png"), 1, "link loop"),
+        (lambda r: os.rename(r / "test", r / "tests"), 1, "test is not a folder"),
+        (lambda r: (r / "val" / "a").mkdir(parents=True), 2, "pass --val-per-class only for a tree without"),
+        (lambda r: (r / "train" / "b" / "0001.png").unlink(), 2, "val_per_class 1 leaves class 'b' no training"),
+    ],
+)
+def test_broken_folder_trees_are_one_error_line(cli, tmp_path, break_it, code, fragment):
+    root = folder_tree(tmp_path / "tree", {"train": {"a": 3, "b": 2}, "test": {"a": 1, "b": 1}})
+    break_it(root)
+    outcome = cli("prepare", "folder", "--root", root, "--val-per-class", "1", "--out", tmp_path / "d")
+    one_error(outcome, code, fragment)
+    assert not (tmp_path / "d").exists()
