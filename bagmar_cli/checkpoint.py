@@ -58,14 +58,14 @@ def load_checkpoint(path: Path, *, tensors: bool = True) -> Checkpoint:
         with safe_open(str(path), framework="pt") as handle:
             meta = _decode(handle.metadata(), path)
             loaded = {key: handle.get_tensor(key) for key in handle.keys()} if tensors else {}
+            head = handle.get_slice(HEAD_WEIGHT).get_shape() if HEAD_WEIGHT in handle.keys() else None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file ({_first_line(exc)})") from None
     try:
         typed = parse_meta(meta)
     except ValueError as exc:
         raise CheckpointError(f"{path}: checkpoint metadata {exc}") from None
-    if tensors:
-        _check_head(path, loaded, typed)
+    _check_head(path, head, typed)
     return Checkpoint(loaded, typed, path, hashlib.sha256(raw).hexdigest())
 
 
@@ -89,15 +89,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_head(path: Path, tensors: dict[str, torch.Tensor], meta: CheckpointMeta) -> None:
-    """The head's weight must have one row per class the metadata names."""
-    weight = tensors.get(HEAD_WEIGHT)
-    if weight is None:
+def _check_head(path: Path, shape: list[int] | None, meta: CheckpointMeta) -> None:
+    """The head's weight (its shape read from the header) must have one row per class the metadata names."""
+    if shape is None:
         raise CheckpointError(f"{path} has no {HEAD_WEIGHT} tensor: not a model checkpoint")
-    if weight.ndim != 2 or weight.shape[0] != meta.model.num_classes:
+    if len(shape) != 2 or shape[0] != meta.model.num_classes:
         raise CheckpointError(
             f"{path}: checkpoint metadata field model.num_classes: says {meta.model.num_classes} classes, "
-            f"but the head's weight has shape {list(weight.shape)}"
+            f"but the head's weight has shape {list(shape)}"
         )
 
 

@@ -136,10 +136,11 @@ def parse_meta(raw: dict[str, Any]) -> CheckpointMeta:
 
 
 def first_error(exc: ValidationError) -> str:
-    """The first validation error as `field.path: message`."""
+    """The first validation error as `field path: message` (a check across fields names no single field)."""
     error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "metadata"
-    return f"field {where}: {error['msg']}"
+    message = error["msg"].removeprefix("Value error, ")
+    where = ".".join(str(part) for part in error["loc"])
+    return f"field {where}: {message}" if where else message
 
 
 def finite_or_none(value: float) -> float | None:

@@ -34,7 +34,7 @@ from bagmar_cli.engine.posthoc import Posthoc, resolve_posthoc
 from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split, model_from_checkpoint
 from bagmar_cli.engine.sidecar import Sidecar, sidecar_of
 from bagmar_cli.errors import BagmarError, CheckpointError, DatasetError, UsageError
-from bagmar_cli.files import atomic_write
+from bagmar_cli.files import atomic_write, check_writable
 from bagmar_cli.functional.posthoc import (
     POSTHOC_METHODS,
     logit_adjust,
@@ -247,6 +247,7 @@ def _check_writable(out: Path, sidecar: Path, checkpoint: Path, overwrite: bool)
             raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
         if path.is_dir():
             raise UsageError(f"{path} is a directory; choose another --out")
+        check_writable(path)
 
 
 def _publish(out: Path, write: Callable[[Path], None], check: Callable[[Path], Any]) -> Any:
