@@ -6,7 +6,6 @@ a number where a list belongs, or a NaN τ. Field comments say what each one hol
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,8 +23,6 @@ from bagmar_cli.settings import Settings
 FORMAT = "bagmar-checkpoint"
 FORMAT_VERSION = 1
 TAU_MAX = 10.0  # τ of every post-hoc method lies in [0, TAU_MAX]: larger values only flatten scores to ties
-POSTHOC_METHOD_NAMES = ("pn", "tau-norm", "logit-adjust")
-OUTPUTS = ("logits", "probabilities")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFinite = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
@@ -141,8 +138,3 @@ def first_error(exc: ValidationError) -> str:
     message = error["msg"].removeprefix("Value error, ")
     where = ".".join(str(part) for part in error["loc"])
     return f"field {where}: {message}" if where else message
-
-
-def finite_or_none(value: float) -> float | None:
-    """A float for JSON output: non-finite values become null (JSON has no NaN or infinity)."""
-    return value if math.isfinite(value) else None

@@ -19,7 +19,7 @@ from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
 from bagmar_cli.errors import UsageError, WriteError
 from bagmar_cli.files import atomic_write
-from bagmar_cli.functional.calibration import ece_from_bins, nll, reliability_bins
+from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins, nll, reliability_bins
 from bagmar_cli.functional.metrics import classification_report, confusion_matrix, predict, worst_confused_pairs
 from bagmar_cli.functional.priors import shifted_prior_accuracies
 from bagmar_cli.plots import plot_confused_pairs, plot_per_class, plot_reliability
@@ -119,7 +119,15 @@ def _probabilities(scores: torch.Tensor, posthoc: Posthoc | None) -> torch.Tenso
     return torch.softmax(scores.double(), dim=1)
 
 
-def _plots_or_warning(folder: Path, outputs: SplitOutputs, scores, per_class, bins, *, asked: bool) -> dict | None:
+def _plots_or_warning(
+    folder: Path,
+    outputs: SplitOutputs,
+    scores: torch.Tensor,
+    per_class: torch.Tensor,
+    bins: ReliabilityBins,
+    *,
+    asked: bool,
+) -> dict[str, str] | None:
     """The plots' paths; a default folder that cannot take them is a warning (None), an asked-for one an error."""
     try:
         return _plots(folder, outputs, scores, per_class, bins)

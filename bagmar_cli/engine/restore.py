@@ -8,12 +8,6 @@ from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.data import Manifest, load_manifest
 from bagmar_cli.errors import CheckpointError, DatasetError
 from bagmar_cli.models import Classifier, build_model
-from bagmar_cli.settings import Settings
-
-
-def checkpoint_settings(ckpt: Checkpoint) -> Settings:
-    """The resolved settings stored in the checkpoint's metadata."""
-    return ckpt.meta.settings
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> Classifier:
@@ -24,7 +18,9 @@ def model_from_checkpoint(ckpt: Checkpoint) -> Classifier:
     try:
         model.load_state_dict(ckpt.section("model"))
     except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt.path}: weights do not fit the model it describes ({str(exc).splitlines()[0]})")
+        raise CheckpointError(
+            f"{ckpt.path}: weights do not fit the model it describes ({str(exc).splitlines()[0]})"
+        ) from None
     return model.eval()
 
 
