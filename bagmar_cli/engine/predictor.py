@@ -70,6 +70,8 @@ class ServedModel:
 def load_model(path: Path, device: str = "auto") -> ServedModel:
     """Any model kind: a .safetensors checkpoint or bundle, else an export described by its `<path>.json`."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise UsageError(f"model {path}: not a regular file (a FIFO, socket or device)")
     torch_device = resolve_device(device)
     if path.suffix == ".safetensors":
         return _from_checkpoint(path, torch_device)

@@ -303,6 +303,15 @@ def test_a_fifo_as_checkpoint_is_refused(tmp_path):
     assert done.returncode == 1 and "is not a regular file" in done.stderr.strip().splitlines()[-1]
 
 
+def test_a_fifo_as_model_is_refused(tmp_path, image):
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    done = _shell(f"{_bagmar()} predict {fifo} {image}", timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        f"Error: model {fifo}: not a regular file (a FIFO, socket or device)"
+    )
+
+
 def test_16_bit_png_predicts_as_its_8_bit_version(cli, tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
     Image.fromarray(pixels, mode="L").save(tmp_path / "a-8bit.png")
