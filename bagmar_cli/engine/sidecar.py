@@ -87,5 +87,3 @@ def read_sidecar(path: Path) -> Sidecar:
     if parsed.format == "safetensors":
         raise BagmarError(f"{sidecar}: a bundle is read directly (pass the .safetensors file), not through its sidecar")
     return parsed
-
-
