@@ -1,16 +1,15 @@
 """The only module that reads or writes checkpoints: safetensors files, never pickle.
 
 A checkpoint holds tensors under prefixes (`model.`, `loss.`, `optim.`, `rng.`) and metadata as
-JSON strings (safetensors metadata values must be strings). Writes are atomic: a temporary file in
-the same directory, fsync, then rename, so a crash or a full disk never damages the previous file.
+JSON strings (safetensors metadata values must be strings), typed by `checkpoint_meta.CheckpointMeta` and
+validated when the file is opened. Writes are atomic (`files.atomic_write`), so a crash or a full disk never
+damages the previous file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from bagmar_cli import __version__
-from bagmar_cli.errors import CheckpointError, WriteError
+from bagmar_cli.checkpoint_meta import FORMAT, FORMAT_VERSION, CheckpointMeta, parse_meta
+from bagmar_cli.errors import CheckpointError
+from bagmar_cli.files import atomic_write
 
-FORMAT = "bagmar-checkpoint"
-FORMAT_VERSION = 1
+HEAD_WEIGHT = "model.head.weight"  # one row per class in both heads (linear and normed)
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Checkpoint:
     """Tensors and decoded metadata of one checkpoint file."""
 
     tensors: dict[str, torch.Tensor]
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     path: Path | None = None
     sha256: str = field(default="", repr=False)
 
@@ -41,10 +41,10 @@ class Checkpoint:
         return {k[len(start) :]: v for k, v in self.tensors.items() if k.startswith(start)}
 
 
-def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Write tensors and metadata atomically; the format fields and version are added here."""
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "bagmar_version": __version__, **meta}
-    encoded = {key: json.dumps(value) for key, value in header.items()}
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: CheckpointMeta) -> Path:
+    """Write tensors and metadata atomically; the format fields and version are set here."""
+    header = meta.encoded() | {"format": FORMAT, "format_version": FORMAT_VERSION, "bagmar_version": __version__}
+    encoded = {key: json.dumps(value, allow_nan=False) for key, value in header.items()}
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     atomic_write(Path(path), save(contiguous, metadata=encoded))
     return Path(path)
@@ -58,16 +58,25 @@ def load_checkpoint(path: Path, *, tensors: bool = True) -> Checkpoint:
         with safe_open(str(path), framework="pt") as handle:
             meta = _decode(handle.metadata(), path)
             loaded = {key: handle.get_tensor(key) for key in handle.keys()} if tensors else {}
+            head = handle.get_slice(HEAD_WEIGHT).get_shape() if HEAD_WEIGHT in handle.keys() else None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file ({_first_line(exc)})") from None
-    return Checkpoint(loaded, meta, path, hashlib.sha256(raw).hexdigest())
+    try:
+        typed = parse_meta(meta)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: checkpoint metadata {exc}") from None
+    _check_head(path, head, typed)
+    return Checkpoint(loaded, typed, path, hashlib.sha256(raw).hexdigest())
 
 
 def update_metadata(path: Path, updates: dict[str, Any]) -> Checkpoint:
-    """Rewrite a checkpoint with some metadata keys replaced; the tensors are written back unchanged."""
+    """Rewrite a checkpoint with some metadata fields replaced (validated); the tensors are written back unchanged."""
     ckpt = load_checkpoint(path)
-    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "format_version", "bagmar_version")}
-    save_checkpoint(Path(path), ckpt.tensors, {**meta, **updates})
+    try:
+        meta = parse_meta(ckpt.meta.model_dump(mode="json") | updates)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: new checkpoint metadata {exc}") from None
+    save_checkpoint(Path(path), ckpt.tensors, meta)
     return load_checkpoint(path)
 
 
@@ -80,32 +89,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary sibling, fsync and rename over `path`; the old file survives any failure.
-
-    An OSError (full disk, read-only place) is raised as a WriteError naming `path`.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise WriteError.of(exc, path) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise WriteError.of(exc, path) from exc
-        raise
+def _check_head(path: Path, shape: list[int] | None, meta: CheckpointMeta) -> None:
+    """The head's weight (its shape read from the header) must have one row per class the metadata names."""
+    if shape is None:
+        raise CheckpointError(f"{path} has no {HEAD_WEIGHT} tensor: not a model checkpoint")
+    if len(shape) != 2 or shape[0] != meta.model.num_classes:
+        raise CheckpointError(
+            f"{path}: checkpoint metadata field model.num_classes: says {meta.model.num_classes} classes, "
+            f"but the head's weight has shape {list(shape)}"
+        )
 
 
 def _read_bytes(path: Path) -> bytes:
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, expected a .safetensors checkpoint")
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file (a FIFO or device?), expected a .safetensors checkpoint")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

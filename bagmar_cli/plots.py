@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-from bagmar_cli.checkpoint import atomic_write
 from bagmar_cli.engine.tau_search import TauSearchResult
+from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins
 from bagmar_cli.functional.metrics import FEW_SHOT_BELOW, MANY_SHOT_ABOVE
 

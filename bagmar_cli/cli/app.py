@@ -12,7 +12,7 @@ import click
 import typer
 
 from bagmar_cli import __version__
-from bagmar_cli.console import err
+from bagmar_cli.console import StdoutClosed, err, result
 from bagmar_cli.errors import BagmarError
 
 INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (SIGINT) or SIGTERM
@@ -30,7 +30,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        err.out(f"bagmar {__version__}")
+        result(f"bagmar {__version__}")
         raise typer.Exit()
 
 
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: list[str], debug: bool) -> int:
     try:
         result = app(args, prog_name="bagmar", standalone_mode=False)
+    except StdoutClosed:
+        return _stdout_closed()
     except BagmarError as exc:
         return _fail(str(exc), exc.exit_code, debug)
     except (KeyboardInterrupt, typer.Abort, click.exceptions.Abort):
@@ -74,6 +76,17 @@ def _run(args: list[str], debug: bool) -> int:
     if result == INTERRUPTED:  # Typer turns a KeyboardInterrupt inside a command into a silent exit code 130
         return _interrupted()
     return result if isinstance(result, int) else 0
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout left (`| head -1`): stop quietly with 0, and keep Python's exit flush from failing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no real stdout file (e.g. under a test's capture)
+        pass
+    return 0
 
 
 def _interrupted() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,8 @@ import typer
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import priors_table, report_table, summary_table
-from bagmar_cli.console import note, result, show
+from bagmar_cli.console import note, result_json, show
+from bagmar_cli.errors import UsageError
 
 
 @app.command("eval")
@@ -21,11 +21,16 @@ def eval_command(
     split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
     tau: Annotated[str, typer.Option("--tau", help="auto (what tune-tau recorded), none, or a number.")] = "none",
     method: Annotated[
-        str | None, typer.Option("--method", help="With --tau NUMBER: pn, tau-norm, logit-adjust.")
+        str | None, typer.Option("--method", help="With --tau NUMBER (refused otherwise): pn, tau-norm, logit-adjust.")
     ] = None,
     prior: Annotated[bool, typer.Option("--prior/--no-prior", help="Show accuracy under shifted test priors.")] = False,
     plots: Annotated[
-        Path | None, typer.Option("--plots", help="Folder for plots (default: beside the checkpoint).")
+        Path | None,
+        typer.Option(
+            "--plots",
+            help="Folder for plots (default: beside the checkpoint, skipped with a warning there "
+            "if it cannot be written).",
+        ),
     ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no plots.")] = False,
     as_json: options.Json = False,
@@ -41,6 +46,7 @@ def eval_command(
 
     if save_logits is not None and len(checkpoints) > 1:
         raise typer.BadParameter("--save-logits takes a single checkpoint")
+    _refuse_repeats(checkpoints)
     reports = []
     for ckpt in checkpoints:
         outputs = split_outputs(
@@ -53,14 +59,24 @@ def eval_command(
         )
         posthoc = resolve_posthoc(outputs.ckpt, tau, method)
         folder = None if no_plots else (plots or ckpt.parent)
-        report = evaluate(outputs, posthoc, save_logits=save_logits, plots=folder)
+        report = evaluate(outputs, posthoc, save_logits=save_logits, plots=folder, plots_asked=plots is not None)
         _show(report, prior)
         reports.append(report)
     payload = reports[0] if len(reports) == 1 else {"checkpoints": reports, "summary": summarise(reports)}
     if len(reports) > 1:
         show(summary_table(payload["summary"], len(reports)))
     if as_json:
-        result(json.dumps(payload))
+        result_json(payload)
+
+
+def _refuse_repeats(checkpoints: list[Path]) -> None:
+    """The same file twice would count twice in the mean ± std."""
+    seen: dict[Path, Path] = {}
+    for path in checkpoints:
+        key = path.resolve()
+        if key in seen:
+            raise UsageError(f"checkpoint {path} is given twice (as {seen[key]}); each seed counts once in mean ± std")
+        seen[key] = path
 
 
 def _show(report: dict, prior: bool) -> None:

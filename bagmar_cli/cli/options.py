@@ -15,4 +15,7 @@ Set = Annotated[
 ]
 Data = Annotated[Path | None, typer.Option("--data", "-d", help="Dataset directory written by `bagmar prepare`.")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of the table.")]
+Json = Annotated[
+    bool,
+    typer.Option("--json", help="Also print one JSON object on stdout (the table still goes to stderr)."),
+]

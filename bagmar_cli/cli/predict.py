@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ from rich.markup import escape
 
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
-from bagmar_cli.console import result, warn
+from bagmar_cli.console import result, result_json, warn
 from bagmar_cli.errors import BagmarError
 
 
@@ -29,7 +28,7 @@ def predict_command(
 
     failed = 0
     for entry in predict_images(model, images, k=top_k, batch_size=batch_size, device=device or "auto"):
-        result(json.dumps(entry) if as_json else format_entry(entry))
+        result_json(entry) if as_json else result(format_entry(entry))
         if "error" in entry:
             failed += 1
             warn(escape(f"{entry['path']}: {entry['error']}"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from rich.table import Table
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import pct
-from bagmar_cli.console import info, result, show, warn
+from bagmar_cli.console import info, result_json, show, warn
 
 
 @app.command("tune-tau")
@@ -20,9 +19,11 @@ def tune_tau_command(
     checkpoint: Annotated[Path, typer.Argument(help="A bagmar .safetensors checkpoint.")],
     method: Annotated[str, typer.Option("--method", help="pn, tau-norm or logit-adjust.")] = "pn",
     split: Annotated[str | None, typer.Option("--split", help="Tuning split (default: val, else test).")] = None,
-    grid: Annotated[str, typer.Option("--grid", help="START:STOP:STEP, STOP included.")] = "0:2:0.1",
+    grid: Annotated[str, typer.Option("--grid", help="START:STOP:STEP, STOP included; τ in [0, 10].")] = "0:2:0.1",
     metric: Annotated[str, typer.Option("--metric", help="top1, macro, many, medium or few.")] = "top1",
-    write: Annotated[bool, typer.Option("--write/--no-write", help="Record the best τ in the checkpoint.")] = True,
+    write: Annotated[
+        bool, typer.Option("--write/--no-write", help="Record the best τ in the checkpoint and plot tau-METHOD.png.")
+    ] = True,
     data: options.Data = None,
     as_json: options.Json = False,
     device: options.Device = None,
@@ -42,13 +43,14 @@ def tune_tau_command(
     )
     show(_table(tuned.to_json()))
     best = tuned.search.best
-    info(f"best τ = {best['tau']:g} ({metric} {pct(best[metric])}% on {tuned.split}); plot: {tuned.plot}")
+    plot = f"; plot: {tuned.plot}" if tuned.plot else ""
+    info(f"best τ = {best['tau']:g} ({metric} {pct(best[metric])}% on {tuned.split}){plot}")
     if tuned.split == "test":
         warn("τ was tuned on the test split: accuracy reported on test with this τ is optimistic")
     if write:
         info(f"recorded {method} τ = {best['tau']:g} in {checkpoint}")
     if as_json:
-        result(json.dumps(tuned.to_json()))
+        result_json(tuned.to_json())
 
 
 def _table(report: dict) -> Table:

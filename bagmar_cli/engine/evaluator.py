@@ -10,14 +10,16 @@ from typing import Any
 import torch
 from safetensors.torch import save
 
-from bagmar_cli.checkpoint import Checkpoint, atomic_write, load_checkpoint
+from bagmar_cli.checkpoint import Checkpoint, load_checkpoint
+from bagmar_cli.console import warn
 from bagmar_cli.data import load_split
 from bagmar_cli.engine.inference import compute_outputs
 from bagmar_cli.engine.posthoc import Posthoc, posthoc_scores
 from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
-from bagmar_cli.errors import UsageError
-from bagmar_cli.functional.calibration import ece_from_bins, nll, reliability_bins
+from bagmar_cli.errors import UsageError, WriteError
+from bagmar_cli.files import atomic_write
+from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins, nll, reliability_bins
 from bagmar_cli.functional.metrics import classification_report, confusion_matrix, predict, worst_confused_pairs
 from bagmar_cli.functional.priors import shifted_prior_accuracies
 from bagmar_cli.plots import plot_confused_pairs, plot_per_class, plot_reliability
@@ -57,7 +59,7 @@ def split_outputs(
     logits, feats = compute_outputs(
         model, images, manifest.mean, manifest.std, batch_size=batch_size, device=torch_device, features=features
     )
-    return SplitOutputs(ckpt, split, logits, labels, feats, list(ckpt.meta["train_counts"]))
+    return SplitOutputs(ckpt, split, logits, labels, feats, list(ckpt.meta.train_counts))
 
 
 def evaluate(
@@ -66,8 +68,14 @@ def evaluate(
     *,
     save_logits: Path | None = None,
     plots: Path | None = None,
+    plots_asked: bool = True,
 ) -> dict[str, Any]:
-    """The report `bagmar eval --json` prints for one checkpoint."""
+    """The report `bagmar eval --json` prints for one checkpoint.
+
+    Plots go to `plots`; when that folder was not asked for (the default beside the checkpoint), a failure to
+    write them is a warning and `plots` is None in the report, so the result is never lost to a plot.
+    """
+    meta = outputs.ckpt.meta
     scores = posthoc_scores(posthoc, outputs.ckpt, outputs.logits, outputs.features)
     counts = torch.tensor(outputs.counts)
     report = classification_report(scores, outputs.labels, counts)
@@ -81,17 +89,15 @@ def evaluate(
         "split": outputs.split,
         "checkpoint": str(outputs.ckpt.path),
         "posthoc": posthoc.describe() if posthoc else None,
-        "selected_on_reported_split": outputs.ckpt.meta.get("selection_split") == outputs.split,
+        "selected_on_reported_split": meta.selection_split == outputs.split,
         "tuned_on_reported_split": bool(
-            posthoc
-            and outputs.ckpt.meta.get("posthoc", {}).get("split") == outputs.split
-            and posthoc.source == "recorded"
+            posthoc and meta.posthoc and meta.posthoc.split == outputs.split and posthoc.source == "recorded"
         ),
     }
     if save_logits is not None:
         atomic_write(Path(save_logits), save({"logits": outputs.logits.contiguous(), "labels": outputs.labels}))
     if plots is not None:
-        report["plots"] = _plots(plots, outputs, scores, per_class, bins)
+        report["plots"] = _plots_or_warning(plots, outputs, scores, per_class, bins, asked=plots_asked)
     return report
 
 
@@ -113,11 +119,30 @@ def _probabilities(scores: torch.Tensor, posthoc: Posthoc | None) -> torch.Tenso
     return torch.softmax(scores.double(), dim=1)
 
 
+def _plots_or_warning(
+    folder: Path,
+    outputs: SplitOutputs,
+    scores: torch.Tensor,
+    per_class: torch.Tensor,
+    bins: ReliabilityBins,
+    *,
+    asked: bool,
+) -> dict[str, str] | None:
+    """The plots' paths; a default folder that cannot take them is a warning (None), an asked-for one an error."""
+    try:
+        return _plots(folder, outputs, scores, per_class, bins)
+    except WriteError as exc:
+        if asked:
+            raise
+        warn(f"no plots: {exc}")
+        return None
+
+
 def _plots(folder: Path, outputs: SplitOutputs, scores, per_class, bins) -> dict[str, str]:
     stem = f"eval-{outputs.split}"
     preds = predict(scores)
     cm = confusion_matrix(preds, outputs.labels, scores.shape[1])
-    classes = outputs.ckpt.meta["classes"]
+    classes = outputs.ckpt.meta.classes
     return {
         "per_class": str(plot_per_class(per_class, torch.tensor(outputs.counts), folder / f"{stem}-per-class.png")),
         "confused_pairs": str(

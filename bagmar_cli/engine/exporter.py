@@ -3,7 +3,7 @@
 The served computation is `ServingModel`: the Classifier plus the post-hoc method as fixed buffers
 (τ-norm as re-scaled head weights, logit adjustment as a bias, PN as a re-scaling of the softmax). It
 takes `images`, float (N, C, H, W) already normalised, and returns `logits` or `probabilities` in the
-class order of meta["classes"]. A JSON sidecar `<out>.json` says how to prepare images and read outputs.
+class order of the checkpoint's `classes`. A JSON sidecar `<out>.json` says how to prepare images and read outputs.
 Every format can be read back here too (`load_export`), for `--check` and for `bagmar predict`.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import math
 import os
 import secrets
 import warnings
@@ -25,14 +24,17 @@ import torch
 from torch import Tensor, nn
 
 from bagmar_cli import __version__
-from bagmar_cli.checkpoint import Checkpoint, atomic_write, file_sha256, load_checkpoint, save_checkpoint
+from bagmar_cli.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from bagmar_cli.checkpoint_meta import parse_meta
 from bagmar_cli.console import info, warn
 from bagmar_cli.data import load_split
 from bagmar_cli.data.transforms import eval_transform
 from bagmar_cli.engine.inference import compute_outputs
 from bagmar_cli.engine.posthoc import Posthoc, resolve_posthoc
-from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
+from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split, model_from_checkpoint
+from bagmar_cli.engine.sidecar import Sidecar, sidecar_of
 from bagmar_cli.errors import BagmarError, CheckpointError, DatasetError, UsageError
+from bagmar_cli.files import atomic_write, check_writable
 from bagmar_cli.functional.posthoc import (
     POSTHOC_METHODS,
     logit_adjust,
@@ -53,7 +55,7 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".
 TOLERANCE = {"logits": (1e-4, 1e-4), "probabilities": (1e-4, 0.0)}  # (atol, rtol) of --check, per output
 CHECK_IMAGES = 64  # validation images the --check compares on
 CHANNELS = {1: "L", 3: "RGB"}  # Pillow mode of the input images, by channel count
-BUNDLE_META = ("settings", "model", "classes", "train_counts", "dataset", "epoch", "best", "selection_split")
+BUNDLE_DROPS = {"metrics", "optimizer_param_groups", "scheduler", "rng"}  # training state a bundle leaves out
 
 
 @dataclass
@@ -75,8 +77,6 @@ class ExportOptions:
         _choice("--format", self.format, SUFFIXES)
         _choice("--output", self.output, OUTPUTS)
         _choice("--method", self.method, POSTHOC_METHODS)
-        if self.method is not None and self.tau in ("auto", "none"):
-            raise UsageError(f"--method goes with --tau NUMBER (--tau {self.tau} does not take a method)")
         self.batch = parse_batch(self.batch)
         self.out = Path(self.out) if self.out else _default_out(Path(self.checkpoint), self.format)
 
@@ -169,7 +169,7 @@ def build_serving(
 def serving_from_checkpoint(ckpt: Checkpoint) -> ServingModel:
     """A checkpoint's or bundle's model with its recorded post-hoc method (as `--tau auto`)."""
     posthoc = served_posthoc(ckpt, "auto", None)
-    return build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta["train_counts"], ckpt.meta.get("output"))
+    return build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, ckpt.meta.output)
 
 
 def served_posthoc(ckpt: Checkpoint, tau: str, method: str | None, data: Path | None = None) -> Posthoc | None:
@@ -190,22 +190,20 @@ def posthoc_record(posthoc: Posthoc | None) -> dict[str, Any] | None:
 
 
 def _check_posthoc(posthoc: Posthoc | None, ckpt: Checkpoint) -> None:
-    """CheckpointError for an unknown method, a non-finite tau, or PN without one c_j per class."""
+    """CheckpointError for PN without one c_j per class (the metadata schema checked the recorded fields)."""
     if posthoc is None:
         return
-    if posthoc.method not in POSTHOC_METHODS or not math.isfinite(posthoc.tau):
-        raise CheckpointError(f"{ckpt.path}: unusable posthoc record {posthoc_record(posthoc)!r}")
-    classes = ckpt.meta["model"]["num_classes"]
+    classes = ckpt.meta.model.num_classes
     if posthoc.method == "pn" and posthoc.c.shape != (classes,):
         raise CheckpointError(f"{ckpt.path}: the PN record needs c, one column sum per class ({classes})")
 
 
 def _pn_column_sums(ckpt: Checkpoint, data: Path | None) -> torch.Tensor:
     """PN's c, in float64: the recorded one (c does not depend on tau), else measured on the val split."""
-    recorded = ckpt.meta.get("posthoc") or {}
-    if recorded.get("method") == "pn" and recorded.get("c"):
-        info(f"PN: using the column sums c recorded on the {recorded.get('split', 'tuning')} split")
-        return torch.tensor(recorded["c"], dtype=torch.float64)
+    recorded = ckpt.meta.posthoc
+    if recorded is not None and recorded.method == "pn" and recorded.c is not None:
+        info(f"PN: using the column sums c recorded on the {recorded.split or 'tuning'} split")
+        return torch.tensor(recorded.c, dtype=torch.float64)
     root, manifest = checkpoint_dataset(ckpt, data)
     if "val" not in manifest.splits:
         raise UsageError(
@@ -213,8 +211,8 @@ def _pn_column_sums(ckpt: Checkpoint, data: Path | None) -> torch.Tensor:
             "prepare it with --val-per-class or record c with `bagmar tune-tau --method pn`"
         )
     images, _ = load_split(root, "val")
-    spec = ckpt.meta["model"]
-    logits, _ = compute_outputs(model_from_checkpoint(ckpt), images, spec["mean"], spec["std"])
+    spec = ckpt.meta.model
+    logits, _ = compute_outputs(model_from_checkpoint(ckpt), images, spec.mean, spec.std)
     info(f"PN: column sums c measured on the {len(images)} images of the val split of {root}")
     return pn_column_sums(logits)
 
@@ -225,7 +223,7 @@ def export_model(opts: ExportOptions) -> Path:
     ckpt = load_checkpoint(opts.checkpoint)
     _check_writable(out, sidecar_path, Path(opts.checkpoint), opts.overwrite)
     posthoc = served_posthoc(ckpt, opts.tau, opts.method, opts.data)
-    serving = build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta["train_counts"], opts.output)
+    serving = build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, opts.output)
     if opts.format == "safetensors" and opts.batch is not None:
         warn("--batch has no effect on a safetensors bundle (it runs any batch size)")
     sidecar = make_sidecar(ckpt, opts, serving.output, posthoc)
@@ -235,13 +233,9 @@ def export_model(opts: ExportOptions) -> Path:
         lambda path: check_export(path, sidecar, serving, ckpt, opts.data) if opts.check else None,
     )
     sidecar |= {"sha256": file_sha256(out), "check": checked}
-    atomic_write(sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
+    Sidecar.model_validate(sidecar)  # what predict will read back
+    atomic_write(sidecar_path, (json.dumps(sidecar, indent=2, allow_nan=False) + "\n").encode())
     return out
-
-
-def sidecar_of(path: Path) -> Path:
-    """The JSON sidecar of an export: model.onnx -> model.onnx.json."""
-    return path.with_name(path.name + ".json")
 
 
 def _check_writable(out: Path, sidecar: Path, checkpoint: Path, overwrite: bool) -> None:
@@ -253,6 +247,7 @@ def _check_writable(out: Path, sidecar: Path, checkpoint: Path, overwrite: bool)
             raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
         if path.is_dir():
             raise UsageError(f"{path} is a directory; choose another --out")
+        check_writable(path)
 
 
 def _publish(out: Path, write: Callable[[Path], None], check: Callable[[Path], Any]) -> Any:
@@ -269,8 +264,8 @@ def _publish(out: Path, write: Callable[[Path], None], check: Callable[[Path], A
 
 def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Posthoc | None) -> dict[str, Any]:
     """Everything needed to serve the export with only its runtime and Pillow (see docs/export.md)."""
-    spec = ckpt.meta["model"]
-    channels, height, width = spec["input_size"]
+    spec = ckpt.meta.model
+    channels, height, width = spec.input_size
     return {
         "format": opts.format,
         "file": opts.out.name,
@@ -282,12 +277,12 @@ def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Po
         "input": INPUT_NAME,
         "output": output,
         "batch": "dynamic" if opts.batch is None or opts.format == "safetensors" else opts.batch,
-        "classes": list(ckpt.meta["classes"]),
+        "classes": list(ckpt.meta.classes),
         "input_size": [channels, height, width],
         "channels": CHANNELS.get(channels),
         "resize": {"height": height, "width": width, "filter": "bilinear"},
-        "mean": list(spec["mean"]),
-        "std": list(spec["std"]),
+        "mean": list(spec.mean),
+        "std": list(spec.std),
         "posthoc": posthoc_record(posthoc),
     }
 
@@ -328,13 +323,16 @@ def _write_torchscript(path: Path, serving: ServingModel, ckpt: Checkpoint, side
 
 def _write_bundle(path: Path, serving: ServingModel, ckpt: Checkpoint, sidecar: dict[str, Any]) -> None:
     """A checkpoint of kind "bundle": model weights and the metadata to rebuild and serve the model."""
-    meta = {key: ckpt.meta[key] for key in BUNDLE_META if key in ckpt.meta}
-    meta |= {
-        "kind": "bundle",
-        "posthoc": sidecar["posthoc"],
-        "output": sidecar["output"],
-        "source_checkpoint_sha256": ckpt.sha256,
-    }
+    kept = ckpt.meta.model_dump(mode="json", exclude=BUNDLE_DROPS)
+    meta = parse_meta(
+        kept
+        | {
+            "kind": "bundle",
+            "posthoc": sidecar["posthoc"],
+            "output": sidecar["output"],
+            "source_checkpoint_sha256": ckpt.sha256,
+        }
+    )
     save_checkpoint(path, {f"model.{k}": v for k, v in ckpt.section("model").items()}, meta)
 
 
@@ -430,17 +428,17 @@ def check_export(
 
 def check_inputs(ckpt: Checkpoint, data: Path | None, n: int = CHECK_IMAGES) -> tuple[Tensor, str]:
     """Up to n normalised images of the val split (else test); random inputs when the dataset is not there."""
-    spec = ckpt.meta["model"]
+    spec = ckpt.meta.model
     try:
         root, manifest = checkpoint_dataset(ckpt, data)
     except DatasetError as exc:
         if data is not None:
             raise
         warn(f"checking on random inputs, not real images: {exc}")
-        return torch.randn(n, *spec["input_size"], generator=torch.Generator().manual_seed(0)), "random"
-    split = "val" if "val" in manifest.splits else "test"
+        return torch.randn(n, *spec.input_size, generator=torch.Generator().manual_seed(0)), "random"
+    split = evaluation_split(manifest)
     images, _ = load_split(root, split)
-    return eval_transform(spec["mean"], spec["std"])(images[:n]), split
+    return eval_transform(spec.mean, spec.std)(images[:n]), split
 
 
 def compare_outputs(exported: Tensor, reference: Tensor, output: str, source: str) -> dict[str, Any]:

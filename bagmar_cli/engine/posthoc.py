@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from bagmar_cli.checkpoint import Checkpoint
-from bagmar_cli.errors import CheckpointError, UsageError
+from bagmar_cli.checkpoint_meta import TAU_MAX, PosthocRecord
+from bagmar_cli.errors import UsageError
 from bagmar_cli.functional.posthoc import POSTHOC_METHODS, apply_posthoc, pn_column_sums
 
 
@@ -27,39 +29,44 @@ class Posthoc:
 
 
 def resolve_posthoc(ckpt: Checkpoint, tau: str, method: str | None) -> Posthoc | None:
-    """`--tau auto|none|FLOAT` (+ `--method`) -> the method to apply, or None for the raw logits."""
+    """`--tau auto|none|FLOAT` (+ `--method`) -> the method to apply, or None for the raw logits.
+
+    The one place that decides what a checkpoint serves: eval, export and predict all ask here.
+    """
     if method is not None and method not in POSTHOC_METHODS:
         raise UsageError(f"unknown post-hoc method {method!r}; choose from {', '.join(POSTHOC_METHODS)}")
+    if method is not None and tau in ("auto", "none"):
+        raise UsageError(f"--method goes with --tau NUMBER (--tau {tau} does not take a method)")
     if tau == "none":
         return None
     if tau == "auto":
-        recorded = ckpt.meta.get("posthoc")
-        if not recorded:
-            return None
-        return _recorded(ckpt, recorded)
+        return None if ckpt.meta.posthoc is None else recorded_posthoc(ckpt.meta.posthoc)
+    return Posthoc(method or "pn", parse_tau(tau))
+
+
+def parse_tau(text: str) -> float:
+    """A τ given on the command line: a finite number in [0, TAU_MAX]."""
     try:
-        value = float(tau)
+        value = float(text)
     except ValueError:
-        raise UsageError(f"--tau {tau!r}: expected auto, none or a number") from None
-    if not value == value or value in (float("inf"), float("-inf")):
-        raise UsageError(f"--tau {tau!r}: expected a finite number")
-    return Posthoc(method or "pn", value)
+        raise UsageError(f"--tau {text!r}: expected auto, none or a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"--tau {text!r}: expected a finite number")
+    if not 0.0 <= value <= TAU_MAX:
+        raise UsageError(f"--tau {text!r}: expected a number from 0 to {TAU_MAX:g}")
+    return value
 
 
-def _recorded(ckpt: Checkpoint, recorded: Any) -> Posthoc:
-    """The method tune-tau wrote into the metadata; c kept in float64."""
-    try:
-        c = recorded.get("c")
-        c = None if c is None else torch.tensor(c, dtype=torch.float64)
-        return Posthoc(str(recorded["method"]), float(recorded["tau"]), c, "recorded")
-    except (AttributeError, KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{ckpt.path}: malformed posthoc record {recorded!r}") from None
+def recorded_posthoc(record: PosthocRecord) -> Posthoc:
+    """The method tune-tau (or export) recorded; c kept in float64."""
+    c = None if record.c is None else torch.tensor(record.c, dtype=torch.float64)
+    return Posthoc(record.method, record.tau, c, "recorded")
 
 
 def head_parameters(ckpt: Checkpoint) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The classifier's weight and bias (τ-norm rescales the weight rows)."""
     model = ckpt.section("model")
-    if ckpt.meta["model"].get("head") != "linear":
+    if ckpt.meta.model.head != "linear":
         raise UsageError("tau-norm needs a linear classifier head; this checkpoint's head is cosine-normalised")
     return model["head.weight"].float(), model.get("head.bias")
 
@@ -72,7 +79,7 @@ def posthoc_scores(
         return logits
     weight, bias = head_parameters(ckpt) if posthoc.method == "tau-norm" else (None, None)
     c = posthoc.c if posthoc.c is not None else (pn_column_sums(logits) if posthoc.method == "pn" else None)
-    counts = torch.tensor(ckpt.meta["train_counts"], dtype=torch.float64)
+    counts = torch.tensor(ckpt.meta.train_counts, dtype=torch.float64)
     return apply_posthoc(
         posthoc.method, posthoc.tau, logits=logits, counts=counts, c=c, features=features, weight=weight, bias=bias
     )

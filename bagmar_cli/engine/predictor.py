@@ -9,7 +9,7 @@ or the model's own probabilities (PN).
 
 from __future__ import annotations
 
-import json
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +27,10 @@ from bagmar_cli.engine.exporter import (
     Runner,
     load_export,
     serving_from_checkpoint,
-    sidecar_of,
     torch_runner,
 )
 from bagmar_cli.engine.runtime import resolve_device
+from bagmar_cli.engine.sidecar import read_sidecar
 from bagmar_cli.errors import BagmarError, UsageError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
@@ -46,6 +46,7 @@ class ServedModel:
     mean: list[float]  # per channel, for pixels scaled to [0, 1]
     std: list[float]
     output: str  # "logits" or "probabilities"
+    source: str = "the model"  # the file that describes classes and outputs, for error messages
 
     @property
     def channels(self) -> str:
@@ -58,12 +59,19 @@ class ServedModel:
     def probabilities(self, images: Tensor) -> Tensor:
         """Class probabilities (N, C) of uint8 images (N, C, H, W)."""
         outputs = self.run(eval_transform(self.mean, self.std)(images)).float()
+        if outputs.ndim != 2 or outputs.shape[1] != len(self.classes):
+            raise BagmarError(
+                f"{self.source}: field classes names {len(self.classes)} classes but the model gives "
+                f"{list(outputs.shape)[1:]} outputs per image"
+            )
         return outputs if self.output == "probabilities" else torch.softmax(outputs, dim=1)
 
 
 def load_model(path: Path, device: str = "auto") -> ServedModel:
     """Any model kind: a .safetensors checkpoint or bundle, else an export described by its `<path>.json`."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise UsageError(f"model {path}: not a regular file (a FIFO, socket or device)")
     torch_device = resolve_device(device)
     if path.suffix == ".safetensors":
         return _from_checkpoint(path, torch_device)
@@ -74,14 +82,15 @@ def _from_checkpoint(path: Path, device: torch.device) -> ServedModel:
     """A checkpoint or bundle, served with its recorded post-hoc method."""
     ckpt = load_checkpoint(path)
     serving = serving_from_checkpoint(ckpt).to(device)
-    spec = ckpt.meta["model"]
+    spec = ckpt.meta.model
     return ServedModel(
         torch_runner(serving, device),
-        list(ckpt.meta["classes"]),
-        list(spec["input_size"]),
-        spec["mean"],
-        spec["std"],
+        ckpt.meta.classes,
+        spec.input_size,
+        spec.mean,
+        spec.std,
         serving.output,
+        str(path),
     )
 
 
@@ -89,26 +98,11 @@ def _from_export(path: Path, device: torch.device) -> ServedModel:
     """An ONNX or TorchScript export, read through the runtime its sidecar names."""
     if not path.is_file():
         raise UsageError(f"model {path} not found")
-    meta = read_sidecar(path)
-    batch = meta["batch"] if isinstance(meta["batch"], int) else None
-    run = load_export(path, meta["format"], batch, device)
-    return ServedModel(run, meta["classes"], meta["input_size"], meta["mean"], meta["std"], meta["output"])
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The export's `<path>.json`, with the fields predict needs."""
-    sidecar = sidecar_of(path)
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path} has no sidecar {sidecar.name}; predict needs it (bagmar export writes it)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BagmarError(f"cannot read {sidecar}: {exc}") from None
-    needed = ("format", "classes", "input_size", "mean", "std", "output", "batch")
-    missing = [key for key in needed if key not in meta]
-    if missing or meta["format"] not in ("onnx", "torchscript"):
-        raise BagmarError(f"{sidecar} is not a bagmar export sidecar (missing {', '.join(missing) or 'format'})")
-    return meta
+    sidecar = read_sidecar(path)
+    run = load_export(path, sidecar.format, sidecar.fixed_batch, device)
+    return ServedModel(
+        run, sidecar.classes, sidecar.input_size, sidecar.mean, sidecar.std, sidecar.output, f"{path}.json"
+    )
 
 
 def find_images(paths: Sequence[Path]) -> list[Path]:
@@ -118,6 +112,8 @@ def find_images(paths: Sequence[Path]) -> list[Path]:
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif path.exists():
+            if not stat.S_ISREG(path.stat().st_mode):
+                raise UsageError(f"{path}: not a regular file (a FIFO, socket or device); predict reads image files")
             found.append(path)
         else:
             raise UsageError(f"{path}: no such file or folder")
@@ -130,11 +126,21 @@ def find_images(paths: Sequence[Path]) -> list[Path]:
 def read_image(path: Path, mode: str, height: int, width: int) -> Tensor:
     """uint8 (C, H, W): Pillow open, convert to `mode`, bilinear resize to height×width when needed."""
     with Image.open(path) as image:
-        image = image.convert(mode)
+        image = _as_8bit(image, path).convert(mode)
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.uint8).reshape(height, width, -1)
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+def _as_8bit(image: Image.Image, path: Path) -> Image.Image:
+    """16-bit grey images (PNG "I;16", "I") scaled to 8 bits, as convert("L") would clip them to white."""
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return image
+    array = np.asarray(image)
+    if image.mode == "F" or array.min() < 0 or array.max() > 65535:
+        raise ValueError(f"{image.mode} images beyond 16 bits are not supported; save {path.name} as 8 or 16 bit")
+    return Image.fromarray(np.round(array.astype(np.float64) / 257.0).astype(np.uint8), mode="L")
 
 
 def _try_read(path: Path, mode: str, height: int, width: int) -> Tensor | str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -9,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 import torch
 from torch import Tensor
 
+from bagmar_cli.checkpoint_meta import TAU_MAX
 from bagmar_cli.errors import UsageError
 from bagmar_cli.functional.metrics import accuracy_summary, predict
 from bagmar_cli.functional.posthoc import (
@@ -40,13 +42,13 @@ def _grid_number(text: str, spec: str) -> Decimal:
         value = Decimal(text.strip())
     except InvalidOperation:
         raise UsageError(f"tau grid {spec!r}: {text.strip()!r} is not a number") from None
-    if not value.is_finite():
+    if not value.is_finite() or not math.isfinite(float(value)):
         raise UsageError(f"tau grid {spec!r}: {text.strip()!r} is not a finite number")
     return value
 
 
 def parse_grid(spec: str) -> list[float]:
-    """Parse "START:STOP:STEP" (STOP included when on the grid) or a single value into taus."""
+    """Parse "START:STOP:STEP" (STOP included when on the grid) or a single value into taus in [0, TAU_MAX]."""
     parts = spec.split(":")
     if len(parts) not in (1, 3):
         raise UsageError(f"tau grid {spec!r}: expected START:STOP:STEP (e.g. 0:2:0.1) or one value")
@@ -56,6 +58,8 @@ def parse_grid(spec: str) -> list[float]:
         raise UsageError(f"tau grid {spec!r}: STEP must be positive")
     if start > stop:
         raise UsageError(f"tau grid {spec!r}: START is greater than STOP")
+    if start < 0 or stop > Decimal(str(TAU_MAX)):
+        raise UsageError(f"tau grid {spec!r}: τ must lie in [0, {TAU_MAX:g}]")
     count = int((stop - start) / step) + 1
     if count > MAX_GRID_POINTS:
         raise UsageError(f"tau grid {spec!r}: {count} values, more than {MAX_GRID_POINTS}")

@@ -17,7 +17,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, DistributedSampler
 
-from bagmar_cli.checkpoint import atomic_write, file_sha256, load_checkpoint, save_checkpoint
+from bagmar_cli.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from bagmar_cli.checkpoint_meta import CheckpointMeta, DatasetRef, ModelSpec
 from bagmar_cli.console import err, info, warn
 from bagmar_cli.data import Manifest, load_split, make_sampler
 from bagmar_cli.data.transforms import TensorImages, train_transform
@@ -28,6 +29,7 @@ from bagmar_cli.engine.rundir import RunDir
 from bagmar_cli.engine.runtime import capture_rng, resolve_device, restore_rng, seed_everything
 from bagmar_cli.engine.schedule import build_scheduler, load_scheduler_state
 from bagmar_cli.errors import TrainingError, UsageError, WriteError
+from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.metrics import classification_report
 from bagmar_cli.losses import build_loss
 from bagmar_cli.models import Classifier, build_model
@@ -236,7 +238,7 @@ def _save(job: Job, run: RunDir, record: dict[str, Any]) -> None:
     save_checkpoint(run.last, tensors, meta)
 
 
-def _training_state(job: Job, record: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _training_state(job: Job, record: dict[str, Any]) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     """The checkpoint's tensors (model, loss, optimiser, RNG) and metadata (see README, Checkpoints)."""
     tensors = {f"model.{k}": v for k, v in job.model.state_dict().items()}
     tensors |= {f"loss.{k}": v for k, v in job.loss_fn.state_dict().items()}
@@ -246,31 +248,31 @@ def _training_state(job: Job, record: dict[str, Any]) -> tuple[dict[str, torch.T
     rng_tensors, rng_meta = capture_rng()
     tensors |= rng_tensors
     m, state, settings = job.manifest, job.state, job.settings
-    meta = {
-        "settings": settings.model_dump(mode="json"),
-        "model": {
-            "backbone": settings.model.backbone,
-            "head": settings.model.head,
-            "num_classes": m.num_classes,
-            "input_size": list(m.image_size),
-            "mean": list(m.mean),
-            "std": list(m.std),
-        },
-        "classes": list(m.classes),
-        "train_counts": list(job.counts),
-        "dataset": {
-            "name": m.dataset,
-            "root": str(Path(job.root).resolve()),
-            "manifest_sha256": file_sha256(Path(job.root) / "manifest.json"),
-        },
-        "epoch": state.epoch,
-        "best": {"epoch": state.best_epoch, "top1": state.best_top1, "split": job.val_name},
-        "selection_split": job.val_name,
-        "metrics": record,
-        "optimizer_param_groups": optim_state["param_groups"],
-        "scheduler": job.scheduler.state_dict(),
-        "rng": rng_meta,
-    }
+    meta = CheckpointMeta(
+        settings=settings,
+        model=ModelSpec(
+            backbone=settings.model.backbone,
+            head=settings.model.head,
+            num_classes=m.num_classes,
+            input_size=list(m.image_size),
+            mean=list(m.mean),
+            std=list(m.std),
+        ),
+        classes=list(m.classes),
+        train_counts=list(job.counts),
+        dataset=DatasetRef(
+            name=m.dataset,
+            root=str(Path(job.root).resolve()),
+            manifest_sha256=file_sha256(Path(job.root) / "manifest.json"),
+        ),
+        epoch=state.epoch,
+        best={"epoch": state.best_epoch, "top1": state.best_top1, "split": job.val_name},
+        selection_split=job.val_name,
+        metrics=record,
+        optimizer_param_groups=optim_state["param_groups"],
+        scheduler=job.scheduler.state_dict(),
+        rng=rng_meta,
+    )
     return tensors, meta
 
 
@@ -283,12 +285,13 @@ def _restore(job: Job, path: Path) -> Progress_:
     for key, value in ckpt.section("optim").items():
         index, name = key.split(".", 1)
         slots.setdefault(int(index), {})[name] = value
-    job.optimizer.load_state_dict({"state": slots, "param_groups": ckpt.meta["optimizer_param_groups"]})
-    load_scheduler_state(job.scheduler, ckpt.meta["scheduler"])
-    restore_rng(ckpt.tensors, ckpt.meta["rng"])
-    best = ckpt.meta.get("best", {})
-    info(f"resuming from {path} after epoch {ckpt.meta['epoch']}")
-    return Progress_(ckpt.meta["epoch"], best.get("top1", -1.0), best.get("epoch", 0))
+    meta = ckpt.meta
+    job.optimizer.load_state_dict({"state": slots, "param_groups": meta.optimizer_param_groups})
+    load_scheduler_state(job.scheduler, meta.scheduler)
+    restore_rng(ckpt.tensors, meta.rng)
+    info(f"resuming from {path} after epoch {meta.epoch}")
+    best_top1, best_epoch = (meta.best.top1, meta.best.epoch) if meta.best else (-1.0, 0)
+    return Progress_(meta.epoch, best_top1, best_epoch)
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -9,10 +9,13 @@ from typing import Any
 import torch
 
 from bagmar_cli.checkpoint import load_checkpoint, update_metadata
+from bagmar_cli.console import warn
 from bagmar_cli.engine.evaluator import split_outputs
 from bagmar_cli.engine.posthoc import head_parameters
-from bagmar_cli.engine.restore import checkpoint_dataset
+from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split
 from bagmar_cli.engine.tau_search import TauSearchResult, parse_grid, search_tau
+from bagmar_cli.errors import BagmarError, WriteError
+from bagmar_cli.files import check_writable
 from bagmar_cli.plots import plot_tau_curve
 
 
@@ -23,7 +26,7 @@ class TuneResult:
     search: TauSearchResult
     split: str
     checkpoint: Path
-    plot: Path
+    plot: Path | None  # None with --no-write, or when the plot could not be written
     written: bool
 
     def to_json(self) -> dict[str, Any]:
@@ -37,7 +40,7 @@ class TuneResult:
             "tuned_on_test": self.split == "test",
             "checkpoint": str(self.checkpoint),
             "written": self.written,
-            "plot": str(self.plot),
+            "plot": None if self.plot is None else str(self.plot),
         }
 
 
@@ -52,11 +55,17 @@ def tune_tau(
     data: Path | None = None,
     device: str = "auto",
 ) -> TuneResult:
-    """Search τ for `method` on `split` (default: val when the dataset has one, else test)."""
+    """Search τ for `method` on `split` (default: val when the dataset has one, else test).
+
+    With `write`, the best τ is recorded in the checkpoint and the τ curve plotted beside it; without, no file
+    is written (nor replaced).
+    """
     taus = parse_grid(grid)
     ckpt = load_checkpoint(checkpoint, tensors=False)
+    if write:
+        _check_writable(Path(checkpoint))
     _, manifest = checkpoint_dataset(ckpt, data)
-    split = split or ("val" if "val" in manifest.splits else "test")
+    split = split or evaluation_split(manifest)
     outputs = split_outputs(checkpoint, data=data, split=split, device=device, features=method == "tau-norm")
     weight, bias = head_parameters(outputs.ckpt) if method == "tau-norm" else (None, None)
     search = search_tau(
@@ -70,10 +79,28 @@ def tune_tau(
         bias=bias,
         metric=metric,
     )
-    plot = plot_tau_curve(search, Path(checkpoint).parent / f"tau-{method}.png")
+    plot = None
     if write:
         update_metadata(checkpoint, {"posthoc": _record(search, split)})
+        plot = _plot(search, Path(checkpoint).parent / f"tau-{method}.png")
     return TuneResult(search, split, Path(checkpoint), plot, write)
+
+
+def _check_writable(checkpoint: Path) -> None:
+    """Refuse before the search when the record could not be written: a write-protected checkpoint stays as it is."""
+    try:
+        check_writable(checkpoint)
+    except WriteError:
+        raise BagmarError(f"{checkpoint} is write-protected; make it writable or pass --no-write") from None
+
+
+def _plot(search: TauSearchResult, path: Path) -> Path | None:
+    """The τ curve; a plot that cannot be written is a warning (the record is already in the checkpoint)."""
+    try:
+        return plot_tau_curve(search, path)
+    except WriteError as exc:
+        warn(f"no plot: {exc}")
+        return None
 
 
 def _record(search: TauSearchResult, split: str) -> dict[str, Any]:

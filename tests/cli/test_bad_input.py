@@ -23,7 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save, save_file
 
-from bagmar_cli import checkpoint
+from bagmar_cli import files
 from bagmar_cli.data.cifar import CIFAR10
 from bagmar_cli.data.fashion_mnist import FILES as FASHION_FILES
 
@@ -385,7 +385,7 @@ def full_disk(fd: int) -> None:
 def test_full_disk_while_saving_logits(cli, paths, tmp_path, monkeypatch):
     logits = tmp_path / "logits.safetensors"
     logits.write_bytes(b"previous")
-    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
+    monkeypatch.setattr(files.os, "fsync", full_disk)
     outcome = cli("eval", paths["ckpt"], "--no-plots", "--save-logits", logits)
     assert_one_error_line(outcome, 1, f"No space left on device while writing {logits}")
     assert logits.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["logits.safetensors"]

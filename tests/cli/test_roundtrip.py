@@ -50,12 +50,12 @@ def test_prepare_train_eval(cli, tmp_path: Path):
 def test_checkpoint_metadata_describes_the_run(digits_run: Path, digits_data: Path):
     meta = load_checkpoint(digits_run, tensors=False).meta
     manifest = json.loads((digits_data / "manifest.json").read_text())
-    assert meta["classes"] == manifest["classes"]
-    assert meta["train_counts"] == manifest["splits"]["train"]["counts"]
-    assert meta["settings"]["loss"]["name"] == "bagmar"
-    assert meta["selection_split"] == "val"
-    assert meta["dataset"]["root"] == str(digits_data.resolve())
-    assert meta["model"]["num_classes"] == 10 and meta["model"]["input_size"] == [1, 8, 8]
+    assert meta.classes == manifest["classes"]
+    assert meta.train_counts == manifest["splits"]["train"]["counts"]
+    assert meta.settings.loss.name == "bagmar"
+    assert meta.selection_split == "val"
+    assert meta.dataset.root == str(digits_data.resolve())
+    assert meta.model.num_classes == 10 and meta.model.input_size == [1, 8, 8]
 
 
 def test_bagmar_statistics_are_in_the_checkpoint(digits_run: Path):

@@ -45,18 +45,27 @@ def test_write_keeps_tensors_and_eval_uses_recorded_tau(cli, ckpt: Path):
     after = load_checkpoint(ckpt)
     assert before.keys() == after.tensors.keys()
     assert all(before[k].numpy().tobytes() == after.tensors[k].numpy().tobytes() for k in before)
-    recorded = after.meta["posthoc"]
-    assert recorded["method"] == "pn" and recorded["tau"] == tuned.json()["best"]["tau"]
-    assert len(recorded["c"]) == 10 and recorded["split"] == "val"
+    recorded = after.meta.posthoc
+    assert recorded.method == "pn" and recorded.tau == tuned.json()["best"]["tau"]
+    assert len(recorded.c) == 10 and recorded.split == "val"
     evaluated = cli("eval", ckpt, "--split", "val", "--tau", "auto", "--no-plots", "--json").json()
-    assert evaluated["posthoc"] == {"method": "pn", "tau": recorded["tau"], "source": "recorded"}
+    assert evaluated["posthoc"] == {"method": "pn", "tau": recorded.tau, "source": "recorded"}
     assert evaluated["top1"] == pytest.approx(tuned.json()["best"]["top1"])
     assert evaluated["tuned_on_reported_split"] is True
 
 
 def test_tune_tau_writes_its_plot(cli, ckpt: Path):
-    assert cli("tune-tau", ckpt, "--no-write").code == 0
+    assert cli("tune-tau", ckpt).code == 0
     assert (ckpt.parent / "tau-pn.png").stat().st_size > 1000
+
+
+def test_no_write_writes_nothing(cli, ckpt: Path):
+    plot = ckpt.parent / "tau-pn.png"
+    plot.write_bytes(b"the user's plot")
+    before = ckpt.read_bytes()
+    done = cli("tune-tau", ckpt, "--no-write", "--json")
+    assert done.code == 0 and done.json()["written"] is False and done.json()["plot"] is None
+    assert plot.read_bytes() == b"the user's plot" and ckpt.read_bytes() == before
 
 
 def test_eval_several_checkpoints_gives_mean_and_std(cli, ckpt: Path, tmp_path: Path):

@@ -63,7 +63,7 @@ def reference(ckpt_path: Path, images: torch.Tensor, method: str | None, c: torc
     if method == "tau-norm":
         return tau_norm_logits(model.features(images), model.head.weight, model.head.bias, TAU["tau-norm"])
     if method == "logit-adjust":
-        return logit_adjust(logits, class_prior(torch.tensor(ckpt.meta["train_counts"])), TAU["logit-adjust"])
+        return logit_adjust(logits, class_prior(torch.tensor(ckpt.meta.train_counts)), TAU["logit-adjust"])
     return logits
 
 
@@ -89,10 +89,10 @@ def test_sidecar_describes_the_checkpoint(digits_run, tmp_path, val_c):
     sidecar = json.loads(sidecar_of(out).read_text())
     meta = load_checkpoint(ckpt, tensors=False).meta
     assert out == tmp_path / "model.onnx" and sidecar_of(out) == tmp_path / "model.onnx.json"
-    assert sidecar["classes"] == meta["classes"]
+    assert sidecar["classes"] == meta.classes
     for key in ("input_size", "mean", "std"):
-        assert sidecar[key] == meta["model"][key]
-    assert sidecar["posthoc"] == {k: meta["posthoc"][k] for k in ("method", "tau", "c")}
+        assert sidecar[key] == getattr(meta.model, key)
+    assert sidecar["posthoc"] == {k: getattr(meta.posthoc, k) for k in ("method", "tau", "c")}
     assert sidecar["source_checkpoint_sha256"] == file_sha256(ckpt)
     assert sidecar["sha256"] == file_sha256(out)
     assert (sidecar["format"], sidecar["opset"], sidecar["batch"]) == ("onnx", 17, "dynamic")
@@ -143,7 +143,8 @@ def test_failed_check_leaves_nothing(digits_run, tmp_path, monkeypatch):
 
 def test_check_falls_back_to_random_inputs(digits_run, tmp_path):
     ckpt = tuned_copy(digits_run, tmp_path, None, None)
-    update_metadata(ckpt, {"dataset": {"root": str(tmp_path / "gone")}})
+    recorded = load_checkpoint(ckpt, tensors=False).meta.dataset.model_dump()
+    update_metadata(ckpt, {"dataset": recorded | {"root": str(tmp_path / "gone")}})
     out = export_model(ExportOptions(ckpt, "onnx"))
     assert json.loads(sidecar_of(out).read_text())["check"]["inputs"] == "random"
 
@@ -152,10 +153,10 @@ def test_bundle_holds_weights_and_metadata_only(digits_run, tmp_path):
     ckpt = tuned_copy(digits_run, tmp_path, "logit-adjust", None)
     bundle = load_checkpoint(export_model(ExportOptions(ckpt, "safetensors")))
     source = load_checkpoint(ckpt)
-    assert bundle.meta["kind"] == "bundle" and bundle.meta["posthoc"]["method"] == "logit-adjust"
+    assert bundle.meta.kind == "bundle" and bundle.meta.posthoc.method == "logit-adjust"
     assert set(bundle.tensors) == {k for k in source.tensors if k.startswith("model.")}
-    assert not {"rng", "optimizer_param_groups", "scheduler"} & set(bundle.meta)
-    assert bundle.meta["source_checkpoint_sha256"] == source.sha256
+    assert bundle.meta.rng is None and bundle.meta.optimizer_param_groups is None and bundle.meta.scheduler is None
+    assert bundle.meta.source_checkpoint_sha256 == source.sha256
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bagmar_cli import checkpoint
+from bagmar_cli import files
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.cli import main
 from bagmar_cli.engine import trainer
@@ -245,7 +245,7 @@ def test_resume_after_an_interrupt_is_bit_identical_for_other_recipes(
         load_checkpoint(tmp_path / "run" / "last.safetensors"),
     )
     assert_same_weights(tmp_path / "run" / "last.safetensors", whole_ckpt.section("model"))
-    assert resumed_ckpt.meta["optimizer_param_groups"] == whole_ckpt.meta["optimizer_param_groups"]  # same lr
+    assert resumed_ckpt.meta.optimizer_param_groups == whole_ckpt.meta.optimizer_param_groups  # same lr
 
 
 def test_resume_with_only_the_run_directory_reaches_the_uninterrupted_weights(
@@ -376,7 +376,7 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(cli, digits_data, 
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         fsync(fd)
 
-    monkeypatch.setattr(checkpoint.os, "fsync", full_once_epoch_3_is_recorded)
+    monkeypatch.setattr(files.os, "fsync", full_once_epoch_3_is_recorded)
     outcome = cli(*continue_args(digits_data, finished_run))
     assert outcome.code == 1 and "Traceback" not in outcome.err and "unexpected" not in outcome.err
     [line] = error_lines(outcome.err)
@@ -393,4 +393,4 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(cli, digits_data, 
     # The line of the epoch that was not saved is dropped when the run continues.
     assert main(continue_args(digits_data, finished_run)) == 0
     epochs = [json.loads(line)["epoch"] for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2, 3] and load_checkpoint(finished_run / "last.safetensors").meta["epoch"] == 3
+    assert epochs == [1, 2, 3] and load_checkpoint(finished_run / "last.safetensors").meta.epoch == 3

@@ -22,7 +22,7 @@ def test_grid_of_tenths_is_exact():
         ("0:1:0.3", [0.0, 0.3, 0.6, 0.9]),
         ("0.5:0.5:0.1", [0.5]),
         (" 0 : 1 : 0.5 ", [0.0, 0.5, 1.0]),
-        ("-1:1:1", [-1.0, 0.0, 1.0]),
+        ("0:10:5", [0.0, 5.0, 10.0]),
         ("0:1e0:0.25", [0.0, 0.25, 0.5, 0.75, 1.0]),
     ],
 )
@@ -51,6 +51,22 @@ def test_bad_grids_are_usage_errors(spec):
     with pytest.raises(UsageError) as info:
         parse_grid(spec)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("-5:-1:1", "τ must lie in [0, 10]"),
+        ("-1:1:1", "τ must lie in [0, 10]"),
+        ("0:1e308:1e307", "τ must lie in [0, 10]"),
+        ("0:10.5:0.5", "τ must lie in [0, 10]"),
+        ("1e400:2:1", "'1e400' is not a finite number"),
+        ("0:1:1e400", "'1e400' is not a finite number"),
+    ],
+)
+def test_grids_outside_the_documented_range_are_refused(spec, message):
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_grid(spec)
 
 
 def _data(num=600, classes=12, dim=8, seed=0):
