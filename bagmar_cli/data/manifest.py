@@ -13,6 +13,7 @@ from pydantic import (
     Discriminator,
     Field,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     Tag,
     ValidationError,
@@ -98,7 +99,7 @@ class Manifest(_Strict):
     classes: list[str]  # class names in label order
     image_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]  # [C, H, W]
     mean: list[float]  # per channel, for images scaled to [0, 1]
-    std: list[float]
+    std: list[PositiveFloat]  # a 0 would divide by zero when images are normalised
     splits: dict[str, AnySplit]  # "train", "test", and "val" when there is one
     imb: float  # imbalance factor of the train split (largest / smallest class of the profile)
     profile: str  # long-tail profile: "exp" or "step"

@@ -75,10 +75,8 @@ def check_resume(out: Path, settings: Settings) -> None:
 def _check_trained_with(out: Path, recorded: Settings) -> None:
     """TrainingError when config.toml no longer holds the settings last.safetensors was trained with."""
     last = RunDir.last_of(out)
-    trained = load_checkpoint(last, tensors=False).meta.get("settings")
-    if not isinstance(trained, dict):
-        return
-    then, now = flatten_settings(trained), flatten_settings(recorded.model_dump(mode="json"))
+    trained = load_checkpoint(last, tensors=False).meta.settings
+    then, now = flatten_settings(trained.model_dump(mode="json")), flatten_settings(recorded.model_dump(mode="json"))
     for key in sorted(then.keys() & now.keys()):
         if key not in RESUMABLE + DATASET_KEYS and then[key] != now[key]:
             raise TrainingError(

@@ -82,6 +82,10 @@ def _swap_two_counts(manifest: dict) -> None:
     counts[0], counts[-1] = counts[-1], counts[0]
 
 
+def _zero_std(manifest: dict) -> None:
+    manifest["std"] = [0.0] * len(manifest["std"])
+
+
 def _five_classes(manifest: dict) -> None:
     manifest["classes"] = manifest["classes"][:5]
     for split in manifest["splits"].values():
@@ -143,6 +147,7 @@ def paths(tmp_path_factory, digits_data: Path, digits_run: Path) -> dict[str, Pa
     files["counts"] = _edit_manifest(_copy_dataset(digits_data, bad / "counts"), _swap_two_counts)
     files["labels"] = _label_out_of_range(_copy_dataset(digits_data, bad / "labels"))
     files["five_classes"] = _edit_manifest(_copy_dataset(digits_data, bad / "five_classes"), _five_classes)
+    files["zero_std"] = _edit_manifest(_copy_dataset(digits_data, bad / "zero_std"), _zero_std)
 
     files["cifar_shape"] = _cifar10(bad / "shape.tar.gz", _batch(np.zeros((10, 3072), np.uint8), [0] * 10))
     files["cifar_labels"] = _cifar10(bad / "labels.tar.gz", _batch(np.zeros((10000, 3072), np.uint8), ["cat"] * 10000))
@@ -261,6 +266,11 @@ CASES = {
     "data-split-file-missing": ([*TRAIN[:2], "{no_split}", *TRAIN[3:]], 1, "train.safetensors is missing"),
     "data-split-file-torn": ([*TRAIN[:2], "{torn_split}", *TRAIN[3:]], 1, "val.safetensors is not a readable"),
     "data-counts-disagree": ([*TRAIN[:2], "{counts}", *TRAIN[3:]], 1, "per-class counts differ from the manifest"),
+    "data-manifest-zero-std": (
+        [*TRAIN[:2], "{zero_std}", *TRAIN[3:]],
+        1,
+        "manifest schema: std.0: Input should be greater than 0",
+    ),
     "data-labels-out-of-range": ([*TRAIN[:2], "{labels}", *TRAIN[3:]], 1, "labels outside [0, 10)"),
     "data-eval-manifest-missing": (["eval", "{ckpt}", "--data", "{no_manifest}"], 1, "manifest.json is missing"),
     "cifar-wrong-shape": (
