@@ -47,6 +47,11 @@ class DataSettings(Section):
     hflip: bool = True  # random horizontal flip (off for digits: flipped digits are other digits)
     autoaugment: bool = False  # torchvision AutoAugment with the CIFAR10 policy
     cutout: int = Field(0, ge=0)  # side of the Cutout square in pixels (0: off; 16 for CIFAR)
+    # Image-file datasets (ImageNet-LT, iNaturalist, Places-LT, folders): random_crop is a RandomResizedCrop
+    # to the network's input size, hflip as above; AutoAugment and Cutout are the in-memory (CIFAR) recipe's.
+    crop_scale_min: float = Field(0.08, gt=0.0, le=1.0)  # RandomResizedCrop: smallest crop area, as a fraction
+    color_jitter: float = Field(0.0, ge=0.0)  # brightness, contrast and saturation jitter (0.4 in the LT recipes)
+    randaugment: str | None = None  # timm RandAugment config, e.g. "rand-n2-m10-mstd0.5" (the authors'); None: off
 
 
 class ModelSettings(Section):

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 import typer
@@ -14,6 +11,7 @@ import typer
 from bagmar_cli import __version__
 from bagmar_cli.console import StdoutClosed, err, result
 from bagmar_cli.errors import BagmarError
+from bagmar_cli.signals import sigterm_as_interrupt
 
 INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (SIGINT) or SIGTERM
 
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("BAGMAR_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         code = _run(args, debug)
     if argv is None:
         sys.exit(code)
@@ -93,24 +91,6 @@ def _interrupted() -> int:
     """Any command stopped by Ctrl-C or SIGTERM; `train` says how to resume through errors.Interrupted."""
     err.out("Error: interrupted")
     return INTERRUPTED
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a command as Ctrl-C does: exit 130, lock released, half-written files removed."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:  # handlers can only be set in the main thread (e.g. not under a threaded test runner)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

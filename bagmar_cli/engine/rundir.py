@@ -1,13 +1,17 @@
-"""A run directory: refuse to clobber another run, and hold a lock so two trainers never share one."""
+"""A run directory: refuse to clobber another run, hold a lock so two trainers never share one, keep metrics.jsonl."""
 
 from __future__ import annotations
 
 import errno
 import fnmatch
+import json
+import math
 import os
 from pathlib import Path
+from typing import Any
 
-from bagmar_cli.errors import TrainingError, UsageError
+from bagmar_cli.errors import TrainingError, UsageError, WriteError
+from bagmar_cli.files import atomic_write
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml")
@@ -70,6 +74,20 @@ class RunDir:
         """The checkpoint of the last completed epoch in run directory `path`."""
         return Path(path) / "last.safetensors"
 
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Add one epoch's record to metrics.jsonl (one JSON object a line)."""
+        try:
+            with open(self.metrics, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise WriteError.of(exc, self.metrics) from exc
+
+    def truncate_metrics(self, epochs_done: int) -> None:
+        """Keep the records of checkpointed epochs only: a resume drops later ones (and any cut short)."""
+        lines = self.metrics.read_text().splitlines() if self.metrics.exists() else []
+        kept = [line for line in lines if _epoch_of(line) <= epochs_done]
+        atomic_write(self.metrics, "".join(line + "\n" for line in kept).encode())
+
     def __enter__(self) -> RunDir:
         self._created = not self.path.exists()
         try:
@@ -115,6 +133,15 @@ def not_written_by_bagmar(path: Path, *, invert: bool = False) -> list[str]:
         if ours == invert:
             names.append(entry.name)
     return names
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch a metrics line records; infinity for a line that is not a record (a write cut short)."""
+    try:
+        record = json.loads(line)
+        return record["epoch"] if isinstance(record, dict) and isinstance(record.get("epoch"), int) else math.inf
+    except json.JSONDecodeError:
+        return math.inf
 
 
 def _acquire(lock: Path) -> None:

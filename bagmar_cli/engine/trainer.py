@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, DistributedSampler
 
-from bagmar_cli.checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from bagmar_cli.checkpoint_meta import CheckpointMeta, DatasetRef, ModelSpec
+from bagmar_cli.checkpoint import save_checkpoint
 from bagmar_cli.console import err, info, warn
 from bagmar_cli.data import Manifest, load_split, make_sampler
 from bagmar_cli.data.transforms import TensorImages, train_transform
@@ -26,23 +23,16 @@ from bagmar_cli.engine import distributed
 from bagmar_cli.engine.inference import compute_outputs
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
-from bagmar_cli.engine.runtime import capture_rng, resolve_device, restore_rng, seed_everything
-from bagmar_cli.engine.schedule import build_scheduler, load_scheduler_state
-from bagmar_cli.errors import TrainingError, UsageError, WriteError
+from bagmar_cli.engine.runtime import resolve_device, seed_everything
+from bagmar_cli.engine.schedule import build_scheduler
+from bagmar_cli.engine.training_state import TrainingProgress, restore_training, training_checkpoint
+from bagmar_cli.errors import TrainingError, UsageError
 from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.metrics import classification_report
 from bagmar_cli.losses import build_loss
 from bagmar_cli.models import Classifier, build_model
 from bagmar_cli.settings import DataSettings, Settings
-
-
-@dataclass
-class Progress_:
-    """Where training stands: epochs done, best validation top-1 and its epoch."""
-
-    epoch: int = 0
-    best_top1: float = -1.0
-    best_epoch: int = 0
+from bagmar_cli.signals import sigterm_as_interrupt
 
 
 def selection_split(data: DataSettings, manifest: Manifest) -> str:
@@ -92,7 +82,7 @@ class Job:
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler
     val_name: str  # the split that selects the best epoch
-    state: Progress_
+    state: TrainingProgress
 
     @property
     def counts(self) -> list[int]:
@@ -113,13 +103,16 @@ def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.dev
     )
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
     val_name = selection_split(settings.data, manifest)
-    return Job(settings, root, manifest, device, world, model, loss_fn, optimizer, scheduler, val_name, Progress_())
+    return Job(
+        settings, root, manifest, device, world, model, loss_fn, optimizer, scheduler, val_name, TrainingProgress()
+    )
 
 
 def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     """The epoch loop: train, step the schedule, validate, log, checkpoint (rank 0 only writes)."""
     if resume_from is not None:
-        job.state = _restore(job, resume_from)
+        job.state = restore_training(job, resume_from)
+        info(f"resuming from {resume_from} after epoch {job.state.epoch}")
     net = DistributedDataParallel(job.model) if job.world.size > 1 else job.model
     train_split = load_split(job.root, "train")
     val_split = load_split(job.root, job.val_name)
@@ -128,9 +121,9 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     if run:
         if resume_from is None:  # a resume keeps the config.toml its weights were trained with
             atomic_write(run.config, job.settings.to_toml().encode())
-        _truncate_metrics(run.metrics, job.state.epoch)
+        run.truncate_metrics(job.state.epoch)
     epochs, state = job.settings.train.epochs, job.state
-    with _signals_as_exception():
+    with sigterm_as_interrupt():
         for epoch in range(state.epoch, epochs):
             job.loss_fn.set_epoch(epoch)
             stats = _train_epoch(job, net, _loader(job, *train_split, epoch), epoch)
@@ -144,7 +137,7 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
                 record[job.val_name] = report
                 if report["top1"] > state.best_top1:
                     state.best_top1, state.best_epoch = report["top1"], state.epoch
-            _append_jsonl(run.metrics, record)  # first: a resume drops lines of epochs not checkpointed
+            run.append_metrics(record)  # first: a resume drops lines of epochs not checkpointed
             _save(job, run, record)
             info(_epoch_line(record, job.val_name))
     distributed.barrier(job.world)
@@ -232,90 +225,10 @@ def _validate(job: Job, images: torch.Tensor, labels: torch.Tensor) -> dict[str,
 
 
 def _save(job: Job, run: RunDir, record: dict[str, Any]) -> None:
-    tensors, meta = _training_state(job, record)
+    tensors, meta = training_checkpoint(job, record)
     if job.state.best_epoch == job.state.epoch:  # best before last: a run stopped between them replays this epoch
         save_checkpoint(run.best, tensors, meta)
     save_checkpoint(run.last, tensors, meta)
-
-
-def _training_state(job: Job, record: dict[str, Any]) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
-    """The checkpoint's tensors (model, loss, optimiser, RNG) and metadata (see README, Checkpoints)."""
-    tensors = {f"model.{k}": v for k, v in job.model.state_dict().items()}
-    tensors |= {f"loss.{k}": v for k, v in job.loss_fn.state_dict().items()}
-    optim_state = job.optimizer.state_dict()
-    for index, slots in optim_state["state"].items():
-        tensors |= {f"optim.{index}.{name}": value for name, value in slots.items() if torch.is_tensor(value)}
-    rng_tensors, rng_meta = capture_rng()
-    tensors |= rng_tensors
-    m, state, settings = job.manifest, job.state, job.settings
-    meta = CheckpointMeta(
-        settings=settings,
-        model=ModelSpec(
-            backbone=settings.model.backbone,
-            head=settings.model.head,
-            num_classes=m.num_classes,
-            input_size=list(m.image_size),
-            mean=list(m.mean),
-            std=list(m.std),
-        ),
-        classes=list(m.classes),
-        train_counts=list(job.counts),
-        dataset=DatasetRef(
-            name=m.dataset,
-            root=str(Path(job.root).resolve()),
-            manifest_sha256=file_sha256(Path(job.root) / "manifest.json"),
-        ),
-        epoch=state.epoch,
-        best={"epoch": state.best_epoch, "top1": state.best_top1, "split": job.val_name},
-        selection_split=job.val_name,
-        metrics=record,
-        optimizer_param_groups=optim_state["param_groups"],
-        scheduler=job.scheduler.state_dict(),
-        rng=rng_meta,
-    )
-    return tensors, meta
-
-
-def _restore(job: Job, path: Path) -> Progress_:
-    """Load everything resuming needs from last.safetensors."""
-    ckpt = load_checkpoint(path)
-    job.model.load_state_dict(ckpt.section("model"))
-    job.loss_fn.load_state_dict(ckpt.section("loss"))
-    slots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in ckpt.section("optim").items():
-        index, name = key.split(".", 1)
-        slots.setdefault(int(index), {})[name] = value
-    meta = ckpt.meta
-    job.optimizer.load_state_dict({"state": slots, "param_groups": meta.optimizer_param_groups})
-    load_scheduler_state(job.scheduler, meta.scheduler)
-    restore_rng(ckpt.tensors, meta.rng)
-    info(f"resuming from {path} after epoch {meta.epoch}")
-    best_top1, best_epoch = (meta.best.top1, meta.best.epoch) if meta.best else (-1.0, 0)
-    return Progress_(meta.epoch, best_top1, best_epoch)
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    try:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-    except OSError as exc:
-        raise WriteError.of(exc, path) from exc
-
-
-def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """On resume drop lines of epochs that were not checkpointed (and any cut short); on a fresh run start empty."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if _epoch_of(line) <= epochs_done]
-    atomic_write(path, "".join(line + "\n" for line in kept).encode())
-
-
-def _epoch_of(line: str) -> float:
-    """The epoch a metrics line records; infinity for a line that is not a record (a write cut short)."""
-    try:
-        record = json.loads(line)
-        return record["epoch"] if isinstance(record, dict) and isinstance(record.get("epoch"), int) else math.inf
-    except json.JSONDecodeError:
-        return math.inf
 
 
 def _epoch_line(record: dict[str, Any], val_name: str) -> str:
@@ -330,22 +243,3 @@ def _epoch_line(record: dict[str, Any], val_name: str) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
-
-
-class _signals_as_exception:
-    """Turn SIGTERM into KeyboardInterrupt so both stop a run the same way (checkpoint of the last epoch kept)."""
-
-    def __enter__(self) -> None:
-        self._previous = signal.getsignal(signal.SIGTERM)
-        try:
-            signal.signal(signal.SIGTERM, self._raise)
-        except ValueError:  # not the main thread (e.g. under a test runner's thread)
-            self._previous = None
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-    @staticmethod
-    def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
