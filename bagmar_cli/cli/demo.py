@@ -26,7 +26,7 @@ def demo_command(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the data draw and of both trainings.")] = 0,
     device: options.Device = None,
 ) -> None:
-    """Cross-entropy vs BaGMar, with and without PN, on long-tailed digits (about a minute on 2 CPU cores)."""
+    """Cross-entropy vs BaGMar, with and without PN, on long-tailed digits (under a minute on 2 CPU cores)."""
     from bagmar_cli.engine.demo import run_demo
 
     demo = run_demo(out, epochs, device or "auto", seed)
