@@ -1,4 +1,7 @@
-"""`bagmar demo`: the whole tool on the embedded digits data, each step the same call the CLI makes."""
+"""`bagmar demo`: cross-entropy vs BaGMar on the embedded digits, each with and without PN, then export and predict.
+
+Every step is the same library call the CLI makes (prepare, train, tune-tau, eval, export, predict).
+"""
 
 from __future__ import annotations
 
@@ -17,44 +20,110 @@ from bagmar_cli.engine.predictor import predict_images
 from bagmar_cli.engine.trainer import train
 from bagmar_cli.engine.tuning import tune_tau
 from bagmar_cli.errors import DatasetError
-from bagmar_cli.settings import load_settings
+from bagmar_cli.settings import Settings, load_settings
 
-DEMO_PRESET = "digits_lt"
-VAL_PER_CLASS = 10
+DEMO_PRESETS = {"cross-entropy": "digits_lt_ce", "BaGMar": "digits_lt"}  # same data and recipe, only the loss differs
+FEW_LABELS = {"ce": "CE", "ce_pn": "CE + PN", "bagmar": "BaGMar", "bagmar_pn": "BaGMar + PN"}
 SAMPLES = 20  # test images written as PNG files for the predict step
 
 
 @dataclass
-class DemoResult:
-    """Where the demo put things, and the test reports (raw logits, and with the tuned PN)."""
+class Arm:
+    """One loss of the comparison: its run, the τ chosen on val (with the whole curve) and the test reports."""
 
-    data: Path
+    name: str
     run: Path
     checkpoint: Path
-    report: dict[str, Any]
-    tuned: dict[str, Any]
+    tau: float  # PN's τ chosen on val
+    curve: list[dict[str, float | None]]  # tune-tau's rows on val: tau, top1, many, medium, few, macro
+    raw: dict[str, Any]  # test report on the raw logits
+    tuned: dict[str, Any]  # test report with PN at `tau`
+    plot: Path  # the τ curve drawn from `curve`
+
+
+@dataclass
+class Comparison:
+    """Cross-entropy and BaGMar trained on the same data and seed, scored on the untouched test split."""
+
+    data: Path
+    seed: int
+    ce: Arm
+    bagmar: Arm
+
+    def few(self) -> dict[str, float]:
+        """Few-shot test accuracy of the four variants."""
+        return {
+            "ce": self.ce.raw["few"],
+            "ce_pn": self.ce.tuned["few"],
+            "bagmar": self.bagmar.raw["few"],
+            "bagmar_pn": self.bagmar.tuned["few"],
+        }
+
+    def claim_holds(self) -> bool:
+        """The demo's claim: BaGMar beats cross-entropy on the few-shot classes, and PN raises both further."""
+        few = self.few()
+        return few["bagmar"] > few["ce"] and few["ce_pn"] > few["ce"] and few["bagmar_pn"] > few["bagmar"]
+
+    def claim(self) -> str:
+        """One line saying what this run's few-shot numbers show, and no more."""
+        few = self.few()
+        numbers = ", ".join(f"{FEW_LABELS[key]} {100 * value:.1f}" for key, value in few.items())
+        if self.claim_holds():
+            return f"BaGMar and PN raise few-shot accuracy on test: {numbers} %"
+        verdicts = (
+            _verdict("BaGMar", few["bagmar"], few["ce"], "relative to cross-entropy"),
+            _verdict("PN", few["ce_pn"], few["ce"], "for cross-entropy"),
+            _verdict("PN", few["bagmar_pn"], few["bagmar"], "for BaGMar"),
+        )
+        return f"{'; '.join(verdicts)} (few-shot on test: {numbers} %)"
+
+
+def _verdict(who: str, after: float, before: float, what: str) -> str:
+    """'WHO raises / lowers / does not change few-shot accuracy WHAT'."""
+    change = "raises" if after > before else "lowers" if after < before else "does not change"
+    return f"{who} {change} few-shot accuracy {what}"
+
+
+@dataclass
+class DemoResult:
+    """The comparison, and where the BaGMar run was exported and how `predict` did on sample PNG files."""
+
+    comparison: Comparison
     predicted: tuple[int, int] = (0, 0)  # (correct, total) of `predict` on the sample PNGs
     extras: dict[str, Path] = field(default_factory=dict)
 
 
-def run_demo(out: Path, epochs: int | None = None, device: str = "auto") -> DemoResult:
-    """prepare digits -> train -> tune PN's τ on val -> eval on test -> export ONNX -> predict PNG files."""
-    settings = load_settings(DEMO_PRESET, flags={"train.epochs": epochs, "train.device": device})
-    data = _prepared(out / "data", settings.data.imb)
-    settings = load_settings(DEMO_PRESET, flags={"data.root": data, "train.epochs": epochs, "train.device": device})
-    run = out / "runs" / f"{DEMO_PRESET}-{datetime.now():%Y%m%d-%H%M%S}"
+def run_demo(out: Path, epochs: int | None = None, device: str = "auto", seed: int = 0) -> DemoResult:
+    """The comparison, then export BaGMar's checkpoint to ONNX and predict test images saved as PNG files."""
+    comparison = compare(out, epochs, device, seed)
+    onnx = export_model(ExportOptions(checkpoint=comparison.bagmar.checkpoint, format="onnx"))
+    samples, labels = _sample_pngs(comparison.data, comparison.bagmar.run / "samples")
+    entries = list(predict_images(onnx, [samples]))
+    correct = sum(entry["top_k"][0]["index"] == labels[Path(entry["path"]).name] for entry in entries)
+    return DemoResult(comparison, (correct, len(entries)), {"onnx": onnx, "samples": samples})
+
+
+def compare(out: Path, epochs: int | None = None, device: str = "auto", seed: int = 0) -> Comparison:
+    """Prepare digits-LT, then train cross-entropy and BaGMar on it, tune PN's τ on val for each, score on test."""
+    flags = {"train.epochs": epochs, "train.device": device, "train.seed": seed}
+    data = _prepared(out / "data", load_settings(DEMO_PRESETS["BaGMar"], flags=flags), seed)
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    arms = {}
+    for name, preset in DEMO_PRESETS.items():
+        settings = load_settings(preset, flags=flags | {"data.root": data})
+        arms[name] = _arm(name, settings, out / "runs" / f"{preset}-seed{seed}-{stamp}", device)
+    return Comparison(data, seed, arms["cross-entropy"], arms["BaGMar"])
+
+
+def _arm(name: str, settings: Settings, run: Path, device: str) -> Arm:
+    """Train one loss, tune PN's τ on val, and score raw and tuned on test."""
     checkpoint = train(settings, run)
     tuning = tune_tau(checkpoint, method="pn", device=device)
     outputs = split_outputs(checkpoint, data=None, split="test", device=device)
-    report = evaluate(outputs, plots=run)
+    raw = evaluate(outputs, plots=run)
     tuned = evaluate(outputs, resolve_posthoc(outputs.ckpt, "auto", None))
-    onnx = export_model(ExportOptions(checkpoint=checkpoint, format="onnx"))
-    samples, labels = _sample_pngs(data, run / "samples")
-    entries = list(predict_images(onnx, [samples]))
-    correct = sum(entry["top_k"][0]["index"] == labels[Path(entry["path"]).name] for entry in entries)
-    result = DemoResult(data, run, checkpoint, report, tuned, (correct, len(entries)))
-    result.extras |= {"tau plot": tuning.plot, "onnx": onnx, "samples": samples}
-    return result
+    tau = float(tuning.search.best["tau"] or 0.0)
+    return Arm(name, run, checkpoint, tau, tuning.search.rows, raw, tuned, tuning.plot)
 
 
 def _sample_pngs(data: Path, folder: Path) -> tuple[Path, dict[str, int]]:
@@ -69,11 +138,12 @@ def _sample_pngs(data: Path, folder: Path) -> tuple[Path, dict[str, int]]:
     return folder, truth
 
 
-def _prepared(root: Path, imb: float) -> Path:
-    """The demo's dataset, reused when an earlier demo already wrote a valid one."""
-    path = root / f"digits-lt-imb{imb:g}"
+def _prepared(root: Path, settings: Settings, seed: int) -> Path:
+    """The demo's dataset for the preset's imbalance, val split and `seed`, reused when an earlier demo wrote it."""
+    imb, val = settings.data.imb, settings.data.val_per_class
+    path = root / f"digits-lt-imb{imb:g}-val{val}-seed{seed}"
     try:
         load_manifest(path)
         return path
     except DatasetError:
-        return prepare_dataset("digits", imb=imb, val_per_class=VAL_PER_CLASS, out=path, overwrite=path.exists())
+        return prepare_dataset("digits", imb=imb, val_per_class=val, seed=seed, out=path, overwrite=path.exists())
