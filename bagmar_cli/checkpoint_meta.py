@@ -89,7 +89,7 @@ class BestRecord(_Strict):
 class CheckpointMeta(_Strict):
     """All metadata of a checkpoint or bundle; the training state fields are absent from bundles."""
 
-    format: Literal["bagmar-checkpoint"] = FORMAT
+    format: Literal["bagmar-checkpoint"] = "bagmar-checkpoint"  # FORMAT
     format_version: PositiveInt = FORMAT_VERSION
     bagmar_version: str = ""  # the bagmar that wrote the file
     kind: Literal["checkpoint", "bundle"] = "checkpoint"

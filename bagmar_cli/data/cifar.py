@@ -135,8 +135,9 @@ def _read_archive(layout: CifarLayout, path: Path) -> dict[str, bytes]:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
                 name = _safe_member_name(path, member.name)
-                if name in wanted and member.isfile():
-                    found[wanted[name]] = tar.extractfile(member).read()
+                handle = tar.extractfile(member) if name in wanted and member.isfile() else None
+                if handle is not None:
+                    found[wanted[name]] = handle.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{path} is not a readable tar archive ({exc})") from exc
     missing = [member for member, name in wanted.items() if name not in found]

@@ -21,7 +21,8 @@ class FileList:
 
     def counts(self, num_classes: int) -> list[int]:
         """Images per class, in label order."""
-        return np.bincount(self.labels, minlength=num_classes).tolist()
+        counts: list[int] = np.bincount(self.labels, minlength=num_classes).tolist()
+        return counts
 
     def to_text(self) -> str:
         """The list in its file format (the same bytes `write_list` writes)."""

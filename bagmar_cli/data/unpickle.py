@@ -17,7 +17,7 @@ from bagmar_cli.errors import DatasetError
 try:  # numpy >= 2 (and 1.26's forward-compatible alias)
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # pragma: no cover - numpy < 1.26
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
 
 # (module, name) -> object. Both numpy module spellings occur: numpy 1 pickles name numpy.core,
 # numpy 2 pickles name numpy._core. _codecs.encode rebuilds bytes pickled by Python 3 at protocol < 3.

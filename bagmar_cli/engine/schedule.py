@@ -15,6 +15,7 @@ def build_scheduler(optimizer: Optimizer, settings: ScheduleSettings, epochs: in
     """Stepped once per epoch. Warm-up runs at lr * warmup_factor (the authors: 0.05, then 0.1)."""
     warmup = min(settings.warmup_epochs, epochs - 1)
     decay_epochs = max(epochs - warmup, 1)
+    main: sched.LRScheduler
     if settings.name == "cosine":
         main = sched.CosineAnnealingLR(optimizer, T_max=decay_epochs, eta_min=settings.min_lr)
     elif settings.name == "step":

@@ -16,7 +16,7 @@ class ReliabilityBins(NamedTuple):
 
     lower: Tensor
     upper: Tensor
-    count: Tensor
+    counts: Tensor  # images per bin
     accuracy: Tensor
     confidence: Tensor
 
@@ -44,7 +44,7 @@ def reliability_bins(probs: Tensor, labels: Tensor, n_bins: int = ECE_BINS) -> R
 
 def ece_from_bins(bins: ReliabilityBins) -> Tensor:
     """ECE = sum_b |B_b|/n * |acc(B_b) - conf(B_b)| over the non-empty bins."""
-    weight = bins.count.to(torch.float64) / bins.count.sum().clamp_min(1)
+    weight = bins.counts.to(torch.float64) / bins.counts.sum().clamp_min(1)
     gap = (bins.accuracy - bins.confidence).abs().nan_to_num(0.0)
     return (weight * gap).sum()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -46,14 +47,14 @@ def nan_mean(values: Tensor) -> float | None:
 def accuracy_summary(preds: Tensor, labels: Tensor, train_counts: Tensor) -> dict[str, float | None]:
     """Top-1, macro and many/medium/few accuracy (means of per-class accuracies) from predictions."""
     per_class = per_class_accuracy(preds, labels, train_counts.numel())
-    summary = {"top1": float((preds == labels).to(torch.float64).mean())}
+    summary: dict[str, float | None] = {"top1": float((preds == labels).to(torch.float64).mean())}
     for name, mask in shot_groups(train_counts).items():
         summary[name] = nan_mean(per_class[mask])
     summary["macro"] = nan_mean(per_class)
     return summary
 
 
-def classification_report(scores: Tensor, labels: Tensor, train_counts: Tensor) -> dict:
+def classification_report(scores: Tensor, labels: Tensor, train_counts: Tensor) -> dict[str, Any]:
     """JSON-ready report: top1, top5, many, medium, few, macro (fractions), per_class, n."""
     preds = predict(scores)
     summary = accuracy_summary(preds, labels, train_counts)

@@ -8,6 +8,8 @@ long-tailed CIFAR literature (LDAM, BalancedMetaSoftmax, BaGMar). Importing this
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from timm.models import register_model
@@ -74,7 +76,7 @@ class CifarResNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = F.dropout(x.mean((2, 3)), self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)
+        return x if pre_logits else self.fc(x)  # type: ignore[no-any-return]  # nn.Module calls are untyped
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -86,7 +88,7 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.kaiming_normal_(module.weight)
 
 
-def _create(depth: int, pretrained: bool, **kwargs: object) -> CifarResNet:
+def _create(depth: int, pretrained: bool, **kwargs: Any) -> CifarResNet:
     if pretrained:
         raise ValueError("CIFAR ResNets have no pretrained weights; set model.pretrained = false")
     kwargs.pop("pretrained_cfg", None)
@@ -105,7 +107,7 @@ def resnet8_s2_cifar(pretrained: bool = False, **kwargs: object) -> CifarResNet:
     """ResNet-8 with a stride-2 stem (28x28 -> 14x14 -> 7x7 -> 4x4): the same 0.08 M parameters at about a
     quarter of the compute, the CPU-sized backbone of the Fashion-MNIST-LT preset."""
     model = _create(8, pretrained, **kwargs)
-    model.stem[0].stride = (2, 2)  # the stem convolution; a stride leaves its weights' shape unchanged
+    model.stem[0].stride = (2, 2)  # type: ignore[assignment]  # the stem convolution; a stride leaves its weights' shape unchanged
     return model
 
 

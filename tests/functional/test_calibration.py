@@ -21,7 +21,7 @@ def test_ece_by_hand():
 
 def test_bins_by_hand():
     bins = reliability_bins(PROBS, LABELS)
-    assert bins.count.tolist() == [0] * 8 + [1, 0, 1, 0, 0, 2, 0]
+    assert bins.counts.tolist() == [0] * 8 + [1, 0, 1, 0, 0, 2, 0]
     assert bins.accuracy[13] == 0.5 and bins.confidence[13] == pytest.approx(0.9)
     assert bins.confidence[8] == pytest.approx(0.55)
     assert math.isnan(bins.accuracy[0]) and math.isnan(bins.confidence[14])
@@ -31,7 +31,7 @@ def test_bins_by_hand():
 def test_confident_and_right_is_calibrated():
     probs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     bins = reliability_bins(probs, torch.tensor([0, 1]))
-    assert bins.count[-1] == 2  # confidence exactly 1 lands in the last bin (14/15, 1]
+    assert bins.counts[-1] == 2  # confidence exactly 1 lands in the last bin (14/15, 1]
     assert float(expected_calibration_error(probs, torch.tensor([0, 1]))) == 0.0
 
 
