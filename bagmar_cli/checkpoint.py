@@ -57,8 +57,8 @@ def load_checkpoint(path: Path, *, tensors: bool = True) -> Checkpoint:
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = _decode(handle.metadata(), path)
-            loaded = {key: handle.get_tensor(key) for key in handle.keys()} if tensors else {}
-            head = handle.get_slice(HEAD_WEIGHT).get_shape() if HEAD_WEIGHT in handle.keys() else None
+            loaded = {key: handle.get_tensor(key) for key in handle.keys()} if tensors else {}  # noqa: SIM118 (safe_open is not iterable)
+            head = handle.get_slice(HEAD_WEIGHT).get_shape() if HEAD_WEIGHT in handle.keys() else None  # noqa: SIM118 (as above)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file ({_first_line(exc)})") from None
     try:

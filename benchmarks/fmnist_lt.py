@@ -256,8 +256,8 @@ def plot(summary: dict[str, Any], losses: list[str], path: Path) -> None:
     imbs = list(summary)
     fig, axes = plt.subplots(len(imbs), 2, figsize=(12, 3.6 * len(imbs)), squeeze=False)
     x = range(len(losses))
-    for row, imb in zip(axes, imbs):
-        for ax, metric in zip(row, ("top1", "tail")):
+    for row, imb in zip(axes, imbs, strict=True):
+        for ax, metric in zip(row, ("top1", "tail"), strict=True):
             for offset, variant, marker in ((-0.15, "plain", "o"), (0.15, "pn", "s")):
                 stats = [summary[imb][loss][variant][metric] for loss in losses]
                 ax.errorbar(

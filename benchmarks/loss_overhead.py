@@ -115,7 +115,7 @@ def table_rows(case: Case, samples: dict[str, list[float]]) -> list[str]:
     base = statistics.median(samples["ce"])
     rows = []
     for name, times in samples.items():
-        extra = statistics.median(t - c for t, c in zip(times, samples["ce"]))
+        extra = statistics.median(t - c for t, c in zip(times, samples["ce"], strict=True))
         rows.append(
             f"| {case.name} | {case.classes} | {case.batch} | {name} | {statistics.median(times) * 1e3:.3f} | "
             f"{extra * 1e3:+.3f} | {100 * extra / base:+.1f} % |"

@@ -80,7 +80,7 @@ HAND_LABELS = torch.tensor([0, 1, 0])
 def mean_ce(rows, labels, weight=None) -> float:
     """Cross-entropy -log softmax(row)[y], weighted mean, in plain Python."""
     weight = weight or [1.0] * len(rows[0])
-    terms = [(weight[y], math.log(sum(math.exp(v) for v in row)) - row[y]) for row, y in zip(rows, labels)]
+    terms = [(weight[y], math.log(sum(math.exp(v) for v in row)) - row[y]) for row, y in zip(rows, labels, strict=True)]
     return sum(w * t for w, t in terms) / sum(w for w, _ in terms)
 
 
@@ -131,7 +131,7 @@ def test_ldam_module_matches_the_hand_value():
     margins = [0.05, 0.5]  # 10000^(-1/4) = 0.1 against 1^(-1/4) = 1, scaled to a largest 0.5
     rows = [
         [10 * (v - (margins[y] if j == y else 0.0)) for j, v in enumerate(row)]
-        for row, y in zip(HAND_LOGITS.tolist(), HAND_LABELS.tolist())
+        for row, y in zip(HAND_LOGITS.tolist(), HAND_LABELS.tolist(), strict=True)
     ]
     assert loss_fn(HAND_LOGITS, HAND_LABELS).item() == pytest.approx(mean_ce(rows, HAND_LABELS.tolist()), rel=1e-6)
 
@@ -233,7 +233,7 @@ def test_with_frozen_statistics_the_loss_is_a_logit_adjusted_cross_entropy():
             v + (0.0 if j == y else 1.2 * math.log(theta[j] + 1e-3) - 0.9 * math.log(phi[y] + 1e-3))
             for j, v in enumerate([*row, -1.0])
         ]
-        for row, y in zip(logits, labels)
+        for row, y in zip(logits, labels, strict=True)
     ]
     inputs = torch.tensor([[*row, -1.0] for row in logits], dtype=F64)
     assert loss_fn(inputs, torch.tensor(labels)).item() == pytest.approx(mean_ce(rows, labels), rel=1e-12)
@@ -360,7 +360,9 @@ def test_statistics_survive_a_safetensors_round_trip():
     resumed.load_state_dict(load(save(state)))
     logits, labels = batch(seed=7)
     assert torch.equal(resumed(logits, labels), loss_fn(logits, labels))
-    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), loss_fn.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), loss_fn.state_dict().values(), strict=True)
+    )
 
 
 def test_float32_logits_give_a_float32_loss_with_float64_statistics():

@@ -80,5 +80,5 @@ def worst_confused_pairs(cm: Tensor, k: int) -> list[tuple[int, int, int]]:
     off.fill_diagonal_(0)
     counts, flat = torch.sort(off.flatten(), descending=True, stable=True)
     num_classes = cm.shape[1]
-    pairs = zip(counts[:k].tolist(), flat[:k].tolist())
+    pairs = zip(counts[:k].tolist(), flat[:k].tolist(), strict=True)
     return [(i // num_classes, i % num_classes, n) for n, i in pairs if n > 0]

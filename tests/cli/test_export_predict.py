@@ -43,7 +43,7 @@ def predicted(outcome) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-1 indices and the full probability rows (in class order) from `predict --json --top-k 10`."""
     rows = [json.loads(line) for line in outcome.out.splitlines()]
     probs = torch.zeros(len(rows), 10)
-    for row, entry in zip(probs, rows):
+    for row, entry in zip(probs, rows, strict=True):
         for top in entry["top_k"]:
             row[top["index"]] = top["score"]
     return torch.tensor([entry["top_k"][0]["index"] for entry in rows]), probs

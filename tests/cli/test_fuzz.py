@@ -166,7 +166,7 @@ def offline(*args, **kwargs):
 
 
 @settings(
-    max_examples=int(os.environ.get("BAGMAR_FUZZ_EXAMPLES", 60)),
+    max_examples=int(os.environ.get("BAGMAR_FUZZ_EXAMPLES", "60")),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

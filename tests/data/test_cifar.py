@@ -89,7 +89,7 @@ def test_extracted_folder_reads_like_the_archive(tmp_path, helpers):
     from_archive = load_cifar(TINY, archive)
     for source in (folder, folder.parent):
         from_folder = load_cifar(TINY, source)
-        assert all(np.array_equal(a, b) for a, b in zip(from_archive[:4], from_folder[:4]))
+        assert all(np.array_equal(a, b) for a, b in zip(from_archive[:4], from_folder[:4], strict=True))
         assert from_folder.source.md5 is None and from_folder.source.files == from_archive.source.files
 
 
@@ -134,7 +134,7 @@ def test_code_in_an_archive_pickle_is_refused(tmp_path, helpers):
     marker = tmp_path / "pwned"
     members = {f"{TINY.folder}/{n}": d for n, d in helpers.cifar_members(TINY).items()}
     members[f"{TINY.folder}/batches.meta"] = b"cos\nsystem\n(V touch " + str(marker).encode() + b"\ntR."
-    with pytest.raises(DatasetError, match="batches.meta: .*refuses to load it"):
+    with pytest.raises(DatasetError, match=r"batches.meta: .*refuses to load it"):
         load_cifar(TINY, helpers.write_tar(tmp_path / "a.tar.gz", members))
     assert not marker.exists()
 
@@ -158,7 +158,7 @@ def test_archive_in_downloads_is_used_without_network(cifar10_archive, tmp_path,
 def test_offline_without_source_fails_fast_with_a_hint(tmp_path, monkeypatch):
     monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path))
     monkeypatch.setattr("bagmar_cli.data.download.urlopen", _offline)
-    with pytest.raises(DownloadError, match="could not download https://www.cs.toronto.edu/.*--source"):
+    with pytest.raises(DownloadError, match=r"could not download https://www.cs.toronto.edu/.*--source"):
         prepare_dataset("cifar100")
     assert list((tmp_path / "downloads").iterdir()) == [] and not (tmp_path / "cifar100-lt-imb100").exists()
 

@@ -52,7 +52,7 @@ def test_missing_file_is_a_download_error(server, tmp_path):
 
 def test_unreachable_host_fails_fast(tmp_path):
     start = time.monotonic()
-    with pytest.raises(DownloadError, match="could not download .*--source"):
+    with pytest.raises(DownloadError, match=r"could not download .*--source"):
         download("http://127.0.0.1:9/archive.bin", tmp_path / "archive.bin", PAYLOAD_MD5)
     assert time.monotonic() - start < 5
 

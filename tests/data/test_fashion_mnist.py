@@ -60,7 +60,7 @@ def test_truncated_files_are_refused(tmp_path, helpers, cut):
 def test_truncated_gzip_is_refused(tmp_path, helpers):
     path = helpers.write_idx(tmp_path / "images.gz", np.ones((50, 28, 28), np.uint8), IMAGES_MAGIC, gz=True)
     path.write_bytes(path.read_bytes()[:-20])
-    with pytest.raises(DatasetError, match="images.gz cannot be read"):
+    with pytest.raises(DatasetError, match=r"images.gz cannot be read"):
         read_idx(path, IMAGES_MAGIC)
 
 
@@ -68,7 +68,7 @@ def test_count_mismatch_between_images_and_labels(tmp_path, helpers):
     _write_split(helpers, tmp_path, "train", np.arange(20) % 10)
     _write_split(helpers, tmp_path, "t10k", np.arange(10) % 10)
     helpers.write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(19, np.uint8), LABELS_MAGIC)
-    with pytest.raises(DatasetError, match="holds 20 images but .*train-labels-idx1-ubyte 19 labels"):
+    with pytest.raises(DatasetError, match=r"holds 20 images but .*train-labels-idx1-ubyte 19 labels"):
         load_fashion_mnist(tmp_path)
 
 

@@ -71,6 +71,6 @@ def test_unknown_profile_suggests_the_closest():
 def test_shuffled_by_class_is_a_function_of_the_seed():
     labels = np.arange(1000) % 10
     first, again, other = (shuffled_by_class(labels, 10, seed) for seed in (0, 0, 1))
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
     assert all(set(labels[idx]) == {c} and len(idx) == 100 for c, idx in enumerate(first))

@@ -88,10 +88,10 @@ def test_unknown_split_names_the_available_ones(root):
 
 def test_missing_or_damaged_split_file(root):
     (root / "val.safetensors").unlink()
-    with pytest.raises(DatasetError, match="val.safetensors is missing"):
+    with pytest.raises(DatasetError, match=r"val.safetensors is missing"):
         load_split(root, "val")
     (root / "test.safetensors").write_bytes(b"\x00" * 100)
-    with pytest.raises(DatasetError, match="test.safetensors is not a readable safetensors file"):
+    with pytest.raises(DatasetError, match=r"test.safetensors is not a readable safetensors file"):
         load_split(root, "test")
 
 

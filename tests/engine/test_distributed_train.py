@@ -30,7 +30,7 @@ def test_torchrun_two_processes(digits_data: Path, tmp_path: Path):
         "--set",
         "model.backbone=resnet20_cifar",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines() == [str(out / "best.safetensors")]  # only rank 0 prints
     ckpt = load_checkpoint(out / "last.safetensors")
