@@ -5,19 +5,24 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo lint test test-slow bench clean
 
 install: $(STAMP)
 
 # torch/torchvision pinned to the releases on the build machines' disk (see README).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 ruff==0.17.6 mypy==2.4.1
 	$(PIP) install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
 demo: install
 	$(VENV)/bin/bagmar demo
+
+lint: install
+	$(VENV)/bin/ruff check bagmar_cli tests benchmarks
+	$(VENV)/bin/ruff format --check bagmar_cli tests benchmarks
+	$(VENV)/bin/mypy bagmar_cli
 
 test: install
 	$(PY) -m pytest -q
