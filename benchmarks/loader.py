@@ -9,7 +9,9 @@ through `ImageListDataset` and a DataLoader (batch 32) at each worker count:
 2. `bagmar no-draft`: `image_train_transform` with draft mode off (no round trip through a padded float tensor;
    the crop resized straight from the decoded image);
 3. `bagmar`: `image_train_transform` as training uses it: the crop box drawn first, JPEGs decoded at the reduced
-   scale (1/2, 1/4, 1/8) that keeps the box at >= 224 pixels.
+   scale (1/2, 1/4, 1/8) that keeps the box at >= 224 pixels;
+4. `bagmar uint8`: the same with uint8 samples (`normalize=False`), each batch normalised by `normalize_uint8` in the
+   main process (counted): a quarter of the bytes through the worker queues.
 
 Each (pipeline, worker count) gets one untimed pass (workers start and persist), then one timed pass over every file.
 Pipelines take turns within a round, so that passing load hits them alike; `--rounds` rounds, medians reported. Rates:
@@ -42,13 +44,13 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from bagmar_cli.console import info, result, show
-from bagmar_cli.data.image_transforms import TrainTransform, image_train_transform
+from bagmar_cli.data.image_transforms import TrainTransform, image_train_transform, normalize_uint8
 from bagmar_cli.data.images import EvalPreprocess, ImageListDataset, collate_skipping
 from bagmar_cli.settings import DataSettings
 
 SIZE = (500, 375)  # a typical ImageNet photo (--size changes it: iNaturalist 2018's are at most 800 on a side)
 RECIPE = DataSettings(color_jitter=0.4, randaugment="rand-n2-m10-mstd0.5")  # the authors' large-scale recipe
-PIPELINES = ("authors", "bagmar no-draft", "bagmar")
+PIPELINES = ("authors", "bagmar no-draft", "bagmar", "bagmar uint8")
 
 
 def write_jpegs(folder: Path, n: int, size: tuple[int, int] = SIZE, seed: int = 0) -> list[str]:
@@ -75,7 +77,9 @@ class ReflectPad:
 
 def transform_for(pipeline: str) -> Callable[[Image.Image], Tensor]:
     """The training transform of `pipeline`."""
-    bagmar = image_train_transform(RECIPE, EvalPreprocess(), draft=pipeline == "bagmar")
+    bagmar = image_train_transform(
+        RECIPE, EvalPreprocess(), draft=pipeline != "bagmar no-draft", normalize=pipeline != "bagmar uint8"
+    )
     if pipeline != "authors":
         return bagmar
     assert isinstance(bagmar, TrainTransform)
@@ -85,6 +89,15 @@ def transform_for(pipeline: str) -> Callable[[Image.Image], Tensor]:
         [transforms.ToTensor(), ReflectPad(4), transforms.ToPILImage(), bagmar.crop, *augment,
          transforms.ToTensor(), transforms.Normalize(pre.mean, pre.std)]
     )  # fmt: skip
+
+
+def _normalize(images: Tensor) -> Tensor:
+    pre = EvalPreprocess()
+    return normalize_uint8(images, pre.mean, pre.std)
+
+
+def _as_is(images: Tensor) -> Tensor:
+    return images
 
 
 def _one_thread(_: int) -> None:
@@ -100,14 +113,17 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(loader: DataLoader, workers: int) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, images) of one pass over `loader` after an untimed one that starts the workers."""
+def measure(loader: DataLoader, workers: int, finish: Callable[[Tensor], Tensor]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, images) of one pass over `loader` after an untimed one that starts the workers.
+
+    `finish` is applied to each batch's images in this process (normalisation of uint8 batches, else nothing).
+    """
     for _ in loader:
         pass
     iterator = iter(loader)  # persistent workers: the same processes as the untimed pass
     pids = [os.getpid(), *[w.pid for w in getattr(iterator, "_workers", [])][:workers]]
     cpu, start = _cpu_seconds(pids), time.perf_counter()
-    images = sum(len(batch.labels) for batch in iterator)
+    images = sum(len(finish(batch.images)) for batch in iterator)
     return time.perf_counter() - start, _cpu_seconds(pids) - cpu, images
 
 
@@ -130,7 +146,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             for workers in args.workers:
                 for pipeline in PIPELINES:
                     loader = loader_for(Path(tmp), names, pipeline, workers, args.batch)
-                    samples.setdefault((pipeline, workers), []).append(measure(loader, workers))
+                    finish = _normalize if pipeline == "bagmar uint8" else _as_is
+                    samples.setdefault((pipeline, workers), []).append(measure(loader, workers, finish))
                     del loader
             info(f"round {round_ + 1} done (load average {os.getloadavg()[0]:.1f})")
     rows = [_row(pipeline, workers, runs) for (pipeline, workers), runs in samples.items()]

@@ -47,6 +47,23 @@ class ToNormalizedTensor:
         return pixels.to(torch.float32, memory_format=torch.contiguous_format).mul_(self.scale).add_(self.shift)
 
 
+class ToUint8Tensor:
+    """RGB PIL image -> uint8 (3, H, W) tensor: a quarter of float32's bytes through the DataLoader worker queues.
+
+    Batches are normalised afterwards, on the training device, by `normalize_uint8`.
+    """
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def normalize_uint8(batch: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 (N, 3, H, W) -> float32 (x / 255 - mean) / std on `batch`'s device: `ToNormalizedTensor` per batch."""
+    std_tensor = torch.tensor(std, dtype=torch.float32, device=batch.device).view(1, -1, 1, 1)
+    mean_tensor = torch.tensor(mean, dtype=torch.float32, device=batch.device).view(1, -1, 1, 1)
+    return batch.to(torch.float32).mul_(1 / (255 * std_tensor)).sub_(mean_tensor / std_tensor)
+
+
 class TrainTransform:
     """PIL image -> augmented, normalised float32 tensor; decodes files itself (a `DecodingTransform`).
 
@@ -101,11 +118,12 @@ class TrainTransform:
 
 
 def image_train_transform(
-    data: DataSettings, preprocess: EvalPreprocess, *, draft: bool = True
+    data: DataSettings, preprocess: EvalPreprocess, *, draft: bool = True, normalize: bool = True
 ) -> Callable[[Image.Image], Tensor]:
     """PIL image -> float32 (3, crop, crop) tensor, augmented as `data` says and normalised as `preprocess` does.
 
     The result is a `TrainTransform`: `ImageListDataset` lets it decode (with `draft`, JPEGs at reduced scale).
+    `normalize` False: uint8 tensors instead, for `normalize_uint8` on the batch (cheaper through worker queues).
     """
     timm_transform = transforms_imagenet_train(
         img_size=preprocess.crop,
@@ -120,10 +138,10 @@ def image_train_transform(
         mean=tuple(preprocess.mean),
         std=tuple(preprocess.std),
     )
-    crop, *augment, to_tensor, normalize = timm_transform.transforms
+    crop, *augment, to_tensor, timm_normalize = timm_transform.transforms
     expected = (RandomResizedCropAndInterpolation, MaybeToTensor, transforms.Normalize)
-    if not all(isinstance(step, kind) for step, kind in zip((crop, to_tensor, normalize), expected, strict=True)):
+    if not all(isinstance(step, kind) for step, kind in zip((crop, to_tensor, timm_normalize), expected, strict=True)):
         # timm's layout changed: fail here, not hours into training
         raise TypeError(f"unexpected timm training transform: {timm_transform}")
-    finish = ToNormalizedTensor(preprocess.mean, preprocess.std)
+    finish = ToNormalizedTensor(preprocess.mean, preprocess.std) if normalize else ToUint8Tensor()
     return TrainTransform(crop, transforms.Compose([*augment, finish]), draft)

@@ -14,7 +14,7 @@ from PIL import Image
 from timm.data.auto_augment import RandAugment
 from torchvision import transforms
 
-from bagmar_cli.data.image_transforms import TrainTransform, image_train_transform
+from bagmar_cli.data.image_transforms import TrainTransform, image_train_transform, normalize_uint8
 from bagmar_cli.data.images import EvalPreprocess, ImageListDataset, Undecodable
 from bagmar_cli.settings import DataSettings
 
@@ -153,3 +153,19 @@ def test_image_list_dataset_lets_the_transform_decode_and_still_marks_broken_fil
     assert image.shape == (3, 224, 224) and image.dtype == torch.float32 and label == 3
     broken = dataset[1]
     assert isinstance(broken, Undecodable) and broken.path.endswith("cut.jpg") and "truncated" in broken.reason
+
+
+def test_uint8_samples_normalised_per_batch_equal_the_float_samples():
+    recipe = DataSettings(color_jitter=0.4, randaugment="rand-n2-m10-mstd0.5")
+    pre = EvalPreprocess(resize=80, crop=64, mean=[0.5, 0.4, 0.3], std=[0.2, 0.3, 0.4])
+    as_float, as_uint8 = build(recipe, pre), image_train_transform(recipe, pre, normalize=False)
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    floats, uint8s = [], []
+    for seed in range(4):
+        for transform, out in ((as_float, floats), (as_uint8, uint8s)):
+            random.seed(seed)
+            np.random.seed(seed)  # timm's RandAugment picks its operations with numpy
+            torch.manual_seed(seed)  # torchvision's flip and ColorJitter draw from torch
+            out.append(transform(image))
+    assert uint8s[0].dtype == torch.uint8 and uint8s[0].shape == (3, 64, 64)
+    torch.testing.assert_close(normalize_uint8(torch.stack(uint8s), pre.mean, pre.std), torch.stack(floats))
