@@ -128,7 +128,7 @@ def test_drafted_decoding_draws_the_same_boxes_and_nearly_the_same_crops(tmp_pat
             assert transform.draw_box(Image.open(path)) == box  # the box depends on the seed and the full size only
         diffs.append(np.abs(crops[0] - crops[1]).mean())
     assert factors[1::2] == [1.0] * 40 and {2.0, 4.0} <= set(factors[::2])  # the draft path did reduce, often
-    assert max(diffs) < 2.0, diffs  # mean absolute difference in 0..255 levels
+    assert max(diffs) < 1.0, diffs  # mean absolute difference in 0..255 levels (about 0.3 measured)
 
 
 def test_without_draft_the_crop_is_timm_random_resized_crop(tmp_path):
