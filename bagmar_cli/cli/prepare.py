@@ -27,10 +27,12 @@ def prepare_command(
         int, typer.Option("--val-per-class", help="Hold out N images per class as a val split.")
     ] = 0,
     val_fraction: Annotated[
-        float | None, typer.Option("--val-fraction", help="folder, flat ROOT/<class>/*: share of each class for val.")
+        float | None,
+        typer.Option("--val-fraction", help="folder, flat ROOT/<class>/*: share of each class for val (0.1)."),
     ] = None,
     test_fraction: Annotated[
-        float | None, typer.Option("--test-fraction", help="folder, flat ROOT/<class>/*: share of each class for test.")
+        float | None,
+        typer.Option("--test-fraction", help="folder, flat ROOT/<class>/*: share of each class for test (0.2)."),
     ] = None,
     measure_stats: Annotated[
         bool, typer.Option("--measure-stats", help="folder: measure mean/std on the training images (else ImageNet's).")

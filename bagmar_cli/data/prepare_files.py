@@ -287,8 +287,8 @@ def _normalisation(root: Path, train: FileList, seed: int) -> tuple[list[float],
     """Per-channel mean and std measured on (a sample of) the training images, reported on stderr."""
     stats = measure_stats(root, train.paths, seed=seed)
     info(
-        f"  mean {', '.join(f'{m:.4f}' for m in stats.mean)}, std {', '.join(f'{s:.4f}' for s in stats.std)} "
-        f"measured on {stats.measured} training images (a seeded sample of at most {STATS_SAMPLE})"
+        f"Measured on {stats.measured} training images (a seeded sample of at most {STATS_SAMPLE}): "
+        f"mean {', '.join(f'{m:.4f}' for m in stats.mean)}, std {', '.join(f'{s:.4f}' for s in stats.std)}"
     )
     return stats.mean, stats.std
 

@@ -193,7 +193,7 @@ def test_measure_stats_records_the_training_split_mean_and_std(cli, tmp_path):
     np.testing.assert_allclose(manifest.mean, pixels.mean(0), atol=1e-6)
     np.testing.assert_allclose(manifest.std, pixels.std(0), atol=1e-6)
     assert manifest.mean[2] < 0.3 < manifest.mean[0]
-    assert f"measured on {len(train)} training images" in " ".join(outcome.err.split())
+    assert f"Measured on {len(train)} training images" in " ".join(outcome.err.split())
     raw = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert raw["mean"] == manifest.mean
 
