@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,7 +136,7 @@ def loader_for(root: Path, names: list[str], pipeline: str, workers: int, batch:
     )  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     load_before = os.getloadavg()
     samples: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _row(pipeline: str, workers: int, runs: list[tuple[float, float, int]]) -> dict:
+def _row(pipeline: str, workers: int, runs: list[tuple[float, float, int]]) -> dict[str, Any]:
     """Median rates over the rounds of one (pipeline, worker count)."""
     rate = statistics.median(images / wall for wall, _, images in runs)
     per_cpu = statistics.median(images / cpu for _, cpu, images in runs)
@@ -186,7 +187,7 @@ def _row(pipeline: str, workers: int, runs: list[tuple[float, float, int]]) -> d
     }
 
 
-def table(report: dict) -> Table:
+def table(report: dict[str, Any]) -> Table:
     """The rows as a table; the × columns are ratios to the authors' pipeline at the same worker count."""
     title = (
         f"decoded + augmented images/s, {report['files']} JPEGs {report['size'][0]}x{report['size'][1]}, "

@@ -72,7 +72,7 @@ class TrainTransform:
     ToTensor and Normalize. Calling the transform on a decoded image does both (no draft: it is decoded already).
     """
 
-    def __init__(self, crop: RandomResizedCropAndInterpolation, rest: Callable[[Image.Image], Tensor], draft: bool):
+    def __init__(self, crop: RandomResizedCropAndInterpolation, rest: transforms.Compose, draft: bool) -> None:
         self.crop = crop
         self.rest = rest
         self.draft = draft
