@@ -26,6 +26,17 @@ def prepare_command(
     val_per_class: Annotated[
         int, typer.Option("--val-per-class", help="Hold out N images per class as a val split.")
     ] = 0,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option("--val-fraction", help="folder, flat ROOT/<class>/*: share of each class for val (0.1)."),
+    ] = None,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option("--test-fraction", help="folder, flat ROOT/<class>/*: share of each class for test (0.2)."),
+    ] = None,
+    measure_stats: Annotated[
+        bool, typer.Option("--measure-stats", help="folder: measure mean/std on the training images (else ImageNet's).")
+    ] = False,
     source: Annotated[Path | None, typer.Option("--source", help="Official archive or folder (else download).")] = None,
     root: Annotated[
         Path | None, typer.Option("--root", help="Image folder (imagenet_lt, inat2018, places_lt, folder).")
@@ -53,6 +64,9 @@ def prepare_command(
         profile=profile,
         seed=seed,
         val_per_class=val_per_class,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        measure_stats=measure_stats,
         source=source,
         root=root,
         splits=splits,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -30,11 +30,26 @@ class Undecodable(NamedTuple):
     reason: str
 
 
+@runtime_checkable
+class DecodingTransform(Protocol):
+    """A transform that takes part in decoding: it sees the opened, not yet decoded file (e.g. to decode a JPEG
+    at reduced scale with PIL's draft mode), then augments what it decoded."""
+
+    def decode(self, image: Image.Image) -> Image.Image:
+        """An opened image file -> the decoded RGB image the rest of the transform starts from."""
+        ...
+
+    def augment(self, image: Image.Image) -> Any:
+        """The decoded image -> the training sample."""
+        ...
+
+
 class ImageListDataset(Dataset):
     """(image, label) pairs from image files under `root`, decoded as RGB with PIL when an item is asked for.
 
     An image that cannot be decoded yields an `Undecodable` marker instead of raising, so that one bad file
-    among millions does not end a run; `collate_skipping` drops and counts the markers.
+    among millions does not end a run; `collate_skipping` drops and counts the markers. A `DecodingTransform`
+    decodes the file itself (only its decoding errors become markers); any other transform gets the RGB image.
     """
 
     def __init__(
@@ -50,6 +65,7 @@ class ImageListDataset(Dataset):
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
+        self._decoding = isinstance(transform, DecodingTransform)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -58,9 +74,12 @@ class ImageListDataset(Dataset):
         path = self.root / self.paths[index]
         try:
             with Image.open(path) as image:
-                rgb = image.convert("RGB")  # convert() loads the whole file: truncation shows here
+                # both load the whole file: truncation shows here
+                rgb = self.transform.decode(image) if self._decoding else image.convert("RGB")  # type: ignore[union-attr]
         except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
             return Undecodable(str(path), str(exc) or type(exc).__name__)
+        if self._decoding:
+            return self.transform.augment(rgb), int(self.labels[index])  # type: ignore[union-attr]
         return (self.transform(rgb) if self.transform else rgb), int(self.labels[index])
 
 

@@ -26,7 +26,8 @@ from bagmar_cli.data.benchmarks import (
     locate_lists,
 )
 from bagmar_cli.data.filelists import FileList, check_every_class, from_pairs, parse_list, write_list
-from bagmar_cli.data.folders import FolderTree, scan_tree
+from bagmar_cli.data.folders import FLAT, FolderTree, check_fractions, is_split_tree, scan_tree, split_by_fractions
+from bagmar_cli.data.image_stats import STATS_SAMPLE, measure_stats
 from bagmar_cli.data.longtail import check_imb, check_profile, select_long_tail
 from bagmar_cli.data.manifest import FORMAT_VERSION, ListSplitInfo, Manifest, SourceInfo, write_manifest
 from bagmar_cli.data.prepare import prepare_dataset
@@ -38,6 +39,8 @@ from bagmar_cli.functional.metrics import shot_groups
 
 INPUT_SIZE = [3, 224, 224]  # what the network sees after the evaluation crop; images on disk vary in size
 AS_LISTED = "as-listed"  # the manifest's profile when the lists (or folders) are used as they are
+FLAT_FRACTIONS = (0.1, 0.2)  # a flat tree's default val and test fractions
+BARELY_LONG_TAILED = 2.0  # a training split whose largest / smallest class is below this is warned about
 
 
 def prepare_any(
@@ -47,6 +50,9 @@ def prepare_any(
     profile: str = "exp",
     seed: int = 0,
     val_per_class: int = 0,
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
+    measure_stats: bool = False,
     source: Path | None = None,
     root: Path | None = None,
     splits: Path | None = None,
@@ -56,7 +62,10 @@ def prepare_any(
 ) -> Path:
     """`bagmar prepare`: an in-memory dataset, a benchmark from its lists, or a folder tree; options checked."""
     kind = _kind(dataset)
-    _check_options(dataset, kind, imb=imb, val_per_class=val_per_class, source=source, root=root, splits=splits)
+    _check_options(
+        dataset, kind, imb=imb, val_per_class=val_per_class, source=source, root=root, splits=splits,
+        val_fraction=val_fraction is not None, test_fraction=test_fraction is not None, measure_stats=measure_stats,
+    )  # fmt: skip
     if kind == "tensors":
         return prepare_dataset(
             dataset, imb=100.0 if imb is None else imb, profile=profile, seed=seed, val_per_class=val_per_class,
@@ -66,8 +75,8 @@ def prepare_any(
     if kind == "benchmark":
         return prepare_benchmark(dataset, root=root, splits_dir=splits, out=out, verify=verify, overwrite=overwrite)
     return prepare_folder(
-        root=root, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class, out=out, verify=verify,
-        overwrite=overwrite,
+        root=root, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class, val_fraction=val_fraction,
+        test_fraction=test_fraction, measure_stats=measure_stats, out=out, verify=verify, overwrite=overwrite,
     )  # fmt: skip
 
 
@@ -87,9 +96,10 @@ def _kind(dataset: str) -> str:
 
 def _check_options(dataset: str, kind: str, **given: object) -> None:
     """UsageError for an option that does not apply to `dataset`, or a missing --root."""
+    files_only = {"val_fraction": "--val-fraction", "test_fraction": "--test-fraction"}
     unused = {
-        "tensors": {"root": "--root", "splits": "--splits"},
-        "benchmark": {"imb": "--imb", "val_per_class": "--val-per-class", "source": "--source"},
+        "tensors": {"root": "--root", "splits": "--splits", "measure_stats": "--measure-stats", **files_only},
+        "benchmark": {"imb": "--imb", "val_per_class": "--val-per-class", "source": "--source", **files_only},
         "folder": {"splits": "--splits", "source": "--source"},
     }[kind]
     for key, flag in unused.items():
@@ -114,6 +124,8 @@ class _Plan:
     source: SourceInfo
     default_preset: str
     reported_split: str  # the split results are reported on
+    mean: list[float]  # per-channel normalisation recorded in the manifest
+    std: list[float]
 
 
 def prepare_benchmark(
@@ -153,6 +165,8 @@ def prepare_benchmark(
         source=SourceInfo(name=bench.folder, verified=official),
         default_preset=bench.default_preset,
         reported_split=bench.reported_split,
+        mean=list(IMAGENET_MEAN),
+        std=list(IMAGENET_STD),
     )
     return _write(plan, out, overwrite)
 
@@ -164,29 +178,38 @@ def prepare_folder(
     profile: str = "exp",
     seed: int = 0,
     val_per_class: int = 0,
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
+    measure_stats: bool = False,
     out: Path | None = None,
     verify: bool = True,
     overwrite: bool = False,
 ) -> Path:
-    """Write a dataset directory for ROOT/{train,val,test}/<class>/*; with `imb`, a long-tailed train subset."""
+    """Write a dataset directory for ROOT/{train,val,test}/<class>/* or a flat ROOT/<class>/* split by fractions.
+
+    With `imb`, the training split is a long-tailed subset; with `measure_stats`, the manifest's mean and std are
+    measured on (a sample of) the training images instead of ImageNet's.
+    """
     if imb is not None:
         imb, profile = check_imb(imb), check_profile(profile)
     out = Path(out) if out is not None else data_root() / f"{Path(os.path.abspath(root)).name}-folder"
     check_writable(out, overwrite)
     _check_root(root)
+    fractions = _folder_fractions(Path(root), val_per_class, val_fraction, test_fraction)
     tree = scan_tree(Path(root))
     if val_per_class and "val" in tree.splits:
         raise UsageError(f"{Path(root) / 'val'} exists: pass --val-per-class only for a tree without a val folder")
-    splits = _folder_splits(tree, imb, profile, seed, val_per_class)
+    splits = _folder_splits(tree, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class, fractions=fractions)
     if verify:
+        layout = "ROOT/<class>/*" if tree.flat else "ROOT/{split}/<class>/*"
         for split, files in splits.items():
-            verify_images(root, files.paths, f"{split} split", f"ROOT/{split}/<class>/*")
-    writers = {split: (files, f"{split}.txt", _list_writer(files)) for split, files in splits.items()}
+            verify_images(root, files.paths, f"{split} split", layout.format(split=split))
     counts = splits["train"].counts(len(tree.classes))
+    mean, std = _normalisation(Path(root), splits["train"], seed) if measure_stats else (IMAGENET_MEAN, IMAGENET_STD)
     plan = _Plan(
         dataset="folder",
         classes=tree.classes,
-        lists=writers,
+        lists={split: (files, f"{split}.txt", _list_writer(files)) for split, files in splits.items()},
         image_root=Path(root),
         imb=imb if imb is not None else max(counts) / min(counts),
         profile=profile if imb is not None else AS_LISTED,
@@ -195,16 +218,53 @@ def prepare_folder(
         source=SourceInfo(name=Path(os.path.abspath(root)).name, verified=False),
         default_preset="folder",
         reported_split="test",
+        mean=list(mean),
+        std=list(std),
     )
+    _warn_absent(splits, tree.classes)
     _warn_balance(counts)
     return _write(plan, out, overwrite)
 
 
+def _folder_fractions(
+    root: Path, val_per_class: int, val_fraction: float | None, test_fraction: float | None
+) -> tuple[float, float] | None:
+    """A flat tree's (val, test) fractions, checked; None for a split tree, which takes none."""
+    if is_split_tree(root):
+        if val_fraction is not None or test_fraction is not None:
+            flag = "--val-fraction" if val_fraction is not None else "--test-fraction"
+            raise UsageError(
+                f"{flag} splits a flat tree ROOT/<class>/*; {root} has train/val/test folders, used as they are"
+            )
+        return None
+    if val_per_class:
+        raise UsageError("--val-per-class is for ROOT/{train,test}/<class>/* trees; a flat tree takes --val-fraction")
+    fractions = (
+        FLAT_FRACTIONS[0] if val_fraction is None else val_fraction,
+        FLAT_FRACTIONS[1] if test_fraction is None else test_fraction,
+    )
+    check_fractions(*fractions)
+    return fractions
+
+
 def _folder_splits(
-    tree: FolderTree, imb: float | None, profile: str, seed: int, val_per_class: int
+    tree: FolderTree,
+    *,
+    imb: float | None,
+    profile: str,
+    seed: int,
+    val_per_class: int,
+    fractions: tuple[float, float] | None,
 ) -> dict[str, FileList]:
     """train (long-tailed when `imb` is given, less any val images), val and test of a folder tree."""
-    paths, labels = tree.splits["train"]
+    given = dict(tree.splits)
+    if tree.flat:
+        assert fractions is not None  # _folder_fractions gives a flat tree its fractions
+        paths, labels = given.pop(FLAT)
+        parts = split_by_fractions(np.asarray(labels, dtype=np.int64), tree.classes, *fractions, seed)
+        given = {split: _pairs(paths, labels, parts[split]) for split in ("train", "val", "test")}
+        given = {split: pairs for split, pairs in given.items() if pairs[0] or split != "val"}
+    paths, labels = given["train"]
     label_array = np.asarray(labels, dtype=np.int64)
     # n_max is the smallest class before any val images are held out, as for CIFAR-LT and Fashion-MNIST-LT
     n_max = int(np.bincount(label_array, minlength=len(tree.classes)).min())
@@ -214,8 +274,23 @@ def _folder_splits(
     splits = {"train": _subset(paths, labels, np.sort(train))}
     if val_per_class:
         splits["val"] = _subset(paths, labels, np.sort(val))
-    splits |= {name: from_pairs(*pairs) for name, pairs in tree.splits.items() if name != "train"}
+    splits |= {name: from_pairs(*pairs) for name, pairs in given.items() if name != "train"}
     return {name: splits[name] for name in ("train", "val", "test") if name in splits}
+
+
+def _pairs(paths: list[str], labels: list[int], indices: np.ndarray) -> tuple[list[str], list[int]]:
+    """The paths and labels at `indices`."""
+    return [paths[i] for i in indices], [labels[i] for i in indices]
+
+
+def _normalisation(root: Path, train: FileList, seed: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std measured on (a sample of) the training images, reported on stderr."""
+    stats = measure_stats(root, train.paths, seed=seed)
+    info(
+        f"Measured on {stats.measured} training images (a seeded sample of at most {STATS_SAMPLE}): "
+        f"mean {', '.join(f'{m:.4f}' for m in stats.mean)}, std {', '.join(f'{s:.4f}' for s in stats.std)}"
+    )
+    return stats.mean, stats.std
 
 
 def _subset(paths: list[str], labels: list[int], indices: np.ndarray) -> FileList:
@@ -280,8 +355,8 @@ def _manifest(plan: _Plan, infos: dict[str, ListSplitInfo]) -> Manifest:
         dataset=plan.dataset,
         classes=plan.classes,
         image_size=INPUT_SIZE,
-        mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD),
+        mean=plan.mean,
+        std=plan.std,
         splits=infos,
         imb=plan.imb,
         profile=plan.profile,
@@ -306,10 +381,20 @@ def _report(out: Path, plan: _Plan, infos: dict[str, ListSplitInfo]) -> None:
     info(f"  imbalance factor {plan.imb:g}; classes by training images: {sizes}")
 
 
+def _warn_absent(splits: dict[str, FileList], classes: list[str]) -> None:
+    """Warn about classes that have no image in val or test: their accuracy there is undefined."""
+    for name, files in splits.items():
+        absent = [classes[c] for c, n in enumerate(files.counts(len(classes))) if n == 0]
+        if absent and name != "train":
+            warn(
+                f"{len(absent)} classes have no {name} images (e.g. {absent[0]!r}): their {name} accuracy is undefined"
+            )
+
+
 def _warn_balance(counts: list[int]) -> None:
-    """Warn about a training split that is barely long-tailed."""
-    if max(counts) / min(counts) < 2:
+    """Warn about a training split that is barely long-tailed (largest / smallest class below BARELY_LONG_TAILED)."""
+    if max(counts) / min(counts) < BARELY_LONG_TAILED:
         warn(
-            f"the training split is barely long-tailed (largest / smallest class = {max(counts) / min(counts):.2g}); "
-            "--imb FACTOR draws a long-tailed subset from a balanced tree"
+            f"the training split is barely long-tailed (largest / smallest class = {max(counts) / min(counts):.2g}, "
+            f"below {BARELY_LONG_TAILED:g}); --imb FACTOR draws a long-tailed subset from a balanced tree"
         )

@@ -282,7 +282,7 @@ def test_prepare_folder_draws_a_long_tail_and_holds_out_val(cli, tmp_path):
 def test_a_balanced_folder_tree_is_warned_about(cli, tmp_path):
     root = folder_tree(tmp_path / "tree", {"train": dict.fromkeys("ab", 4), "test": {"a": 1}})
     outcome = cli("prepare", "folder", "--root", root, "--out", tmp_path / "d")
-    assert outcome.code == 0 and "barely long-tailed" in outcome.err and "no test folder (e.g. 'b')" in outcome.err
+    assert outcome.code == 0 and "barely long-tailed" in outcome.err and "no test images (e.g. 'b')" in outcome.err
 
 
 @pytest.mark.parametrize(
