@@ -8,7 +8,6 @@ plain cross-entropy on the raw logits. The math lives in `bagmar_cli.functional.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -16,6 +15,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
 from bagmar_cli.functional import losses as LF
 from bagmar_cli.settings import LossSettings
@@ -48,8 +48,7 @@ def build_loss(settings: LossSettings, counts: Sequence[int], head_scale: float 
     """
     builder = LOSSES.get(settings.name)
     if builder is None:
-        close = difflib.get_close_matches(settings.name, loss_names(), n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(settings.name, loss_names(), cutoff=0.5)
         raise UsageError(f"unknown loss {settings.name!r}{hint}; choose from {', '.join(loss_names())}")
     return builder(settings, counts, head_scale)
 
