@@ -1,4 +1,4 @@
-"""Choosing among names: the "did you mean" hint on a miss, and `Choice`, the base of fixed option values."""
+"""Choosing among names: the "did you mean" hint on a miss, and the fixed option values as enums (no torch here)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,52 @@ class Choice(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class PosthocMethod(Choice):
+    """The post-hoc methods (`--method`)."""
+
+    PN = "pn"
+    TAU_NORM = "tau-norm"
+    LOGIT_ADJUST = "logit-adjust"
+
+    @classmethod
+    def label(cls) -> str:
+        return "post-hoc method"
+
+
+class SearchMetric(Choice):
+    """The accuracy column that picks the best τ (`tune-tau --metric`)."""
+
+    TOP1 = "top1"
+    MACRO = "macro"
+    MANY = "many"
+    MEDIUM = "medium"
+    FEW = "few"
+
+    @classmethod
+    def label(cls) -> str:
+        return "metric"
+
+
+class ExportFormat(Choice):
+    """The file formats `bagmar export --format` writes."""
+
+    ONNX = "onnx"
+    TORCHSCRIPT = "torchscript"
+    SAFETENSORS = "safetensors"  # a bundle: a checkpoint of kind "bundle"
+
+    @classmethod
+    def label(cls) -> str:
+        return "--format"
+
+
+class Output(Choice):
+    """What an export returns (`--output`), and the name of that output."""
+
+    LOGITS = "logits"
+    PROBABILITIES = "probabilities"
+
+    @classmethod
+    def label(cls) -> str:
+        return "--output"

@@ -10,8 +10,9 @@ import torch
 
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.checkpoint_meta import TAU_MAX, PosthocRecord
+from bagmar_cli.choices import PosthocMethod
 from bagmar_cli.errors import UsageError
-from bagmar_cli.functional.posthoc import PosthocMethod, apply_posthoc, pn_column_sums
+from bagmar_cli.functional.posthoc import apply_posthoc, pn_column_sums
 
 
 @dataclass(frozen=True)

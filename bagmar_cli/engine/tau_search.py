@@ -11,31 +11,15 @@ import torch
 from torch import Tensor
 
 from bagmar_cli.checkpoint_meta import TAU_MAX
-from bagmar_cli.choices import Choice
+from bagmar_cli.choices import PosthocMethod, SearchMetric
 from bagmar_cli.errors import UsageError
 from bagmar_cli.functional.metrics import accuracy_summary, predict
 from bagmar_cli.functional.posthoc import (
-    PosthocMethod,
     apply_posthoc,
     pn_column_sums,
     pn_rescale,
     tau_norm_rescale,
 )
-
-
-class SearchMetric(Choice):
-    """The accuracy column that picks the best τ (`tune-tau --metric`)."""
-
-    TOP1 = "top1"
-    MACRO = "macro"
-    MANY = "many"
-    MEDIUM = "medium"
-    FEW = "few"
-
-    @classmethod
-    def label(cls) -> str:
-        return "metric"
-
 
 MAX_GRID_POINTS = 10_000  # a guard against "0:1:1e-9" filling memory
 

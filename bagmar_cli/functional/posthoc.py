@@ -12,22 +12,10 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
-from bagmar_cli.choices import Choice
+from bagmar_cli.choices import PosthocMethod
 from bagmar_cli.functional.priors import class_prior
 
 _FLOOR = 1e-12  # smallest column sum, weight norm or prior we divide by or take the log of
-
-
-class PosthocMethod(Choice):
-    """The post-hoc methods (`--method`)."""
-
-    PN = "pn"
-    TAU_NORM = "tau-norm"
-    LOGIT_ADJUST = "logit-adjust"
-
-    @classmethod
-    def label(cls) -> str:
-        return "post-hoc method"
 
 
 def pn_column_sums(logits: Tensor) -> Tensor:
