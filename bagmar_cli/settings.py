@@ -165,11 +165,6 @@ def validate(tree: dict[str, Any]) -> Settings:
         raise UsageError(_describe(exc, tree)) from None
 
 
-def settings_from_toml(text: str) -> Settings:
-    """Settings from TOML text (a run's config.toml, a checkpoint's metadata)."""
-    return validate(tomllib.loads(text))
-
-
 def read_settings_file(path: Path, what: str = "config file") -> Settings:
     """Settings from a TOML file (a run's config.toml), with the checks of `--config`."""
     return validate(_read_settings_file(Path(path), what))
