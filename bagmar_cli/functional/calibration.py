@@ -47,4 +47,3 @@ def ece_from_bins(bins: ReliabilityBins) -> Tensor:
     weight = bins.count.to(torch.float64) / bins.count.sum().clamp_min(1)
     gap = (bins.accuracy - bins.confidence).abs().nan_to_num(0.0)
     return (weight * gap).sum()
-
