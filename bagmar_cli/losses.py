@@ -8,7 +8,6 @@ plain cross-entropy on the raw logits. The math lives in `bagmar_cli.functional.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -16,6 +15,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bagmar_cli.choices import did_you_mean
+from bagmar_cli.console import warn
 from bagmar_cli.errors import UsageError
 from bagmar_cli.functional import losses as LF
 from bagmar_cli.settings import LossSettings
@@ -23,13 +24,24 @@ from bagmar_cli.settings import LossSettings
 LossBuilder = Callable[[LossSettings, Sequence[int], float], nn.Module]
 LOSSES: dict[str, LossBuilder] = {}
 """Loss builders by registry name; `@register_loss` adds to it."""
+LOSS_PARAMETERS: dict[str, frozenset[str]] = {}
+"""The `[loss]` settings each registered loss reads, besides the re-weighting ones every loss reads."""
+REWEIGHT_PARAMETERS = frozenset({"name", "reweight", "cb_beta", "reweight_epoch"})
 
 
-def register_loss(name: str) -> Callable[[LossBuilder], LossBuilder]:
-    """Decorator that registers `builder(settings, counts, head_scale) -> nn.Module` under `name`."""
+def register_loss(name: str, parameters: tuple[str, ...] = ()) -> Callable[[LossBuilder], LossBuilder]:
+    """Decorator that registers `builder(settings, counts, head_scale) -> nn.Module` under `name`.
+
+    `parameters` names the LossSettings fields the builder reads (beyond the re-weighting ones), so that a
+    setting the chosen loss would ignore is reported instead of silently dropped.
+    """
+    unknown = set(parameters) - set(LossSettings.model_fields)
+    if unknown:
+        raise ValueError(f"loss {name!r} names parameters LossSettings lacks: {sorted(unknown)}")
 
     def add(builder: LossBuilder) -> LossBuilder:
         LOSSES[name] = builder
+        LOSS_PARAMETERS[name] = frozenset(parameters)
         return builder
 
     return add
@@ -48,10 +60,18 @@ def build_loss(settings: LossSettings, counts: Sequence[int], head_scale: float 
     """
     builder = LOSSES.get(settings.name)
     if builder is None:
-        close = difflib.get_close_matches(settings.name, loss_names(), n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(settings.name, loss_names(), cutoff=0.5)
         raise UsageError(f"unknown loss {settings.name!r}{hint}; choose from {', '.join(loss_names())}")
+    for field in ignored_parameters(settings):
+        warn(f"loss.{field} = {getattr(settings, field)!r} has no effect: loss {settings.name!r} does not use it")
     return builder(settings, counts, head_scale)
+
+
+def ignored_parameters(settings: LossSettings) -> list[str]:
+    """The `[loss]` fields set away from their defaults that the chosen loss does not read (in field order)."""
+    used = REWEIGHT_PARAMETERS | LOSS_PARAMETERS.get(settings.name, frozenset())
+    defaults = LossSettings()
+    return [f for f in LossSettings.model_fields if f not in used and getattr(settings, f) != getattr(defaults, f)]
 
 
 # -- modules -----------------------------------------------------------------------------------
@@ -247,12 +267,12 @@ def _ce(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.
     return CrossEntropy(_class_weight(settings, counts), settings.reweight_epoch)
 
 
-@register_loss("focal")
+@register_loss("focal", ("focal_gamma",))
 def _focal(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     return FocalLoss(settings.focal_gamma, _class_weight(settings, counts), settings.reweight_epoch)
 
 
-@register_loss("ldam")
+@register_loss("ldam", ("ldam_max_margin", "ldam_scale"))
 def _ldam(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     weight = _class_weight(settings, counts)
     return LDAMLoss(
@@ -266,13 +286,13 @@ def _balanced_softmax(settings: LossSettings, counts: Sequence[int], head_scale:
     return PriorAdjustedLoss(log_counts, _class_weight(settings, counts), settings.reweight_epoch)
 
 
-@register_loss("logit_adjusted")
+@register_loss("logit_adjusted", ("la_tau",))
 def _logit_adjusted(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     offset = settings.la_tau * LF.log_prior(_counts(counts))
     return PriorAdjustedLoss(offset, _class_weight(settings, counts), settings.reweight_epoch)
 
 
-@register_loss("bagmar")
+@register_loss("bagmar", ("lambda1", "lambda2", "eps", "accumulation", "form", "ema_decay"))
 def _bagmar(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
     return BaGMarLoss(
         len(_counts(counts)),

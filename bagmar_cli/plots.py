@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import matplotlib
 
@@ -14,12 +15,27 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-from bagmar_cli.engine.tau_search import TauSearchResult
 from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins
 from bagmar_cli.functional.metrics import FEW_SHOT_BELOW, MANY_SHOT_ABOVE
 
 _DPI = 120
+
+
+class TauCurve(Protocol):
+    """What the τ plot needs of a search (engine.tau_search.TauSearchResult has it): passed in, not imported."""
+
+    @property
+    def method(self) -> str: ...  # the post-hoc method, for the title
+
+    @property
+    def metric(self) -> str: ...  # the column that picked `best`
+
+    @property
+    def rows(self) -> list[dict[str, float | None]]: ...  # per tau: tau, top1, many, medium, few
+
+    @property
+    def best(self) -> dict[str, float | None]: ...  # the chosen row
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
@@ -40,7 +56,7 @@ def _as_float_list(values: Tensor | Sequence[float | None]) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 
 
-def plot_tau_curve(result: TauSearchResult, path: str | Path) -> Path:
+def plot_tau_curve(result: TauCurve, path: str | Path) -> Path:
     """Top-1 and many/medium/few accuracy against tau, the chosen tau marked."""
     fig, ax = plt.subplots(figsize=(6, 4))
     taus = [row["tau"] for row in result.rows]

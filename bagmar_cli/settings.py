@@ -6,7 +6,6 @@ Precedence, lowest first: defaults < preset (`--preset NAME|FILE`) < config file
 
 from __future__ import annotations
 
-import difflib
 import importlib.resources
 import os
 import re
@@ -18,6 +17,7 @@ import tomli_w
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
 
 PRESET_PACKAGE = "bagmar_cli.presets"
@@ -165,11 +165,6 @@ def validate(tree: dict[str, Any]) -> Settings:
         raise UsageError(_describe(exc, tree)) from None
 
 
-def settings_from_toml(text: str) -> Settings:
-    """Settings from TOML text (a run's config.toml, a checkpoint's metadata)."""
-    return validate(tomllib.loads(text))
-
-
 def read_settings_file(path: Path, what: str = "config file") -> Settings:
     """Settings from a TOML file (a run's config.toml), with the checks of `--config`."""
     return validate(_read_settings_file(Path(path), what))
@@ -298,8 +293,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(word, choices, cutoff=0.5)
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:

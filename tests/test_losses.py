@@ -65,6 +65,30 @@ def test_an_unknown_loss_is_a_usage_error_with_a_suggestion():
         build("bagmr")
 
 
+def test_a_parameter_the_chosen_loss_ignores_is_warned_about_once(capsys):
+    build("ce", focal_gamma=2.0, lambda1=1.2)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "Warning: loss.focal_gamma = 2.0 has no effect: loss 'ce' does not use it",
+        "Warning: loss.lambda1 = 1.2 has no effect: loss 'ce' does not use it",
+    ]
+
+
+def test_parameters_the_loss_uses_or_left_at_their_defaults_give_no_warning(capsys):
+    build("bagmar", lambda1=1.2, lambda2=0.9, reweight="cb", reweight_epoch=2)
+    build("focal", focal_gamma=2.0, lambda1=1.0)  # lambda1 at its default: nothing was asked for
+    assert capsys.readouterr().err == ""
+
+
+def test_every_preset_sets_only_what_its_loss_reads():
+    from bagmar_cli.losses import ignored_parameters
+    from bagmar_cli.settings import load_settings, preset_names
+
+    assert {name: ignored_parameters(load_settings(preset=name).loss) for name in preset_names()} == {
+        name: [] for name in preset_names()
+    }
+
+
 def test_an_unrelated_name_gets_the_list_without_a_guess():
     with pytest.raises(UsageError) as error:
         build("xyz")

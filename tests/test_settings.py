@@ -3,9 +3,10 @@
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from bagmar_cli.errors import UsageError
-from bagmar_cli.settings import Settings, load_settings, parse_override, preset_names, read_preset, settings_from_toml
+from bagmar_cli.settings import Settings, load_settings, parse_override, preset_names, read_preset, validate
 
 
 def test_defaults_are_valid():
@@ -104,7 +105,7 @@ def test_paper_recipe_values():
 
 def test_toml_round_trip():
     s = load_settings(preset="cifar100_lt_imb100_ldam_drw")
-    assert settings_from_toml(s.to_toml()) == s
+    assert validate(tomllib.loads(s.to_toml())) == s
 
 
 def test_a_default_preset_is_looked_up_by_name_only(tmp_path: Path, monkeypatch):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bagmar_cli.choices import PosthocMethod
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import priors_table, report_table, summary_table
@@ -21,7 +22,10 @@ def eval_command(
     split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
     tau: Annotated[str, typer.Option("--tau", help="auto (what tune-tau recorded), none, or a number.")] = "none",
     method: Annotated[
-        str | None, typer.Option("--method", help="With --tau NUMBER (refused otherwise): pn, tau-norm, logit-adjust.")
+        PosthocMethod | None,
+        options.choice(
+            PosthocMethod, "--method", help="With --tau NUMBER (refused otherwise): pn, tau-norm, logit-adjust."
+        ),
     ] = None,
     prior: Annotated[bool, typer.Option("--prior/--no-prior", help="Show accuracy under shifted test priors.")] = False,
     plots: Annotated[

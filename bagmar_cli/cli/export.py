@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bagmar_cli.choices import ExportFormat, Output, PosthocMethod
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.console import result
@@ -15,22 +16,25 @@ from bagmar_cli.console import result
 @app.command("export")
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A bagmar .safetensors checkpoint (or bundle).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript or safetensors (bundle).")] = "onnx",
+    fmt: Annotated[
+        ExportFormat, options.choice(ExportFormat, "--format", "-f", help="onnx, torchscript or safetensors (bundle).")
+    ] = ExportFormat.ONNX,
     tau: Annotated[str, typer.Option("--tau", help="auto (what tune-tau recorded), none, or a number.")] = "auto",
     method: Annotated[
-        str | None, typer.Option("--method", help="With --tau NUMBER: pn, tau-norm, logit-adjust.")
+        PosthocMethod | None,
+        options.choice(PosthocMethod, "--method", help="With --tau NUMBER: pn, tau-norm, logit-adjust."),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: beside CKPT).")] = None,
     batch: Annotated[str, typer.Option("--batch", help="dynamic, or a fixed batch size N.")] = "dynamic",
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare with PyTorch on val images.")] = True,
     output: Annotated[
-        str | None, typer.Option("--output", help="logits or probabilities (PN: probabilities).")
+        Output | None, options.choice(Output, "--output", help="logits or probabilities (PN: probabilities).")
     ] = None,
     data: options.Data = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Export a checkpoint for serving, with a JSON sidecar `<out>.json`; prints the export's path."""
-    from bagmar_cli.engine.exporter import ExportOptions, export_model
+    from bagmar_cli.engine.export import ExportOptions, export_model
 
     opts = ExportOptions(
         checkpoint=checkpoint,

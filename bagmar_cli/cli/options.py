@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from bagmar_cli.choices import Choice
 
 Preset = Annotated[str | None, typer.Option("--preset", "-p", help="Preset name (`bagmar presets`) or TOML file.")]
 Config = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file, applied over the preset.")]
@@ -19,3 +21,8 @@ Json = Annotated[
     bool,
     typer.Option("--json", help="Also print one JSON object on stdout (the table still goes to stderr)."),
 ]
+
+
+def choice(kind: type[Choice], *names: str, help: str) -> Any:
+    """A Typer option of fixed values: parsed by `kind.parse`, so a bad value is one bagmar `Error:` line."""
+    return typer.Option(*names, parser=kind.parse, help=help)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bagmar_cli.choices import PosthocMethod, SearchMetric
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import pct
@@ -17,10 +18,14 @@ from bagmar_cli.console import info, result_json, show, warn
 @app.command("tune-tau")
 def tune_tau_command(
     checkpoint: Annotated[Path, typer.Argument(help="A bagmar .safetensors checkpoint.")],
-    method: Annotated[str, typer.Option("--method", help="pn, tau-norm or logit-adjust.")] = "pn",
+    method: Annotated[
+        PosthocMethod, options.choice(PosthocMethod, "--method", help="pn, tau-norm or logit-adjust.")
+    ] = PosthocMethod.PN,
     split: Annotated[str | None, typer.Option("--split", help="Tuning split (default: val, else test).")] = None,
     grid: Annotated[str, typer.Option("--grid", help="START:STOP:STEP, STOP included; τ in [0, 10].")] = "0:2:0.1",
-    metric: Annotated[str, typer.Option("--metric", help="top1, macro, many, medium or few.")] = "top1",
+    metric: Annotated[
+        SearchMetric, options.choice(SearchMetric, "--metric", help="top1, macro, many, medium or few.")
+    ] = SearchMetric.TOP1,
     write: Annotated[
         bool, typer.Option("--write/--no-write", help="Record the best τ in the checkpoint and plot tau-METHOD.png.")
     ] = True,

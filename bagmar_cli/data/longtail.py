@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 
 import numpy as np
 
+from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
 
 
@@ -36,8 +36,7 @@ def check_profile(profile: str) -> str:
     """`profile` when it names a known profile; UsageError with suggestions otherwise."""
     if profile in PROFILES:
         return profile
-    close = difflib.get_close_matches(str(profile), PROFILES, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    hint = did_you_mean(str(profile), PROFILES, quote=False)
     raise UsageError(f"unknown long-tail profile {profile!r}{hint}; choose from {', '.join(PROFILES)}")
 
 

@@ -5,7 +5,6 @@ Only the lists and the manifest are written; the images stay where they are, und
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from bagmar_cli import __version__
+from bagmar_cli.choices import did_you_mean
 from bagmar_cli.console import info, note, warn
 from bagmar_cli.data.benchmarks import (
     IMAGENET_MEAN,
@@ -89,8 +89,7 @@ def _kind(dataset: str) -> str:
     if dataset in dataset_names():
         return "tensors"
     names = [*dataset_names(), *benchmark_names(), "folder"]
-    close = difflib.get_close_matches(dataset, names, n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    hint = did_you_mean(dataset, names, n=3, quote=False)
     raise UsageError(f"unknown dataset {dataset!r}{hint}; choose from {', '.join(names)}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from bagmar_cli.choices import did_you_mean
 from bagmar_cli.data.manifest import SourceInfo
 from bagmar_cli.errors import UsageError
 
@@ -64,6 +64,5 @@ def get_dataset(name: str) -> DatasetSpec:
     """The spec registered under `name`; UsageError with suggestions when there is none."""
     if name in _DATASETS:
         return _DATASETS[name]
-    close = difflib.get_close_matches(name, dataset_names(), n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    hint = did_you_mean(name, dataset_names(), n=3, quote=False)
     raise UsageError(f"unknown dataset {name!r}{hint}; choose from {', '.join(dataset_names())}")

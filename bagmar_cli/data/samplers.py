@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
-
 import torch
 from torch.utils.data import Sampler, WeightedRandomSampler
 
+from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
 
 # kind -> q in p_j ∝ n_j^q, the chance of drawing class j (Kang et al. 2020); None: plain shuffling (q = 1).
@@ -24,8 +23,7 @@ def make_sampler(
 ) -> Sampler | None:
     """The sampler for `kind`, drawing len(labels) indices per epoch with replacement; None for "instance"."""
     if kind not in SAMPLERS:
-        close = difflib.get_close_matches(kind, SAMPLERS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(kind, SAMPLERS, quote=False)
         raise UsageError(f"unknown sampler {kind!r}{hint}; choose from {', '.join(SAMPLERS)}")
     q = SAMPLERS[kind]
     if q is None:

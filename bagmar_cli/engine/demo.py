@@ -14,7 +14,7 @@ from PIL import Image
 
 from bagmar_cli.data import load_manifest, load_split, prepare_dataset
 from bagmar_cli.engine.evaluator import evaluate, split_outputs
-from bagmar_cli.engine.exporter import ExportOptions, export_model
+from bagmar_cli.engine.export import ExportOptions, export_model
 from bagmar_cli.engine.posthoc import resolve_posthoc
 from bagmar_cli.engine.predictor import predict_images
 from bagmar_cli.engine.trainer import train

@@ -21,6 +21,7 @@ from bagmar_cli.errors import UsageError, WriteError
 from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins, nll, reliability_bins
 from bagmar_cli.functional.metrics import classification_report, confusion_matrix, predict, worst_confused_pairs
+from bagmar_cli.functional.posthoc import renormalise
 from bagmar_cli.functional.priors import shifted_prior_accuracies
 from bagmar_cli.plots import plot_confused_pairs, plot_per_class, plot_reliability
 
@@ -115,7 +116,7 @@ def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
 def _probabilities(scores: torch.Tensor, posthoc: Posthoc | None) -> torch.Tensor:
     """PN scores are already (unnormalised) probabilities; everything else goes through softmax."""
     if posthoc is not None and posthoc.method == "pn":
-        return scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-30)
+        return renormalise(scores)
     return torch.softmax(scores.double(), dim=1)
 
 

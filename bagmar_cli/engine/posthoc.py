@@ -10,15 +10,16 @@ import torch
 
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.checkpoint_meta import TAU_MAX, PosthocRecord
+from bagmar_cli.choices import PosthocMethod
 from bagmar_cli.errors import UsageError
-from bagmar_cli.functional.posthoc import POSTHOC_METHODS, apply_posthoc, pn_column_sums
+from bagmar_cli.functional.posthoc import apply_posthoc, pn_column_sums
 
 
 @dataclass(frozen=True)
 class Posthoc:
     """A post-hoc method at a fixed τ; PN also carries its normalisation vector c (or None: use the split's)."""
 
-    method: str
+    method: PosthocMethod
     tau: float
     c: torch.Tensor | None = None
     source: str = "given"  # "recorded" (by tune-tau) or "given" (on the command line)
@@ -28,20 +29,19 @@ class Posthoc:
         return {"method": self.method, "tau": self.tau, "source": self.source}
 
 
-def resolve_posthoc(ckpt: Checkpoint, tau: str, method: str | None) -> Posthoc | None:
+def resolve_posthoc(ckpt: Checkpoint, tau: str, method: PosthocMethod | str | None) -> Posthoc | None:
     """`--tau auto|none|FLOAT` (+ `--method`) -> the method to apply, or None for the raw logits.
 
     The one place that decides what a checkpoint serves: eval, export and predict all ask here.
     """
-    if method is not None and method not in POSTHOC_METHODS:
-        raise UsageError(f"unknown post-hoc method {method!r}; choose from {', '.join(POSTHOC_METHODS)}")
+    method = PosthocMethod.parse_optional(method)
     if method is not None and tau in ("auto", "none"):
         raise UsageError(f"--method goes with --tau NUMBER (--tau {tau} does not take a method)")
     if tau == "none":
         return None
     if tau == "auto":
         return None if ckpt.meta.posthoc is None else recorded_posthoc(ckpt.meta.posthoc)
-    return Posthoc(method or "pn", parse_tau(tau))
+    return Posthoc(method or PosthocMethod.PN, parse_tau(tau))
 
 
 def parse_tau(text: str) -> float:
@@ -60,14 +60,19 @@ def parse_tau(text: str) -> float:
 def recorded_posthoc(record: PosthocRecord) -> Posthoc:
     """The method tune-tau (or export) recorded; c kept in float64."""
     c = None if record.c is None else torch.tensor(record.c, dtype=torch.float64)
-    return Posthoc(record.method, record.tau, c, "recorded")
+    return Posthoc(PosthocMethod(record.method), record.tau, c, "recorded")
+
+
+def require_linear_head(ckpt: Checkpoint) -> None:
+    """UsageError unless the checkpoint's head is linear: τ-norm rescales a linear head's weight rows."""
+    if ckpt.meta.model.head != "linear":
+        raise UsageError("tau-norm needs a linear classifier head; this checkpoint's head is cosine-normalised")
 
 
 def head_parameters(ckpt: Checkpoint) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The classifier's weight and bias (τ-norm rescales the weight rows)."""
+    require_linear_head(ckpt)
     model = ckpt.section("model")
-    if ckpt.meta.model.head != "linear":
-        raise UsageError("tau-norm needs a linear classifier head; this checkpoint's head is cosine-normalised")
     return model["head.weight"].float(), model.get("head.bias")
 
 

@@ -1,7 +1,7 @@
 """Classify image files with any model bagmar writes: a checkpoint, a bundle, an ONNX or a TorchScript export.
 
-Every model kind becomes a `ServedModel`: a runner on normalised batches plus what its inputs and outputs
-mean. Each image is opened with Pillow, converted to the model's channels ("L" or "RGB"), resized to
+The model is loaded by `export.loaded.load_model` (a `LoadedModel`: a runner plus what its inputs and outputs
+mean). Each image is opened with Pillow, converted to the model's channels ("L" or "RGB"), resized to
 H×W with bilinear filtering when its size differs, scaled to [0, 1] and normalised with mean and std,
 exactly as `bagmar eval` normalises its uint8 images. Scores are probabilities: the softmax of logits,
 or the model's own probabilities (PN).
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,89 +19,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from bagmar_cli.checkpoint import load_checkpoint
-from bagmar_cli.data.transforms import eval_transform
-from bagmar_cli.engine.exporter import (
-    CHANNELS,
-    Runner,
-    load_export,
-    serving_from_checkpoint,
-    torch_runner,
-)
-from bagmar_cli.engine.runtime import resolve_device
-from bagmar_cli.engine.sidecar import read_sidecar
-from bagmar_cli.errors import BagmarError, UsageError
+from bagmar_cli.engine.export.loaded import LoadedModel, load_model
+from bagmar_cli.errors import UsageError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
-
-
-@dataclass
-class ServedModel:
-    """A runner on normalised image batches, and what its inputs and outputs mean."""
-
-    run: Runner
-    classes: list[str]  # class names in output order
-    input_size: list[int]  # [C, H, W]
-    mean: list[float]  # per channel, for pixels scaled to [0, 1]
-    std: list[float]
-    output: str  # "logits" or "probabilities"
-    source: str = "the model"  # the file that describes classes and outputs, for error messages
-
-    @property
-    def channels(self) -> str:
-        """The Pillow mode images are converted to."""
-        mode = CHANNELS.get(self.input_size[0])
-        if mode is None:
-            raise UsageError(f"the model takes {self.input_size[0]}-channel images; predict reads only L or RGB")
-        return mode
-
-    def probabilities(self, images: Tensor) -> Tensor:
-        """Class probabilities (N, C) of uint8 images (N, C, H, W)."""
-        outputs = self.run(eval_transform(self.mean, self.std)(images)).float()
-        if outputs.ndim != 2 or outputs.shape[1] != len(self.classes):
-            raise BagmarError(
-                f"{self.source}: field classes names {len(self.classes)} classes but the model gives "
-                f"{list(outputs.shape)[1:]} outputs per image"
-            )
-        return outputs if self.output == "probabilities" else torch.softmax(outputs, dim=1)
-
-
-def load_model(path: Path, device: str = "auto") -> ServedModel:
-    """Any model kind: a .safetensors checkpoint or bundle, else an export described by its `<path>.json`."""
-    path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
-        raise UsageError(f"model {path}: not a regular file (a FIFO, socket or device)")
-    torch_device = resolve_device(device)
-    if path.suffix == ".safetensors":
-        return _from_checkpoint(path, torch_device)
-    return _from_export(path, torch_device)
-
-
-def _from_checkpoint(path: Path, device: torch.device) -> ServedModel:
-    """A checkpoint or bundle, served with its recorded post-hoc method."""
-    ckpt = load_checkpoint(path)
-    serving = serving_from_checkpoint(ckpt).to(device)
-    spec = ckpt.meta.model
-    return ServedModel(
-        torch_runner(serving, device),
-        ckpt.meta.classes,
-        spec.input_size,
-        spec.mean,
-        spec.std,
-        serving.output,
-        str(path),
-    )
-
-
-def _from_export(path: Path, device: torch.device) -> ServedModel:
-    """An ONNX or TorchScript export, read through the runtime its sidecar names."""
-    if not path.is_file():
-        raise UsageError(f"model {path} not found")
-    sidecar = read_sidecar(path)
-    run = load_export(path, sidecar.format, sidecar.fixed_batch, device)
-    return ServedModel(
-        run, sidecar.classes, sidecar.input_size, sidecar.mean, sidecar.std, sidecar.output, f"{path}.json"
-    )
 
 
 def find_images(paths: Sequence[Path]) -> list[Path]:
@@ -170,7 +90,7 @@ def predict_images(
         yield from _predict_batch(model, files[start : start + batch_size], k)
 
 
-def _predict_batch(model: ServedModel, files: list[Path], k: int) -> Iterator[dict[str, Any]]:
+def _predict_batch(model: LoadedModel, files: list[Path], k: int) -> Iterator[dict[str, Any]]:
     """Entries for one batch of files; unreadable ones get an error and do not stop the others."""
     mode, (_, height, width) = model.channels, model.input_size
     loaded = [_try_read(path, mode, height, width) for path in files]

@@ -11,17 +11,16 @@ import torch
 from torch import Tensor
 
 from bagmar_cli.checkpoint_meta import TAU_MAX
+from bagmar_cli.choices import PosthocMethod, SearchMetric
 from bagmar_cli.errors import UsageError
 from bagmar_cli.functional.metrics import accuracy_summary, predict
 from bagmar_cli.functional.posthoc import (
-    POSTHOC_METHODS,
     apply_posthoc,
     pn_column_sums,
     pn_rescale,
     tau_norm_rescale,
 )
 
-SEARCH_METRICS = ("top1", "macro", "many", "medium", "few")
 MAX_GRID_POINTS = 10_000  # a guard against "0:1:1e-9" filling memory
 
 
@@ -29,8 +28,8 @@ MAX_GRID_POINTS = 10_000  # a guard against "0:1:1e-9" filling memory
 class TauSearchResult:
     """The accuracy of every tau tried, and the best one."""
 
-    method: str  # a POSTHOC_METHODS name
-    metric: str  # the column that picked `best`, one of SEARCH_METRICS
+    method: PosthocMethod
+    metric: SearchMetric  # the column that picked `best`
     rows: list[dict[str, float | None]]  # per tau, in grid order: tau, top1, many, medium, few, macro
     best: dict[str, float | None]  # the row with the highest metric; ties go to the smallest tau
     c: Tensor | None = None  # PN column sums used; store them to apply PN to single images later
@@ -66,7 +65,7 @@ def parse_grid(spec: str) -> list[float]:
     return [float(start + i * step) for i in range(count)]
 
 
-def _scorer(method: str, **inputs: Tensor | None) -> tuple[Callable[[float], Tensor], Tensor | None]:
+def _scorer(method: PosthocMethod, **inputs: Tensor | None) -> tuple[Callable[[float], Tensor], Tensor | None]:
     """A function tau -> scores, with everything that does not depend on tau computed once."""
     if method == "pn":
         logits, c = inputs["logits"], inputs["c"]
@@ -82,7 +81,7 @@ def _scorer(method: str, **inputs: Tensor | None) -> tuple[Callable[[float], Ten
     return (lambda tau: apply_posthoc(method, tau, **inputs)), None
 
 
-def _best_row(rows: list[dict[str, float | None]], metric: str) -> dict[str, float | None]:
+def _best_row(rows: list[dict[str, float | None]], metric: SearchMetric) -> dict[str, float | None]:
     """The row with the highest metric, the smallest tau among ties."""
     if rows[0][metric] is None:
         raise UsageError(f"metric {metric!r} is undefined here: no evaluated class falls in that group")
@@ -90,7 +89,7 @@ def _best_row(rows: list[dict[str, float | None]], metric: str) -> dict[str, flo
 
 
 def search_tau(
-    method: str,
+    method: PosthocMethod | str,
     taus: Sequence[float],
     *,
     logits: Tensor,
@@ -100,16 +99,13 @@ def search_tau(
     weight: Tensor | None = None,
     bias: Tensor | None = None,
     c: Tensor | None = None,
-    metric: str = "top1",
+    metric: SearchMetric | str = SearchMetric.TOP1,
 ) -> TauSearchResult:
     """Score every tau of a post-hoc method on one evaluation set and pick the best by `metric`."""
-    if method not in POSTHOC_METHODS:
-        raise UsageError(f"unknown post-hoc method {method!r}; choose from {', '.join(POSTHOC_METHODS)}")
-    if metric not in SEARCH_METRICS:
-        raise UsageError(f"unknown metric {metric!r}; choose from {', '.join(SEARCH_METRICS)}")
+    method, metric = PosthocMethod.parse(method), SearchMetric.parse(metric)
     if not taus:
         raise UsageError("the tau grid is empty")
-    inputs = dict(logits=logits, counts=counts, c=c, features=features, weight=weight, bias=bias)
+    inputs = {"logits": logits, "counts": counts, "c": c, "features": features, "weight": weight, "bias": bias}
     with torch.no_grad():
         scores_at, c_used = _scorer(method, **inputs)
         predictions = ((float(tau), predict(scores_at(tau))) for tau in taus)

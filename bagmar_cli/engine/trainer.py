@@ -21,6 +21,7 @@ from bagmar_cli.data import Manifest, load_split, make_sampler
 from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.inference import compute_outputs
+from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
 from bagmar_cli.engine.runtime import resolve_device, seed_everything
@@ -41,7 +42,7 @@ def selection_split(data: DataSettings, manifest: Manifest) -> str:
         if data.val_split not in manifest.splits:
             raise UsageError(f"data.val_split {data.val_split!r} not in the dataset (has {sorted(manifest.splits)})")
         return data.val_split
-    return "val" if "val" in manifest.splits else "test"
+    return evaluation_split(manifest)
 
 
 def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: bool = False) -> Path | None:

@@ -47,8 +47,3 @@ def ece_from_bins(bins: ReliabilityBins) -> Tensor:
     weight = bins.counts.to(torch.float64) / bins.counts.sum().clamp_min(1)
     gap = (bins.accuracy - bins.confidence).abs().nan_to_num(0.0)
     return (weight * gap).sum()
-
-
-def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = ECE_BINS) -> Tensor:
-    """Expected calibration error (Guo et al. 2017) with n_bins equal-width confidence bins."""
-    return ece_from_bins(reliability_bins(probs, labels, n_bins))

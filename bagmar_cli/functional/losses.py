@@ -73,6 +73,8 @@ def bagmar_adjust(
 
     The "paper" form leaves the target logit z_iy as it is; the "reference" form (the authors' code)
     adjusts every logit. Only the C-length terms are float64; the B x C sum is in the logits' dtype.
+    The spec's statement term by term, kept as the reference the tests pin `BaGMarLoss`'s fast path
+    (`bagmar_column` + `bagmar_target`) against; training does not call it.
     """
     if form not in BAGMAR_FORMS:
         raise ValueError(f"unknown BaGMar form {form!r}; choose from {', '.join(BAGMAR_FORMS)}")
@@ -112,12 +114,6 @@ def bagmar_gradient_mass(log_probs: Tensor, labels: Tensor, global_batch: int) -
     """
     minus_mass = log_probs.detach().gather(1, labels.unsqueeze(1)).view(-1).expm1_()  # p_iy - 1, precise near 1
     return minus_mass.new_zeros(log_probs.shape[1]).index_add_(0, labels, minus_mass, alpha=-1.0 / global_batch)
-
-
-def bagmar_gradient_stats(log_probs: Tensor, labels: Tensor, global_batch: int) -> tuple[Tensor, Tensor]:
-    """(pos, neg), the positive and negative gradient mass per class, float64: two copies of the one mass."""
-    pos = bagmar_gradient_mass(log_probs, labels, global_batch).to(torch.float64)
-    return pos, pos.clone()
 
 
 def accumulate_(statistic: Tensor, running: Tensor, step: Tensor, mode: str = "reference", decay: float = 0.99) -> None:

@@ -12,7 +12,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
-from bagmar_cli.errors import UsageError
+from bagmar_cli.choices import PosthocMethod
 from bagmar_cli.functional.priors import class_prior
 
 _FLOOR = 1e-12  # smallest column sum, weight norm or prior we divide by or take the log of
@@ -35,10 +35,9 @@ def pn_scores(logits: Tensor, c: Tensor, tau: float) -> Tensor:
     return pn_rescale(torch.softmax(logits, dim=1), c, tau)
 
 
-def pn_probabilities(logits: Tensor, c: Tensor, tau: float) -> Tensor:
-    """PN scores renormalised so each row sums to 1, for export and calibration."""
-    scores = pn_scores(logits.to(torch.float64), c, tau)
-    return scores / scores.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+def renormalise(scores: Tensor) -> Tensor:
+    """Non-negative scores (PN's) as probabilities: each row divided by its sum, floored at the dtype's tiny."""
+    return scores / scores.sum(dim=1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
 
 
 def tau_norm_factors(weight: Tensor, tau: float) -> Tensor:
@@ -100,14 +99,14 @@ def _logit_adjust(tau, *, logits, counts, c, features, weight, bias) -> Tensor:
     return logit_adjust(logits, class_prior(counts), tau)
 
 
-POSTHOC_METHODS: Mapping[str, Callable[..., Tensor]] = MappingProxyType(
-    {"pn": _pn, "tau-norm": _tau_norm, "logit-adjust": _logit_adjust}
+POSTHOC_METHODS: Mapping[PosthocMethod, Callable[..., Tensor]] = MappingProxyType(
+    {PosthocMethod.PN: _pn, PosthocMethod.TAU_NORM: _tau_norm, PosthocMethod.LOGIT_ADJUST: _logit_adjust}
 )
-"""Post-hoc method name -> function(tau, *, logits, counts, c, features, weight, bias) -> scores."""
+"""Post-hoc method -> function(tau, *, logits, counts, c, features, weight, bias) -> scores."""
 
 
 def apply_posthoc(
-    method: str,
+    method: PosthocMethod | str,
     tau: float,
     *,
     logits: Tensor,
@@ -117,8 +116,11 @@ def apply_posthoc(
     weight: Tensor | None = None,
     bias: Tensor | None = None,
 ) -> Tensor:
-    """Scores of the named post-hoc method at strength tau; argmax over dim 1 gives predictions."""
+    """Scores of the named post-hoc method at strength tau; argmax over dim 1 gives predictions.
+
+    ValueError for an unknown method (commands check theirs with `PosthocMethod.parse` first).
+    """
     if method not in POSTHOC_METHODS:
-        raise UsageError(f"unknown post-hoc method {method!r}; choose from {', '.join(POSTHOC_METHODS)}")
-    inputs = dict(logits=logits, counts=counts, c=c, features=features, weight=weight, bias=bias)
+        raise ValueError(f"unknown post-hoc method {method!r}; choose from {', '.join(POSTHOC_METHODS)}")
+    inputs = {"logits": logits, "counts": counts, "c": c, "features": features, "weight": weight, "bias": bias}
     return POSTHOC_METHODS[method](tau, **inputs)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
-
 import timm
 import torch
 from torch import nn
 
+from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
 from bagmar_cli.models.heads import HEADS
 from bagmar_cli.settings import ModelSettings
@@ -31,8 +30,7 @@ class Classifier(nn.Module):
 def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Classifier:
     """Create the backbone by timm name (num_classes=0: pooled features) and attach the head."""
     if not timm.is_model(settings.backbone):
-        close = difflib.get_close_matches(settings.backbone, timm.list_models(), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(settings.backbone, timm.list_models())
         raise UsageError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
     try:
         backbone = timm.create_model(

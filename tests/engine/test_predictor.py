@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bagmar_cli.engine.predictor import ServedModel, find_images, predict_images, read_image, top_k
+from bagmar_cli.engine.export.loaded import LoadedModel
+from bagmar_cli.engine.predictor import find_images, predict_images, read_image, top_k
 from bagmar_cli.errors import UsageError
 
 
@@ -59,7 +60,7 @@ def test_unreadable_files_get_errors_and_the_rest_results(tmp_path, monkeypatch)
     whole = (tmp_path / "0.png").read_bytes()
     (tmp_path / "2b-truncated.png").write_bytes(whole[: len(whole) // 2])
     mean_pixel = lambda x: torch.stack([x.mean((1, 2, 3)) - 0.5, 0.5 - x.mean((1, 2, 3))], dim=1)  # noqa: E731
-    model = ServedModel(mean_pixel, ["bright", "dark"], [1, 8, 8], [0.0], [1.0], "logits")
+    model = LoadedModel(mean_pixel, ["bright", "dark"], [1, 8, 8], [0.0], [1.0], "logits")
     monkeypatch.setattr("bagmar_cli.engine.predictor.load_model", lambda path, device: model)
     entries = list(predict_images(Path("model.onnx"), [tmp_path], k=2, batch_size=2))
     assert [Path(e["path"]).name for e in entries] == ["0.png", "1.png", "1b-garbage.png", "2.png", "2b-truncated.png"]

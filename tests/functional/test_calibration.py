@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from bagmar_cli.functional.calibration import expected_calibration_error, nll, reliability_bins
+from bagmar_cli.functional.calibration import ece_from_bins, nll, reliability_bins
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """ECE (Guo et al. 2017) over 15 equal-width bins, as eval reports it."""
+    return ece_from_bins(reliability_bins(probs, labels))
+
 
 # Confidences 0.9 (right), 0.9 (wrong), 0.7 (right), 0.55 (right) with 15 bins of width 1/15:
 # bin 13 (0.867, 0.933]: 2 samples, acc 0.5, conf 0.9 -> 2/4 * 0.4  = 0.2

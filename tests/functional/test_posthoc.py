@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from bagmar_cli.errors import UsageError
 from bagmar_cli.functional.posthoc import (
     POSTHOC_METHODS,
     apply_posthoc,
     logit_adjust,
     pn_column_sums,
-    pn_probabilities,
     pn_scores,
+    renormalise,
     tau_norm_logits,
     tau_norm_rescale,
     tau_norm_weights,
@@ -48,10 +47,10 @@ def test_pn_half_tau_by_hand():
     np.testing.assert_allclose(pn_scores(LOGITS, c, 0.5).numpy(), expected, rtol=1e-12)
 
 
-def test_pn_probabilities_rows_sum_to_one():
+def test_renormalised_pn_scores_are_rows_summing_to_one():
     c = pn_column_sums(LOGITS)
     raw = P / np.array([1.3, 0.9, 0.8])
-    probs = pn_probabilities(LOGITS, c, 1.0)
+    probs = renormalise(pn_scores(LOGITS, c, 1.0))
     np.testing.assert_allclose(probs.numpy(), raw / raw.sum(1, keepdims=True), rtol=1e-12)
 
 
@@ -69,7 +68,7 @@ def test_pn_zero_column_sum_stays_finite(tau, dtype):
     c = torch.tensor([0.0, 1.5, 0.0], dtype=torch.float64)
     scores = pn_scores(logits, c, tau)
     assert torch.isfinite(scores).all()
-    assert torch.isfinite(pn_probabilities(logits, c, tau)).all()
+    assert torch.isfinite(renormalise(scores)).all()
 
 
 def test_tau_norm_tau_zero_is_identity():
@@ -168,8 +167,9 @@ def test_pn_uses_the_given_column_sums():
     )
 
 
-def test_unknown_method_is_a_usage_error():
-    with pytest.raises(UsageError, match="pn"):
+def test_unknown_method_is_a_value_error():
+    """Pure code raises ValueError; commands check the name first (PosthocMethod.parse) and say it as a usage error."""
+    with pytest.raises(ValueError, match="pn"):
         apply_posthoc("temperature", 1.0, logits=torch.zeros(1, 2))
 
 

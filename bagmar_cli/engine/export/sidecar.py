@@ -1,17 +1,28 @@
-"""The JSON sidecar `<export>.json` of an ONNX or TorchScript export: a strict schema, checked when it is read."""
+"""The JSON sidecar `<export>.json` of an export: a strict schema, written by export and checked when it is read."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
+from bagmar_cli import __version__
+from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.checkpoint_meta import Finite, PositiveFinite, PosthocRecord, first_error
+from bagmar_cli.choices import ExportFormat, Output
+from bagmar_cli.engine.export.formats import INPUT_NAME, format_of
+from bagmar_cli.engine.export.serving import posthoc_record
+from bagmar_cli.engine.posthoc import Posthoc
 from bagmar_cli.errors import BagmarError, UsageError
 
+if TYPE_CHECKING:
+    from bagmar_cli.engine.export.options import ExportOptions
+
 MAX_SIDECAR_BYTES = 16 << 20  # a sidecar is a few KB (class names included); refuse anything absurd
+CHANNELS = {1: "L", 3: "RGB"}  # Pillow mode of the input images, by channel count
 
 
 class Resize(BaseModel):
@@ -27,7 +38,7 @@ class Sidecar(BaseModel):
     """Everything needed to serve an export with only its runtime and Pillow (see docs/export.md)."""
 
     model_config = ConfigDict(extra="forbid")
-    format: Literal["onnx", "torchscript", "safetensors"]
+    format: ExportFormat
     file: str  # the export's file name
     bagmar_version: str
     torch_version: str
@@ -35,7 +46,7 @@ class Sidecar(BaseModel):
     source_checkpoint: str
     source_checkpoint_sha256: str
     input: str  # name of the input tensor
-    output: Literal["logits", "probabilities"]  # what the model returns, and the name of that output
+    output: Output  # what the model returns, and the name of that output
     batch: Literal["dynamic"] | PositiveInt  # a fixed batch size, or any
     classes: list[str]  # class names in output order
     input_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]  # [C, H, W]
@@ -84,6 +95,32 @@ def read_sidecar(path: Path) -> Sidecar:
         parsed = Sidecar.model_validate(raw)
     except ValidationError as exc:
         raise BagmarError(f"{sidecar} is not a valid bagmar export sidecar: {first_error(exc)}") from None
-    if parsed.format == "safetensors":
+    if parsed.format == ExportFormat.SAFETENSORS:
         raise BagmarError(f"{sidecar}: a bundle is read directly (pass the .safetensors file), not through its sidecar")
     return parsed
+
+
+def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Posthoc | None) -> dict[str, Any]:
+    """Everything needed to serve the export with only its runtime and Pillow (see docs/export.md)."""
+    spec = ckpt.meta.model
+    channels, height, width = spec.input_size
+    fmt = format_of(opts.format)
+    return {
+        "format": str(opts.format),
+        "file": opts.out.name,
+        "bagmar_version": __version__,
+        "torch_version": torch.__version__,
+        "opset": fmt.opset,
+        "source_checkpoint": str(Path(opts.checkpoint).resolve()),
+        "source_checkpoint_sha256": ckpt.sha256,
+        "input": INPUT_NAME,
+        "output": str(output),
+        "batch": opts.batch if opts.batch is not None and fmt.fixed_batch else "dynamic",
+        "classes": list(ckpt.meta.classes),
+        "input_size": [channels, height, width],
+        "channels": CHANNELS.get(channels),
+        "resize": {"height": height, "width": width, "filter": "bilinear"},
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "posthoc": posthoc_record(posthoc),
+    }

@@ -1,0 +1,68 @@
+"""The run directory: never clobbers another run or foreign files, one trainer at a time, metrics cut on resume."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bagmar_cli.engine.rundir import LOCK_NAME, RunDir
+from bagmar_cli.errors import TrainingError, UsageError
+
+
+def test_a_directory_holding_a_run_needs_resume_or_overwrite(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("")
+    with pytest.raises(UsageError, match="already holds a run"):
+        RunDir(tmp_path)
+    RunDir(tmp_path, overwrite=True)  # allowed
+
+
+def test_resume_needs_a_last_checkpoint(tmp_path):
+    with pytest.raises(UsageError, match="nothing to resume"):
+        RunDir(tmp_path, resume=True)
+
+
+def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"notes\.txt"):
+        RunDir(tmp_path, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_removes_the_old_runs_files_only_when_entered(tmp_path):
+    (tmp_path / "best.safetensors").write_bytes(b"old")
+    (tmp_path / "tau-pn.png").write_bytes(b"old")
+    with RunDir(tmp_path, overwrite=True):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_live_lock_refuses_a_second_trainer_and_a_stale_one_is_taken_over(tmp_path):
+    run = tmp_path / "run"
+    with RunDir(run), pytest.raises(TrainingError, match="in use by another bagmar process"):
+        RunDir(run, overwrite=True).__enter__()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    run.mkdir(exist_ok=True)
+    (run / LOCK_NAME).write_text(dead.stdout)
+    with RunDir(run):
+        assert (run / LOCK_NAME).read_text().strip() == str(os.getpid())
+
+
+def test_a_directory_the_run_created_is_removed_when_nothing_was_written(tmp_path):
+    with RunDir(tmp_path / "new"):
+        pass
+    assert not (tmp_path / "new").exists()
+
+
+def test_truncate_keeps_checkpointed_epochs_and_drops_cut_lines(tmp_path):
+    with RunDir(tmp_path / "run") as run:
+        for epoch in (1, 2, 3):
+            run.append_metrics({"epoch": epoch, "loss": 1.0 / epoch})
+        with open(run.metrics, "a") as handle:
+            handle.write('{"epoch": 4, "lo')  # a write cut short by a kill
+        run.truncate_metrics(2)
+        assert [json.loads(line)["epoch"] for line in run.metrics.read_text().splitlines()] == [1, 2]
