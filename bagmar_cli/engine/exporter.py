@@ -27,9 +27,8 @@ from bagmar_cli import __version__
 from bagmar_cli.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
 from bagmar_cli.checkpoint_meta import parse_meta
 from bagmar_cli.console import info, warn
-from bagmar_cli.data import load_split
-from bagmar_cli.data.transforms import eval_transform
-from bagmar_cli.engine.inference import compute_outputs
+from bagmar_cli.data.splits import open_eval_split
+from bagmar_cli.engine.inference import first_images, split_outputs_of
 from bagmar_cli.engine.posthoc import Posthoc, resolve_posthoc
 from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split, model_from_checkpoint
 from bagmar_cli.engine.sidecar import Sidecar, sidecar_of
@@ -210,10 +209,11 @@ def _pn_column_sums(ckpt: Checkpoint, data: Path | None) -> torch.Tensor:
             f"PN needs column sums c from a validation split and dataset {root} has none; "
             "prepare it with --val-per-class or record c with `bagmar tune-tau --method pn`"
         )
-    images, _ = load_split(root, "val")
     spec = ckpt.meta.model
-    logits, _ = compute_outputs(model_from_checkpoint(ckpt), images, spec.mean, spec.std)
-    info(f"PN: column sums c measured on the {len(images)} images of the val split of {root}")
+    logits = split_outputs_of(
+        model_from_checkpoint(ckpt), root, "val", preprocess=spec.preprocess, mean=spec.mean, std=spec.std
+    ).logits
+    info(f"PN: column sums c measured on the {len(logits)} images of the val split of {root}")
     return pn_column_sums(logits)
 
 
@@ -283,6 +283,7 @@ def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Po
         "resize": {"height": height, "width": width, "filter": "bilinear"},
         "mean": list(spec.mean),
         "std": list(spec.std),
+        "preprocess": None if spec.preprocess is None else spec.preprocess.model_dump(mode="json"),
         "posthoc": posthoc_record(posthoc),
     }
 
@@ -437,8 +438,7 @@ def check_inputs(ckpt: Checkpoint, data: Path | None, n: int = CHECK_IMAGES) -> 
         warn(f"checking on random inputs, not real images: {exc}")
         return torch.randn(n, *spec.input_size, generator=torch.Generator().manual_seed(0)), "random"
     split = evaluation_split(manifest)
-    images, _ = load_split(root, split)
-    return eval_transform(spec.mean, spec.std)(images[:n]), split
+    return first_images(open_eval_split(root, split, spec.preprocess, spec.mean, spec.std), n), split
 
 
 def compare_outputs(exported: Tensor, reference: Tensor, output: str, source: str) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Classify image files with any model bagmar writes: a checkpoint, a bundle, an ONNX or a TorchScript export.
 
 Every model kind becomes a `ServedModel`: a runner on normalised batches plus what its inputs and outputs
-mean. Each image is opened with Pillow, converted to the model's channels ("L" or "RGB"), resized to
-H×W with bilinear filtering when its size differs, scaled to [0, 1] and normalised with mean and std,
-exactly as `bagmar eval` normalises its uint8 images. Scores are probabilities: the softmax of logits,
-or the model's own probabilities (PN).
+mean. Each image is opened with Pillow and converted to the model's channels ("L" or "RGB"). A model trained on
+image files records its evaluation preprocessing (resize, center crop, normalise: `EvalPreprocess`), applied
+exactly as `bagmar eval` applies it; a model trained on tensors has the image resized to H×W with bilinear
+filtering when its size differs, scaled to [0, 1] and normalised with mean and std, as `bagmar eval` normalises
+its uint8 images. Scores are probabilities: the softmax of logits, or the model's own probabilities (PN).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 from torch import Tensor
 
 from bagmar_cli.checkpoint import load_checkpoint
+from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.data.transforms import eval_transform
 from bagmar_cli.engine.exporter import (
     CHANNELS,
@@ -47,6 +49,7 @@ class ServedModel:
     std: list[float]
     output: str  # "logits" or "probabilities"
     source: str = "the model"  # the file that describes classes and outputs, for error messages
+    preprocess: EvalPreprocess | None = None  # recorded by models trained on image files
 
     @property
     def channels(self) -> str:
@@ -56,9 +59,17 @@ class ServedModel:
             raise UsageError(f"the model takes {self.input_size[0]}-channel images; predict reads only L or RGB")
         return mode
 
+    def prepare(self, path: Path) -> Tensor:
+        """The image file at `path` as the model's input, float (C, H, W), prepared as `bagmar eval` prepares it."""
+        if self.preprocess is None:
+            _, height, width = self.input_size
+            return eval_transform(self.mean, self.std)(read_image(path, self.channels, height, width))
+        with Image.open(path) as image:
+            return self.preprocess.transform()(_as_8bit(image, path).convert(self.channels))
+
     def probabilities(self, images: Tensor) -> Tensor:
-        """Class probabilities (N, C) of uint8 images (N, C, H, W)."""
-        outputs = self.run(eval_transform(self.mean, self.std)(images)).float()
+        """Class probabilities (N, C) of prepared images (N, C, H, W)."""
+        outputs = self.run(images).float()
         if outputs.ndim != 2 or outputs.shape[1] != len(self.classes):
             raise BagmarError(
                 f"{self.source}: field classes names {len(self.classes)} classes but the model gives "
@@ -91,6 +102,7 @@ def _from_checkpoint(path: Path, device: torch.device) -> ServedModel:
         spec.std,
         serving.output,
         str(path),
+        spec.preprocess,
     )
 
 
@@ -101,7 +113,14 @@ def _from_export(path: Path, device: torch.device) -> ServedModel:
     sidecar = read_sidecar(path)
     run = load_export(path, sidecar.format, sidecar.fixed_batch, device)
     return ServedModel(
-        run, sidecar.classes, sidecar.input_size, sidecar.mean, sidecar.std, sidecar.output, f"{path}.json"
+        run,
+        sidecar.classes,
+        sidecar.input_size,
+        sidecar.mean,
+        sidecar.std,
+        sidecar.output,
+        f"{path}.json",
+        sidecar.preprocess,
     )
 
 
@@ -143,10 +162,10 @@ def _as_8bit(image: Image.Image, path: Path) -> Image.Image:
     return Image.fromarray(np.round(array.astype(np.float64) / 257.0).astype(np.uint8), mode="L")
 
 
-def _try_read(path: Path, mode: str, height: int, width: int) -> Tensor | str:
-    """The image, or the reason it cannot be read."""
+def _try_read(model: ServedModel, path: Path) -> Tensor | str:
+    """The prepared image, or the reason it cannot be read."""
     try:
-        return read_image(path, mode, height, width)
+        return model.prepare(path)
     except Exception as exc:  # a bad file must not stop the batch: Pillow raises many types on damaged data
         return f"cannot read image: {str(exc).strip() or type(exc).__name__}"
 
@@ -172,8 +191,8 @@ def predict_images(
 
 def _predict_batch(model: ServedModel, files: list[Path], k: int) -> Iterator[dict[str, Any]]:
     """Entries for one batch of files; unreadable ones get an error and do not stop the others."""
-    mode, (_, height, width) = model.channels, model.input_size
-    loaded = [_try_read(path, mode, height, width) for path in files]
+    model.channels  # noqa: B018  (a model of other than 1 or 3 channels is a usage error, before any file)
+    loaded = [_try_read(model, path) for path in files]
     images = [item for item in loaded if isinstance(item, Tensor)]
     ranked = iter(top_k(model.probabilities(torch.stack(images)), model.classes, k) if images else [])
     for path, item in zip(files, loaded):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from bagmar_cli.checkpoint_meta import Finite, PositiveFinite, PosthocRecord, first_error
+from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.errors import BagmarError, UsageError
 
 MAX_SIDECAR_BYTES = 16 << 20  # a sidecar is a few KB (class names included); refuse anything absurd
@@ -40,9 +41,10 @@ class Sidecar(BaseModel):
     classes: list[str]  # class names in output order
     input_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]  # [C, H, W]
     channels: Literal["L", "RGB"] | None  # Pillow mode of the input images
-    resize: Resize
+    resize: Resize  # without preprocess: stretch to height x width, then normalise
     mean: list[Finite]  # per channel, for pixels scaled to [0, 1]
     std: list[PositiveFinite]
+    preprocess: EvalPreprocess | None = None  # models trained on image files: resize, center crop, normalise
     posthoc: PosthocRecord | None  # the baked-in post-hoc method
     sha256: str | None = None  # of the export file (absent only while it is being written)
     check: dict[str, Any] | None = None  # the --check record, or None with --no-check
