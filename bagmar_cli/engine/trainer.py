@@ -93,7 +93,13 @@ class Job:
     scheduler: LRScheduler
     val_name: str  # the split that selects the best epoch
     state: TrainingProgress
-    preprocess: EvalPreprocess | None = None  # image files: evaluation preprocessing, recorded in checkpoints
+
+    @property
+    def preprocess(self) -> EvalPreprocess | None:
+        """Image files: the evaluation preprocessing (recorded in checkpoints); None for tensor datasets."""
+        if not is_file_list(self.manifest, "train"):
+            return None
+        return dataset_preprocess(self.manifest, self.settings.data.crop)
 
     @property
     def input_size(self) -> list[int]:
@@ -120,20 +126,8 @@ def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.dev
     )
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
     val_name = selection_split(settings.data, manifest)
-    preprocess = dataset_preprocess(manifest, settings.data.crop) if is_file_list(manifest, "train") else None
     return Job(
-        settings,
-        root,
-        manifest,
-        device,
-        world,
-        model,
-        loss_fn,
-        optimizer,
-        scheduler,
-        val_name,
-        TrainingProgress(),
-        preprocess,
+        settings, root, manifest, device, world, model, loss_fn, optimizer, scheduler, val_name, TrainingProgress()
     )
 
 
