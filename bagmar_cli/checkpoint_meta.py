@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.settings import Settings
 
 FORMAT = "bagmar-checkpoint"
@@ -43,12 +44,18 @@ class ModelSpec(_Strict):
     input_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]  # [C, H, W]
     mean: list[Finite]  # per channel, for pixels scaled to [0, 1]
     std: list[PositiveFinite]  # per channel, > 0
+    # How eval, predict and exports prepare an image (resize, center crop, normalise): recorded for models trained
+    # on image files. None (tensor datasets, and every checkpoint before it): images at input_size, normalised only.
+    preprocess: EvalPreprocess | None = None
 
     @model_validator(mode="after")
     def _one_per_channel(self) -> ModelSpec:
         channels = self.input_size[0]
         if len(self.mean) != channels or len(self.std) != channels:
             raise ValueError(f"mean and std need {channels} values, one per input channel")
+        pre = self.preprocess
+        if pre is not None and (pre.mean != self.mean or pre.std != self.std or [pre.crop] * 2 != self.input_size[1:]):
+            raise ValueError("preprocess must crop to input_size and normalise with the model's mean and std")
         return self
 
 
@@ -121,7 +128,10 @@ class CheckpointMeta(_Strict):
 
     def encoded(self) -> dict[str, Any]:
         """The fields to write, absent ones left out (as the first format wrote them)."""
-        return {key: value for key, value in self.model_dump(mode="json").items() if value is not None}
+        encoded = {key: value for key, value in self.model_dump(mode="json").items() if value is not None}
+        if encoded["model"]["preprocess"] is None:  # a tensor dataset's checkpoint reads as the first format's
+            del encoded["model"]["preprocess"]
+        return encoded
 
 
 def parse_meta(raw: dict[str, Any]) -> CheckpointMeta:

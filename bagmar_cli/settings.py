@@ -37,7 +37,7 @@ class DataSettings(Section):
     dataset: str | None = None  # dataset registry name; None: read from the manifest in `root`
     root: Path | None = None  # prepared dataset directory; None: $BAGMAR_DATA_DIR/<dataset>-lt-imb<imb>
     imb: float = Field(100.0, ge=1.0, allow_inf_nan=False)  # imbalance factor (max/min count) to prepare
-    profile: Literal["exp", "step"] = "exp"  # long-tail profile of the train split
+    profile: Literal["exp", "step", "as-listed"] = "exp"  # long-tail profile of the train split (as-listed: lists)
     val_per_class: int = Field(0, ge=0)  # held-out validation images per class (0: no val split)
     val_split: str = "auto"  # split used for best-epoch selection; auto: "val" if present, else "test"
     sampler: Literal["instance", "class", "sqrt"] = "instance"  # how training batches are drawn
@@ -52,6 +52,8 @@ class DataSettings(Section):
     crop_scale_min: float = Field(0.08, gt=0.0, le=1.0)  # RandomResizedCrop: smallest crop area, as a fraction
     color_jitter: float = Field(0.0, ge=0.0)  # brightness, contrast and saturation jitter (0.4 in the LT recipes)
     randaugment: str | None = None  # timm RandAugment config, e.g. "rand-n2-m10-mstd0.5" (the authors'); None: off
+    crop: int | None = Field(None, ge=1)  # image files: side of the square the network sees; None: the manifest's
+    max_bad_fraction: float = Field(0.001, ge=0.0, le=1.0)  # image files: undecodable share of an epoch that stops it
 
 
 class ModelSettings(Section):

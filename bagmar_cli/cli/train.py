@@ -56,7 +56,8 @@ def train_command(
     if resume and out is not None:  # the run's own settings, under whatever the command line repeats or changes
         settings = load_settings(preset, config, overrides, flags, base=recorded_settings(out))
     else:
-        settings = load_settings(preset, config, overrides, flags, default_preset=_default_preset(data))
+        default = None if preset else _default_preset(data)
+        settings = load_settings(preset, config, overrides, flags, default_preset=default)
     run_dir = out or Path("runs") / f"{Path(preset or 'run').stem}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
         checkpoint = train(settings, run_dir, resume=resume, overwrite=overwrite)
@@ -78,8 +79,12 @@ def _default_preset(data: Path | None) -> str | None:
     if data is None:
         return None
     from bagmar_cli.data import load_manifest
-    from bagmar_cli.data.store import check_trainable
+    from bagmar_cli.settings import preset_names
 
     manifest = load_manifest(data)
-    check_trainable(data, manifest)  # before its default preset, which may not exist yet, is looked up
+    if manifest.default_preset not in preset_names():  # the image-file recipes are not shipped yet
+        raise UsageError(
+            f"dataset {data} ({manifest.dataset}) names the preset {manifest.default_preset!r}, which this bagmar "
+            "does not ship yet: pass --preset NAME (`bagmar presets` lists the shipped ones)"
+        )
     return manifest.default_preset

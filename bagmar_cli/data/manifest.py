@@ -110,6 +110,9 @@ class Manifest(_Strict):
     created_by: str  # "bagmar <version>"
     image_root: str | None = None  # version 2, file-list splits: their images' folder, absolute or relative to here
     reported_split: str | None = None  # version 2: the split results are reported on ("val" for iNaturalist 2018)
+    # version 2, file-list splits: evaluation resizes the shorter side to eval_resize, then center-crops to
+    # image_size; None: image_size * 256/224 (resize 256, crop 224, as ImageNet models are evaluated)
+    eval_resize: PositiveInt | None = None
 
     @property
     def num_classes(self) -> int:
@@ -133,6 +136,8 @@ class Manifest(_Strict):
                 raise ValueError(f"split {name!r} has {len(split.counts)} counts for {self.num_classes} classes")
         if self.file_lists and (self.format_version < 2 or not self.image_root):
             raise ValueError("file-list splits need format_version 2 and an image_root")
+        if self.eval_resize is not None and self.eval_resize < min(self.image_size[1:]):
+            raise ValueError(f"eval_resize {self.eval_resize} is smaller than the crop {self.image_size[1:]}")
         if self.reported_split is not None and self.reported_split not in self.splits:
             raise ValueError(f"reported_split {self.reported_split!r} is not one of the splits")
         return self

@@ -50,7 +50,9 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     if info is None:
         raise DatasetError(f"dataset {root} has no split {split!r}; available: {', '.join(manifest.splits)}")
     if isinstance(info, ListSplitInfo):
-        raise _not_yet_trainable(root, manifest, split)
+        raise DatasetError(
+            f"split {split!r} of {root} is a list of image files, not a tensor file (data.splits.open_split reads both)"
+        )
     path = root / info.file
     if not path.is_file():
         raise DatasetError(f"{path} is missing: split {split!r} of {root} cannot be read")
@@ -61,19 +63,6 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = tensors.get("images"), tensors.get("labels")
     _check_split(path, images, labels, info, manifest)
     return images, labels
-
-
-def check_trainable(root: Path, manifest: Manifest) -> None:
-    """DatasetError when a split is a list of image files, which training and evaluation do not read yet."""
-    if manifest.file_lists:
-        raise _not_yet_trainable(root, manifest, manifest.file_lists[0])
-
-
-def _not_yet_trainable(root: Path, manifest: Manifest, split: str) -> DatasetError:
-    return DatasetError(
-        f"split {split!r} of {root} is a list of image files ({manifest.dataset}); this bagmar trains and "
-        "evaluates only datasets held in tensor files (cifar10, cifar100, digits, fashion_mnist) so far"
-    )
 
 
 def _check_split(

@@ -40,3 +40,35 @@ def barrier(world: World) -> None:
 def shutdown(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_buffers(module: torch.nn.Module, world: World) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics drift apart in the last training steps)."""
+    if world.size > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+
+
+def gather_strided(shard: torch.Tensor, total: int, world: World, device: torch.device | str) -> torch.Tensor:
+    """The whole of a tensor whose rows were split by `rows[rank::size]` across ranks, in the original order."""
+    if world.size == 1:
+        return shard
+    longest = -(-total // world.size)  # shards differ by at most one row: pad to the longest to gather
+    padded = shard.new_zeros(longest, *shard.shape[1:])
+    padded[: len(shard)] = shard
+    parts = [torch.empty_like(padded, device=device) for _ in range(world.size)]
+    dist.all_gather(parts, padded.to(device))
+    whole = shard.new_empty(total, *shard.shape[1:])
+    for rank, part in enumerate(parts):
+        rows = len(range(rank, total, world.size))
+        whole[rank :: world.size] = part[:rows].to(whole.device)
+    return whole
+
+
+def sum_over_ranks(value: int, world: World, device: torch.device | str = "cpu") -> int:
+    """`value` summed over every rank (a count each process kept for its own shard)."""
+    if world.size == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return int(total)

@@ -12,8 +12,7 @@ from safetensors.torch import save
 
 from bagmar_cli.checkpoint import Checkpoint, load_checkpoint
 from bagmar_cli.console import warn
-from bagmar_cli.data import load_split
-from bagmar_cli.engine.inference import compute_outputs
+from bagmar_cli.engine.inference import split_outputs_of
 from bagmar_cli.engine.posthoc import Posthoc, posthoc_scores
 from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
@@ -54,13 +53,22 @@ def split_outputs(
     root, manifest = checkpoint_dataset(ckpt, data)
     if split not in manifest.splits:
         raise UsageError(f"split {split!r} not in dataset {root} (has {', '.join(sorted(manifest.splits))})")
-    images, labels = load_split(root, split)
     torch_device = resolve_device(device)
     model = model_from_checkpoint(ckpt).to(torch_device)
-    logits, feats = compute_outputs(
-        model, images, manifest.mean, manifest.std, batch_size=batch_size, device=torch_device, features=features
+    spec = ckpt.meta.model
+    outputs = split_outputs_of(
+        model,
+        root,
+        split,
+        preprocess=spec.preprocess,
+        mean=spec.mean,
+        std=spec.std,
+        batch_size=batch_size,
+        device=torch_device,
+        workers=ckpt.meta.settings.data.num_workers,
+        features=features,
     )
-    return SplitOutputs(ckpt, split, logits, labels, feats, list(ckpt.meta.train_counts))
+    return SplitOutputs(ckpt, split, outputs.logits, outputs.labels, outputs.features, list(ckpt.meta.train_counts))
 
 
 def evaluate(

@@ -1,36 +1,110 @@
-"""Batched inference over a uint8 image tensor: logits (and features) computed once, on CPU at the end."""
+"""Batched inference over a split's DataLoader: logits (and features) computed once, on CPU at the end.
+
+Under torch.distributed each rank runs a strided shard of the split (items rank, rank + W, ...: no padding, no
+duplicate) and the shards are gathered back into split order, so every rank holds what one process would compute.
+"""
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from pathlib import Path
 
-from bagmar_cli.data.transforms import eval_transform
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+
+from bagmar_cli.data.images import EvalPreprocess
+from bagmar_cli.data.splits import OpenedSplit, eval_loader, open_eval_split
+from bagmar_cli.engine import distributed
+from bagmar_cli.errors import DatasetError
 from bagmar_cli.models import Classifier
+
+
+@dataclass
+class Outputs:
+    """A model's logits (N, C), labels (N,) and, when asked, pooled features (N, D) on a split, in split order."""
+
+    logits: Tensor
+    labels: Tensor
+    features: Tensor | None
 
 
 @torch.no_grad()
 def compute_outputs(
+    model: Classifier, loader: DataLoader, *, device: torch.device | str = "cpu", features: bool = False
+) -> Outputs:
+    """Run `model` in eval mode over the `Batch`es of `loader`; an image that fails to decode is a DatasetError.
+
+    Evaluation refuses to skip: a report over a silently smaller split would not be the split's report.
+    """
+    was_training = model.training
+    model.eval()
+    logits, labels, feats = [], [], []
+    try:
+        for batch in loader:
+            if batch.failed:
+                bad = batch.failed[0]
+                raise DatasetError(
+                    f"cannot decode {bad.path} ({bad.reason}); evaluation reads every image of the split: "
+                    "replace or remove the file and prepare the dataset again"
+                )
+            feature = model.features(batch.images.to(device, non_blocking=True))
+            logits.append(model.head(feature).float().cpu())
+            labels.append(batch.labels)
+            if features:
+                feats.append(feature.float().cpu())
+    finally:
+        model.train(was_training)
+    if not logits:  # an empty split (or shard)
+        classes = model.head.weight.shape[0]
+        return Outputs(
+            torch.empty(0, classes), torch.empty(0, dtype=torch.int64), torch.empty(0, 0) if features else None
+        )
+    return Outputs(torch.cat(logits), torch.cat(labels), torch.cat(feats) if features else None)
+
+
+def split_outputs_of(
     model: Classifier,
-    images: torch.Tensor,
+    root: Path,
+    split: str,
+    *,
+    preprocess: EvalPreprocess | None,
     mean: list[float],
     std: list[float],
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    workers: int = 0,
+    features: bool = False,
+) -> Outputs:
+    """`model`'s outputs on `split` of the dataset in `root`, preprocessed as the model records (open_eval_split)."""
+    opened = open_eval_split(root, split, preprocess, mean, std)
+    return compute_outputs(model, eval_loader(opened.dataset, batch_size, workers), device=device, features=features)
+
+
+def sharded_outputs(
+    model: Classifier,
+    opened: OpenedSplit,
+    world: distributed.World,
     *,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
-    features: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits (N, C) and, if asked, pooled features (N, D) for images (N, C, H, W) uint8."""
-    was_training = model.training
-    model.eval()
-    normalise = eval_transform(mean, std)
-    logits, feats = [], []
-    for start in range(0, len(images), batch_size):
-        batch = normalise(images[start : start + batch_size]).to(device)
-        feature = model.features(batch)
-        logits.append(model.head(feature).float().cpu())
-        if features:
-            feats.append(feature.float().cpu())
-    model.train(was_training)
-    if not logits:  # an empty split
-        return torch.empty(0, model.head.weight.shape[0]), torch.empty(0, 0) if features else None
-    return torch.cat(logits), torch.cat(feats) if features else None
+    workers: int = 0,
+) -> Outputs:
+    """Logits and labels of the whole split on every rank, each rank having run only its strided shard."""
+    if world.size == 1:
+        return compute_outputs(model, eval_loader(opened.dataset, batch_size, workers), device=device)
+    shard = Subset(opened.dataset, range(world.rank, len(opened.dataset), world.size))
+    mine = compute_outputs(model, eval_loader(shard, batch_size, workers), device=device)
+    logits = distributed.gather_strided(mine.logits, len(opened.dataset), world, device)
+    labels = distributed.gather_strided(mine.labels, len(opened.dataset), world, device)
+    return Outputs(logits, labels, None)
+
+
+def first_images(opened: OpenedSplit, n: int) -> Tensor:
+    """The first `n` preprocessed images of a split (fewer if it is smaller), as one batch."""
+    loader = eval_loader(Subset(opened.dataset, range(min(n, len(opened.dataset)))), max(n, 1))
+    batches = list(loader)
+    for batch in batches:
+        if batch.failed:
+            raise DatasetError(f"cannot decode {batch.failed[0].path} ({batch.failed[0].reason})")
+    return torch.cat([batch.images for batch in batches]) if batches else torch.empty(0)

@@ -1,10 +1,11 @@
 """Classify image files with any model bagmar writes: a checkpoint, a bundle, an ONNX or a TorchScript export.
 
 The model is loaded by `export.loaded.load_model` (a `LoadedModel`: a runner plus what its inputs and outputs
-mean). Each image is opened with Pillow, converted to the model's channels ("L" or "RGB"), resized to
-H×W with bilinear filtering when its size differs, scaled to [0, 1] and normalised with mean and std,
-exactly as `bagmar eval` normalises its uint8 images. Scores are probabilities: the softmax of logits,
-or the model's own probabilities (PN).
+mean). Each image is opened with Pillow and converted to the model's channels ("L" or "RGB"). A model trained on
+image files records its evaluation preprocessing (resize, center crop, normalise: `EvalPreprocess`), applied
+exactly as `bagmar eval` applies it; a model trained on tensors has the image resized to H×W with bilinear
+filtering when its size differs, scaled to [0, 1] and normalised with mean and std, as `bagmar eval` normalises
+its uint8 images. Scores are probabilities: the softmax of logits, or the model's own probabilities (PN).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from bagmar_cli.data.transforms import eval_transform
 from bagmar_cli.engine.export.loaded import LoadedModel, load_model
 from bagmar_cli.errors import UsageError
 
@@ -63,10 +65,19 @@ def _as_8bit(image: Image.Image, path: Path) -> Image.Image:
     return Image.fromarray(np.round(array.astype(np.float64) / 257.0).astype(np.uint8), mode="L")
 
 
-def _try_read(path: Path, mode: str, height: int, width: int) -> Tensor | str:
-    """The image, or the reason it cannot be read."""
+def prepare_image(model: LoadedModel, path: Path) -> Tensor:
+    """The image file at `path` as the model's input, float (C, H, W), prepared as `bagmar eval` prepares it."""
+    if model.preprocess is None:
+        _, height, width = model.input_size
+        return eval_transform(model.mean, model.std)(read_image(path, model.channels, height, width))
+    with Image.open(path) as image:
+        return model.preprocess.transform()(_as_8bit(image, path).convert(model.channels))
+
+
+def _try_read(model: LoadedModel, path: Path) -> Tensor | str:
+    """The prepared image, or the reason it cannot be read."""
     try:
-        return read_image(path, mode, height, width)
+        return prepare_image(model, path)
     except Exception as exc:  # a bad file must not stop the batch: Pillow raises many types on damaged data
         return f"cannot read image: {str(exc).strip() or type(exc).__name__}"
 
@@ -92,8 +103,8 @@ def predict_images(
 
 def _predict_batch(model: LoadedModel, files: list[Path], k: int) -> Iterator[dict[str, Any]]:
     """Entries for one batch of files; unreadable ones get an error and do not stop the others."""
-    mode, (_, height, width) = model.channels, model.input_size
-    loaded = [_try_read(path, mode, height, width) for path in files]
+    model.channels  # noqa: B018  (a model of other than 1 or 3 channels is a usage error, before any file)
+    loaded = [_try_read(model, path) for path in files]
     images = [item for item in loaded if isinstance(item, Tensor)]
     ranked = iter(top_k(model.probabilities(torch.stack(images)), model.classes, k) if images else [])
     for path, item in zip(files, loaded):

@@ -17,10 +17,20 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from bagmar_cli.checkpoint import save_checkpoint
 from bagmar_cli.console import err, info, warn
-from bagmar_cli.data import Manifest, load_split, make_sampler
-from bagmar_cli.data.transforms import TensorImages, train_transform
+from bagmar_cli.data import Manifest, make_sampler
+from bagmar_cli.data.image_transforms import image_train_transform
+from bagmar_cli.data.images import EvalPreprocess, collate_skipping
+from bagmar_cli.data.splits import (
+    OpenedSplit,
+    SkipUndecodable,
+    dataset_preprocess,
+    is_file_list,
+    open_eval_split,
+    open_split,
+)
+from bagmar_cli.data.transforms import train_transform
 from bagmar_cli.engine import distributed
-from bagmar_cli.engine.inference import compute_outputs
+from bagmar_cli.engine.inference import sharded_outputs
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
@@ -86,6 +96,19 @@ class Job:
     state: TrainingProgress
 
     @property
+    def preprocess(self) -> EvalPreprocess | None:
+        """Image files: the evaluation preprocessing (recorded in checkpoints); None for tensor datasets."""
+        if not is_file_list(self.manifest, "train"):
+            return None
+        return dataset_preprocess(self.manifest, self.settings.data.crop)
+
+    @property
+    def input_size(self) -> list[int]:
+        """[C, H, W] the network sees: the crop of image files, else the tensors' size."""
+        channels, height, width = self.manifest.image_size
+        return [channels, self.preprocess.crop, self.preprocess.crop] if self.preprocess else [channels, height, width]
+
+    @property
     def counts(self) -> list[int]:
         return self.manifest.splits["train"].counts
 
@@ -115,8 +138,8 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
         job.state = restore_training(job, resume_from)
         info(f"resuming from {resume_from} after epoch {job.state.epoch}")
     net = DistributedDataParallel(job.model) if job.world.size > 1 else job.model
-    train_split = load_split(job.root, "train")
-    val_split = load_split(job.root, job.val_name)
+    train_split = open_split(job.root, "train", _train_transform(job))
+    val_split = _open_val(job)
     if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
     if run:
@@ -127,14 +150,18 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     with sigterm_as_interrupt():
         for epoch in range(state.epoch, epochs):
             job.loss_fn.set_epoch(epoch)
-            stats = _train_epoch(job, net, _loader(job, *train_split, epoch), epoch)
+            batches = _loader(job, train_split, epoch)
+            stats = _train_epoch(job, net, batches, epoch)
+            if train_split.files:
+                stats["undecodable"] = distributed.sum_over_ranks(batches.failed, job.world, job.device)
             job.scheduler.step()
             state.epoch = epoch + 1
+            validates = state.epoch % job.settings.train.val_every == 0 or state.epoch == epochs
+            report = _validate(job, val_split) if validates else None  # every rank evaluates its shard
             if run is None:
                 continue
             record: dict[str, Any] = {"epoch": state.epoch, **stats}
-            if state.epoch % job.settings.train.val_every == 0 or state.epoch == epochs:
-                report = _validate(job, *val_split)
+            if report is not None:
                 record[job.val_name] = report
                 if report["top1"] > state.best_top1:
                     state.best_top1, state.best_epoch = report["top1"], state.epoch
@@ -147,11 +174,27 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     return run.best if run.best.exists() else run.last
 
 
-def _loader(job: Job, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> DataLoader:
-    """Batches for one epoch; the shuffle order is a function of (seed, epoch), so resume replays it."""
+def _train_transform(job: Job) -> Any:
+    """The training augmentation: timm's large-scale recipe for image files, the CIFAR recipe for tensors."""
+    if job.preprocess is not None:
+        return image_train_transform(job.settings.data, job.preprocess)
+    return train_transform(job.settings.data, job.manifest.image_size, job.manifest.mean, job.manifest.std)
+
+
+def _open_val(job: Job) -> OpenedSplit:
+    """The selection split, preprocessed as `bagmar eval` will preprocess it for the checkpoint."""
+    return open_eval_split(job.root, job.val_name, job.preprocess, job.manifest.mean, job.manifest.std)
+
+
+def _loader(job: Job, split: OpenedSplit, epoch: int) -> SkipUndecodable:
+    """Batches for one epoch; the shuffle order is a function of (seed, epoch), so resume replays it.
+
+    Image files are decoded in worker processes; one that does not decode is skipped, warned about and counted.
+    """
     settings, manifest, world = job.settings, job.manifest, job.world
-    transform = train_transform(settings.data, manifest.image_size, manifest.mean, manifest.std)
-    dataset = TensorImages(images, labels, transform)
+    dataset, labels = split.dataset, split.labels
+    collate = collate_skipping if split.files else None
+    limit = settings.data.max_bad_fraction
     generator = torch.Generator().manual_seed(settings.train.seed * 100_003 + epoch)
     batch = settings.train.batch_size // world.size
     if batch < 1:
@@ -162,11 +205,19 @@ def _loader(job: Job, images: torch.Tensor, labels: torch.Tensor, epoch: int) ->
             raise UsageError("multi-process training supports data.sampler = 'instance' only")
         sampler = DistributedSampler(dataset, world.size, world.rank, seed=settings.train.seed, drop_last=True)
         sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch, sampler=sampler, num_workers=workers, drop_last=True)
+        loader = DataLoader(dataset, batch, sampler=sampler, num_workers=workers, drop_last=True, collate_fn=collate)
+        return SkipUndecodable(loader, len(dataset) // world.size, limit)
     sampler = make_sampler(settings.data.sampler, labels, manifest.num_classes, generator)
-    return DataLoader(
-        dataset, batch, shuffle=sampler is None, sampler=sampler, generator=generator, num_workers=workers
+    loader = DataLoader(
+        dataset,
+        batch,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=workers,
+        collate_fn=collate,
     )
+    return SkipUndecodable(loader, len(dataset), limit)
 
 
 def _train_epoch(job: Job, net: nn.Module, loader: DataLoader, epoch: int) -> dict[str, float]:
@@ -215,13 +266,18 @@ def _progress(world: distributed.World) -> Progress:
     )
 
 
-def _validate(job: Job, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    """Accuracy on the selection split (the same metrics `bagmar eval` reports)."""
-    manifest = job.manifest
-    logits, _ = compute_outputs(
-        job.model, images, manifest.mean, manifest.std, batch_size=job.settings.eval.batch_size, device=job.device
+def _validate(job: Job, split: OpenedSplit) -> dict[str, Any]:
+    """Accuracy on the selection split (the same metrics `bagmar eval` reports); each rank runs a shard of it."""
+    distributed.broadcast_buffers(job.model, job.world)  # rank 0's BatchNorm statistics, the checkpoint's
+    outputs = sharded_outputs(
+        job.model,
+        split,
+        job.world,
+        batch_size=job.settings.eval.batch_size,
+        device=job.device,
+        workers=job.settings.data.num_workers if split.files else 0,
     )
-    report = classification_report(logits, labels, torch.as_tensor(job.counts))
+    report = classification_report(outputs.logits, outputs.labels, torch.as_tensor(job.counts))
     return {k: report[k] for k in ("top1", "top5", "many", "medium", "few", "macro", "n")}
 
 

@@ -1,61 +1,251 @@
-"""Datasets of image-file lists can be prepared; until training reads them, train, eval and tune-tau refuse them."""
+"""Image-file datasets end to end: prepare -> train -> tune-tau -> eval -> export -> predict, through the real CLI.
+
+Two generated trees: a user's folders (`ROOT/{train,val,test}/<class>/*.jpg`) and an ImageNet-LT-format tree (the
+official list names, `train/<wnid>/...JPEG`, `val/<wnid>/ILSVRC2012_val_*.JPEG`). A tiny CIFAR ResNet at a 32-pixel
+crop keeps each run at a few seconds. Bad list lines, paths escaping --root, empty classes and symlink loops are
+refused by `prepare` (tests/data/test_prepare_files.py); here: images that break after preparing.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from bagmar_cli.checkpoint import load_checkpoint
+from bagmar_cli.data.benchmarks import get_benchmark
+
+TINY = ["--preset", "digits_lt", "--set", "model.backbone=resnet8_cifar", "--set", "data.crop=32", "--device", "cpu"]
+
+
+def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (48, 40)) -> None:
+    """A small noisy RGB JPEG whose mean colour depends on `seed` (so that classes differ a little)."""
+    rng = np.random.default_rng(seed)
+    base = np.array([seed * 37 % 256, seed * 91 % 256, seed * 53 % 256], dtype=np.float64)
+    pixels = np.clip(base + rng.normal(0, 40, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+def one_error(outcome, code: int, *fragments: str) -> str:
+    """The single `Error:` line of a failed command (the last line of stderr), checked for fragments."""
+    assert outcome.code == code, outcome.err
+    assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
+    errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0] == outcome.err.strip().splitlines()[-1], outcome.err
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def hashes(*roots: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for r in roots for p in r.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
-def ten_class_folder(tmp_path_factory) -> Path:
-    """A prepared `folder` dataset of 10 classes (empty files: nothing here decodes them)."""
-    from bagmar_cli.data import prepare_folder
-
+def folder_tree(tmp_path_factory) -> Path:
+    """ROOT/{train,val,test}/<class>/*.jpg: 4 classes, 12 to 3 training images, 3 val and 3 test per class."""
     root = tmp_path_factory.mktemp("tree")
-    for split, n in (("train", 3), ("test", 1)):
-        for c in range(10):
-            (root / split / f"class{c}").mkdir(parents=True)
-            for i in range(n + (c == 0)):
-                (root / split / f"class{c}" / f"{i}.jpg").touch()
-    return prepare_folder(root=root, out=tmp_path_factory.mktemp("ds") / "folder")
+    for c, n in enumerate((12, 8, 5, 3)):
+        for split, count in (("train", n), ("val", 3), ("test", 3)):
+            for i in range(count):
+                write_jpeg(root / split / f"class{c}" / f"{i}.jpg", seed=c)
+    return root
 
 
-def _one_error(outcome, fragment: str) -> None:
-    assert outcome.code == 1, outcome.err
-    lines = outcome.err.strip().splitlines()
-    assert [line for line in lines if line.startswith("Error:")] == [lines[-1]] and "Traceback" not in outcome.err
-    assert fragment in lines[-1] and outcome.out == ""
-
-
-@pytest.mark.parametrize("preset", [[], ["--preset", "digits_lt"]], ids=["default-preset", "given-preset"])
-def test_train_on_a_file_list_dataset_is_one_clear_error(cli, ten_class_folder, tmp_path, preset):
-    outcome = cli(
-        "train", "--data", ten_class_folder, *preset, "--epochs", "1", "--device", "cpu", "--out", tmp_path / "r"
+@pytest.fixture(scope="module")
+def folder_run(folder_tree, tmp_path_factory, cli_module):
+    """The tree prepared and trained for one epoch; returns (dataset dir, run dir)."""
+    work = tmp_path_factory.mktemp("folder")
+    assert cli_module("prepare", "folder", "--root", folder_tree, "--out", work / "ds").code == 0
+    outcome = cli_module(
+        "train", "--data", work / "ds", *TINY, "--epochs", "1", "--batch-size", "8", "--out", work / "run"
     )
-    _one_error(outcome, "is a list of image files (folder); this bagmar trains and evaluates only datasets held in")
-    assert not (tmp_path / "r").exists()
+    assert outcome.code == 0, outcome.err
+    return work / "ds", work / "run"
 
 
-@pytest.mark.parametrize("command", [["eval"], ["tune-tau"]])
-def test_eval_and_tune_tau_on_a_file_list_dataset_are_one_clear_error(cli, digits_run, ten_class_folder, command):
+@pytest.fixture(scope="module")
+def cli_module():
+    """The `cli` fixture for module-scoped fixtures (stdout and stderr captured by redirection)."""
+    import contextlib
+    import io
+
+    from bagmar_cli.cli import main
+    from tests.conftest import Outcome
+
+    def run(*args) -> Outcome:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+        return Outcome(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+def _list(ds: Path, split: str) -> list[tuple[str, int]]:
+    lines = (ds / f"{split}.txt").read_text().splitlines()
+    return [(line.rsplit(" ", 1)[0], int(line.rsplit(" ", 1)[1])) for line in lines]
+
+
+def test_training_on_image_files_records_the_preprocessing_and_validates_every_image(folder_run):
+    _, run = folder_run
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["undecodable"] == 0 and record["val"]["n"] == 12  # the whole val split, nothing skipped
+    spec = load_checkpoint(run / "best.safetensors", tensors=False).meta.model
+    assert spec.input_size == [3, 32, 32]
+    assert spec.preprocess is not None and (spec.preprocess.resize, spec.preprocess.crop) == (37, 32)
+
+
+def test_predict_on_the_jpegs_gives_what_eval_gives_for_them(cli, folder_run, folder_tree, tmp_path):
+    """eval's per-image logits (--save-logits) and predict's scores on the same JPEGs: the same preprocessing."""
+    ds, run = folder_run
+    ckpt = Path(shutil.copy(run / "best.safetensors", tmp_path / "model.safetensors"))
+    outcome = cli("eval", ckpt, "--split", "test", "--save-logits", tmp_path / "logits.safetensors", "--device", "cpu")
+    assert outcome.code == 0, outcome.err
+    eval_probs = torch.softmax(load_file(tmp_path / "logits.safetensors")["logits"], dim=1)
+    outcome = cli("predict", ckpt, folder_tree / "test", "--json", "--top-k", "4", "--device", "cpu")
+    assert outcome.code == 0, outcome.err
+    predicted = {
+        Path(e["path"]).relative_to(folder_tree).as_posix(): e["top_k"]
+        for e in map(json.loads, outcome.out.splitlines())
+    }
+    listed = _list(ds, "test")
+    assert sorted(predicted) == sorted(path for path, _ in listed)
+    for row, (path, _) in enumerate(listed):
+        scores = torch.zeros(4)
+        for top in predicted[path]:
+            scores[top["index"]] = top["score"]
+        assert torch.allclose(scores, eval_probs[row], atol=1e-5), path
+        assert predicted[path][0]["index"] == int(eval_probs[row].argmax())
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_tune_tau_export_and_predict_on_a_folder_dataset(cli, folder_run, folder_tree, tmp_path, fmt):
+    _, run = folder_run
+    ckpt = Path(shutil.copy(run / "best.safetensors", tmp_path / "model.safetensors"))
+    outcome = cli("tune-tau", ckpt, "--method", "logit-adjust", "--grid", "0:1:0.5", "--json", "--device", "cpu")
+    assert outcome.code == 0, outcome.err
+    assert outcome.json()["split"] == "val"
+    outcome = cli("export", ckpt, "--format", fmt, "--out", tmp_path / f"model.{fmt}")
+    assert outcome.code == 0, outcome.err
+    sidecar = json.loads((tmp_path / f"model.{fmt}.json").read_text())
+    assert sidecar["check"]["inputs"] == "val" and sidecar["check"]["n"] == 12
+    assert sidecar["preprocess"]["crop"] == 32 and sidecar["preprocess"]["resize"] == 37
+    from_export = cli("predict", tmp_path / f"model.{fmt}", folder_tree / "test", "--json", "--device", "cpu")
+    from_ckpt = cli("predict", ckpt, folder_tree / "test", "--json", "--device", "cpu")
+    assert from_export.code == from_ckpt.code == 0, from_export.err + from_ckpt.err
+    a, b = ([json.loads(line)["top_k"][0] for line in o.out.splitlines()] for o in (from_export, from_ckpt))
+    assert [t["index"] for t in a] == [t["index"] for t in b]
+    assert np.allclose([t["score"] for t in a], [t["score"] for t in b], atol=1e-4)
+
+
+def test_an_undecodable_training_image_is_skipped_counted_and_named(cli, folder_tree, tmp_path):
+    tree = shutil.copytree(folder_tree, tmp_path / "tree")
+    bad = tree / "train" / "class0" / "0.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert cli("prepare", "folder", "--root", tree, "--out", tmp_path / "ds").code == 0
+    args = ("train", "--data", tmp_path / "ds", *TINY, "--epochs", "1", "--batch-size", "8")
+    outcome = cli(*args, "--out", tmp_path / "run", "--set", "data.max_bad_fraction=0.05")
+    assert outcome.code == 0, outcome.err
+    assert str(bad) in outcome.err and "does not decode" in outcome.err
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["undecodable"] == 1
+    before = hashes(tree)
+    outcome = cli(*args, "--out", tmp_path / "strict", "--set", "data.max_bad_fraction=0")
+    one_error(outcome, 1, "failed to decode", "data.max_bad_fraction", str(bad))
+    assert hashes(tree) == before and not (tmp_path / "strict" / "last.safetensors").exists()
+
+
+def test_evaluation_names_an_undecodable_or_missing_image_instead_of_shrinking_the_split(cli, folder_run, tmp_path):
+    ds, run = folder_run
+    ckpt = Path(shutil.copy(run / "best.safetensors", tmp_path / "model.safetensors"))
+    tree = shutil.copytree(json.loads((ds / "manifest.json").read_text())["image_root"], tmp_path / "tree")
+    moved = shutil.copytree(ds, tmp_path / "ds")
+    manifest = json.loads((moved / "manifest.json").read_text())
+    (moved / "manifest.json").write_text(json.dumps(manifest | {"image_root": str(tree)}))
+    (tree / "test" / "class1" / "2.jpg").write_bytes(b"\xff\xd8 truncated")
+    (tree / "test" / "class2" / "0.jpg").unlink()
+    before = ckpt.read_bytes()
+    outcome = cli("eval", ckpt, "--data", moved, "--split", "test", "--device", "cpu")
+    one_error(outcome, 1, "cannot decode", str(tree / "test" / "class1" / "2.jpg"), "evaluation reads every image")
+    assert ckpt.read_bytes() == before
+
+
+def test_a_list_changed_after_prepare_is_refused(cli, folder_run, tmp_path):
+    ds, run = folder_run
+    moved = shutil.copytree(ds, tmp_path / "ds")
+    with (moved / "val.txt").open("a") as f:
+        f.write("val/class0/0.jpg 1\n")
+    outcome = cli("eval", run / "best.safetensors", "--data", moved, "--split", "val", "--device", "cpu")
+    one_error(outcome, 1, "val.txt differs from the list this dataset was prepared with")
+
+
+def test_a_tensor_model_on_a_file_list_dataset_is_one_clear_error(cli, digits_run, tmp_path):
+    root = tmp_path / "tree"
+    for c in range(10):
+        write_jpeg(root / "train" / f"c{c}" / "0.jpg", c)
+        write_jpeg(root / "test" / f"c{c}" / "0.jpg", c)
+    assert cli("prepare", "folder", "--root", root, "--out", tmp_path / "ds").code == 0
     before = digits_run.read_bytes()
-    outcome = cli(*command, digits_run, "--data", ten_class_folder, "--split", "test", "--device", "cpu")
-    _one_error(outcome, "split 'test' of")
+    for command in ("eval", "tune-tau"):
+        outcome = cli(command, digits_run, "--data", tmp_path / "ds", "--split", "test", "--device", "cpu")
+        one_error(outcome, 2, "is a list of image files, but the model records no image preprocessing")
     assert digits_run.read_bytes() == before
 
 
-def test_overwrite_replaces_a_file_list_dataset_but_not_a_stranger_in_it(cli, tmp_path):
-    """--overwrite knows a list dataset's own files (its lists), and still refuses one that holds a user's file."""
-    root = tmp_path / "tree"
-    for split in ("train", "test"):
-        for c in range(2):
-            (root / split / f"c{c}").mkdir(parents=True)
-            (root / split / f"c{c}" / "0.jpg").touch()
-    args = ("prepare", "folder", "--root", root, "--out", tmp_path / "ds", "--imb", "1")
-    assert cli(*args).code == 0
-    assert cli(*args, "--overwrite").code == 0, "a bagmar list dataset is replaced"
-    (tmp_path / "ds" / "NOTES.md").write_text("mine")
-    outcome = cli(*args, "--overwrite")
-    _one_error(outcome, "NOTES.md")
-    assert (tmp_path / "ds" / "NOTES.md").read_text() == "mine"
+def test_train_without_a_preset_names_the_missing_recipe(cli, folder_run, tmp_path):
+    ds, _ = folder_run
+    outcome = cli("train", "--data", ds, "--epochs", "1", "--device", "cpu", "--out", tmp_path / "r")
+    one_error(outcome, 2, "names the preset 'folder', which this bagmar does not ship yet", "--preset")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def imagenet_tree(tmp_path_factory) -> tuple[Path, Path]:
+    """An ImageNet-LT-format tree: official list names, every class in train (1 or 2 images), 40 val and test images."""
+    bench = get_benchmark("imagenet_lt")
+    root, splits = tmp_path_factory.mktemp("imagenet"), tmp_path_factory.mktemp("splits")
+    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for c in range(bench.num_classes):
+        wnid = f"n{c:08d}"
+        for i in range(2 if c < 100 else 1):
+            lines["train"].append(f"train/{wnid}/{wnid}_{i}.JPEG {c}")
+        if c % 25 == 0:
+            lines["val"].append(f"train/{wnid}/{wnid}_val.JPEG {c}")
+            lines["test"].append(f"val/{wnid}/ILSVRC2012_val_{c:08d}.JPEG {c}")
+    for split, file in bench.lists.items():
+        (splits / file).write_text("".join(f"{line}\n" for line in lines[split]))
+        for line in lines[split]:
+            write_jpeg(root / line.rsplit(" ", 1)[0], seed=int(line.rsplit(" ", 1)[1]) % 7, size=(20, 16))
+    return root, splits
+
+
+def test_imagenet_lt_format_from_prepare_to_predict(cli, imagenet_tree, tmp_path):
+    root, splits = imagenet_tree
+    before = hashes(root, splits)
+    ds, run = tmp_path / "ds", tmp_path / "run"
+    assert cli("prepare", "imagenet_lt", "--root", root, "--splits", splits, "--out", ds).code == 0
+    outcome = cli("train", "--data", ds, *TINY, "--epochs", "1", "--batch-size", "128", "--out", run)
+    assert outcome.code == 0, outcome.err
+    assert json.loads((run / "metrics.jsonl").read_text())["val"]["n"] == 40
+    ckpt = run / "best.safetensors"
+    outcome = cli("tune-tau", ckpt, "--method", "pn", "--grid", "0:1:0.5", "--json", "--device", "cpu")
+    assert outcome.code == 0 and outcome.json()["split"] == "val", outcome.err
+    outcome = cli(
+        "eval", ckpt, "--json", "--save-logits", tmp_path / "logits.safetensors", "--no-plots", "--device", "cpu"
+    )
+    assert outcome.code == 0, outcome.err
+    assert outcome.json()["split"] == "test" and outcome.json()["n"] == 40
+    assert cli("export", ckpt, "--format", "torchscript", "--out", tmp_path / "m.pt").code == 0
+    outcome = cli("predict", tmp_path / "m.pt", root / "val", "--json", "--device", "cpu")
+    assert outcome.code == 0, outcome.err
+    entries = [json.loads(line) for line in outcome.out.splitlines()]
+    assert len(entries) == 40 and all(Path(e["path"]).name.startswith("ILSVRC2012_val_") for e in entries)
+    assert hashes(root, splits) == before  # nothing under --root or --splits was touched

@@ -11,10 +11,10 @@ from torch import Tensor
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.choices import Output
 from bagmar_cli.console import info, warn
-from bagmar_cli.data import load_split
-from bagmar_cli.data.transforms import eval_transform
+from bagmar_cli.data.splits import open_eval_split
 from bagmar_cli.engine.export.loaded import load_export
 from bagmar_cli.engine.export.serving import ServingModule
+from bagmar_cli.engine.inference import first_images
 from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split
 from bagmar_cli.errors import BagmarError, DatasetError
 
@@ -45,8 +45,7 @@ def check_inputs(ckpt: Checkpoint, data: Path | None, n: int = CHECK_IMAGES) -> 
         warn(f"checking on random inputs, not real images: {exc}")
         return torch.randn(n, *spec.input_size, generator=torch.Generator().manual_seed(0)), "random"
     split = evaluation_split(manifest)
-    images, _ = load_split(root, split)
-    return eval_transform(spec.mean, spec.std)(images[:n]), split
+    return first_images(open_eval_split(root, split, spec.preprocess, spec.mean, spec.std), n), split
 
 
 def compare_outputs(exported: Tensor, reference: Tensor, output: Output | str, source: str) -> dict[str, Any]:

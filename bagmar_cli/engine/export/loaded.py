@@ -14,7 +14,7 @@ from torch import Tensor
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.choices import Output
-from bagmar_cli.data.transforms import eval_transform
+from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.engine.export.formats import format_of
 from bagmar_cli.engine.export.runner import Runner, padded, torch_runner
 from bagmar_cli.engine.export.serving import serving_from_checkpoint
@@ -40,6 +40,7 @@ class LoadedModel:
     std: list[float]
     output: str  # "logits" or "probabilities"
     source: str = "the model"  # the file that describes classes and outputs, for error messages
+    preprocess: EvalPreprocess | None = None  # recorded by models trained on image files
 
     @property
     def channels(self) -> str:
@@ -50,8 +51,8 @@ class LoadedModel:
         return mode
 
     def probabilities(self, images: Tensor) -> Tensor:
-        """Class probabilities (N, C) of uint8 images (N, C, H, W)."""
-        outputs = self.run(eval_transform(self.mean, self.std)(images)).float()
+        """Class probabilities (N, C) of prepared (normalised) images (N, C, H, W)."""
+        outputs = self.run(images).float()
         if outputs.ndim != 2 or outputs.shape[1] != len(self.classes):
             raise BagmarError(
                 f"{self.source}: field classes names {len(self.classes)} classes but the model gives "
@@ -77,7 +78,9 @@ def _from_checkpoint(path: Path, device: torch.device) -> LoadedModel:
     serving = serving_from_checkpoint(ckpt).to(device)
     spec = ckpt.meta.model
     run = torch_runner(serving, device)
-    return LoadedModel(run, ckpt.meta.classes, spec.input_size, spec.mean, spec.std, serving.output, str(path))
+    return LoadedModel(
+        run, ckpt.meta.classes, spec.input_size, spec.mean, spec.std, serving.output, str(path), spec.preprocess
+    )
 
 
 def _from_export(path: Path, device: torch.device) -> LoadedModel:
@@ -87,5 +90,12 @@ def _from_export(path: Path, device: torch.device) -> LoadedModel:
     sidecar = read_sidecar(path)
     run = load_export(path, sidecar.format, sidecar.fixed_batch, device)
     return LoadedModel(
-        run, sidecar.classes, sidecar.input_size, sidecar.mean, sidecar.std, sidecar.output, f"{path}.json"
+        run,
+        sidecar.classes,
+        sidecar.input_size,
+        sidecar.mean,
+        sidecar.std,
+        sidecar.output,
+        f"{path}.json",
+        sidecar.preprocess,
     )

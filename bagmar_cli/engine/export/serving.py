@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.choices import Output, PosthocMethod
 from bagmar_cli.console import info
-from bagmar_cli.data import load_split
-from bagmar_cli.engine.inference import compute_outputs
+from bagmar_cli.engine.inference import split_outputs_of
 from bagmar_cli.engine.posthoc import Posthoc, require_linear_head, resolve_posthoc
 from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
 from bagmar_cli.errors import CheckpointError, UsageError
@@ -146,8 +145,9 @@ def _pn_column_sums(ckpt: Checkpoint, data: Path | None) -> torch.Tensor:
             f"PN needs column sums c from a validation split and dataset {root} has none; "
             "prepare it with --val-per-class or record c with `bagmar tune-tau --method pn`"
         )
-    images, _ = load_split(root, "val")
     spec = ckpt.meta.model
-    logits, _ = compute_outputs(model_from_checkpoint(ckpt), images, spec.mean, spec.std)
-    info(f"PN: column sums c measured on the {len(images)} images of the val split of {root}")
+    logits = split_outputs_of(
+        model_from_checkpoint(ckpt), root, "val", preprocess=spec.preprocess, mean=spec.mean, std=spec.std
+    ).logits
+    info(f"PN: column sums c measured on the {len(logits)} images of the val split of {root}")
     return pn_column_sums(logits)

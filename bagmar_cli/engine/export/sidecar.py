@@ -13,6 +13,7 @@ from bagmar_cli import __version__
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.checkpoint_meta import Finite, PositiveFinite, PosthocRecord, first_error
 from bagmar_cli.choices import ExportFormat, Output
+from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.engine.export.formats import INPUT_NAME, format_of
 from bagmar_cli.engine.export.serving import posthoc_record
 from bagmar_cli.engine.posthoc import Posthoc
@@ -51,9 +52,10 @@ class Sidecar(BaseModel):
     classes: list[str]  # class names in output order
     input_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]  # [C, H, W]
     channels: Literal["L", "RGB"] | None  # Pillow mode of the input images
-    resize: Resize
+    resize: Resize  # without preprocess: stretch to height x width, then normalise
     mean: list[Finite]  # per channel, for pixels scaled to [0, 1]
     std: list[PositiveFinite]
+    preprocess: EvalPreprocess | None = None  # models trained on image files: resize, center crop, normalise
     posthoc: PosthocRecord | None  # the baked-in post-hoc method
     sha256: str | None = None  # of the export file (absent only while it is being written)
     check: dict[str, Any] | None = None  # the --check record, or None with --no-check
@@ -122,5 +124,6 @@ def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Po
         "resize": {"height": height, "width": width, "filter": "bilinear"},
         "mean": list(spec.mean),
         "std": list(spec.std),
+        "preprocess": None if spec.preprocess is None else spec.preprocess.model_dump(mode="json"),
         "posthoc": posthoc_record(posthoc),
     }
