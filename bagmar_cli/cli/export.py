@@ -27,6 +27,7 @@ def export_command(
         str | None, typer.Option("--output", help="logits or probabilities (PN: probabilities).")
     ] = None,
     data: options.Data = None,
+    weights: options.Weights = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Export a checkpoint for serving, with a JSON sidecar `<out>.json`; prints the export's path."""
@@ -43,5 +44,6 @@ def export_command(
         output=output,
         data=data,
         overwrite=overwrite,
+        weights=weights,
     )
     result(str(export_model(opts)))

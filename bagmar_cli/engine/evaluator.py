@@ -10,12 +10,12 @@ from typing import Any
 import torch
 from safetensors.torch import save
 
-from bagmar_cli.checkpoint import Checkpoint, load_checkpoint
+from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.console import warn
 from bagmar_cli.data import load_split
 from bagmar_cli.engine.inference import compute_outputs
 from bagmar_cli.engine.posthoc import Posthoc, posthoc_scores
-from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
+from bagmar_cli.engine.restore import checkpoint_dataset, load_weights, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
 from bagmar_cli.errors import UsageError, WriteError
 from bagmar_cli.files import atomic_write
@@ -47,9 +47,10 @@ def split_outputs(
     device: str = "auto",
     batch_size: int = 256,
     features: bool = False,
+    weights: str | None = None,
 ) -> SplitOutputs:
-    """Run the model of `ckpt_path` over `split` of its dataset (or of `data`)."""
-    ckpt = load_checkpoint(ckpt_path)
+    """Run the model of `ckpt_path` (its `weights`, see `restore.load_weights`) over `split` of its dataset."""
+    ckpt = load_weights(ckpt_path, weights)
     root, manifest = checkpoint_dataset(ckpt, data)
     if split not in manifest.splits:
         raise UsageError(f"split {split!r} not in dataset {root} (has {', '.join(sorted(manifest.splits))})")

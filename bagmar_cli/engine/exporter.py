@@ -31,7 +31,7 @@ from bagmar_cli.data import load_split
 from bagmar_cli.data.transforms import eval_transform
 from bagmar_cli.engine.inference import compute_outputs
 from bagmar_cli.engine.posthoc import Posthoc, resolve_posthoc
-from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split, model_from_checkpoint
+from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split, load_weights, model_from_checkpoint
 from bagmar_cli.engine.sidecar import Sidecar, sidecar_of
 from bagmar_cli.errors import BagmarError, CheckpointError, DatasetError, UsageError
 from bagmar_cli.files import atomic_write, check_writable
@@ -72,6 +72,7 @@ class ExportOptions:
     output: str | None = None  # logits or probabilities; None: probabilities for PN, else logits
     data: Path | None = None  # dataset directory, if not the one recorded in the checkpoint
     overwrite: bool = False
+    weights: str | None = None  # ema or model; None: what validation used (restore.default_weights)
 
     def __post_init__(self) -> None:
         _choice("--format", self.format, SUFFIXES)
@@ -220,7 +221,7 @@ def _pn_column_sums(ckpt: Checkpoint, data: Path | None) -> torch.Tensor:
 def export_model(opts: ExportOptions) -> Path:
     """Write the export and its sidecar `<out>.json`; returns the export's path."""
     out, sidecar_path = opts.out, sidecar_of(opts.out)
-    ckpt = load_checkpoint(opts.checkpoint)
+    ckpt = load_weights(opts.checkpoint, opts.weights)
     _check_writable(out, sidecar_path, Path(opts.checkpoint), opts.overwrite)
     posthoc = served_posthoc(ckpt, opts.tau, opts.method, opts.data)
     serving = build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, opts.output)

@@ -20,7 +20,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data.transforms import eval_transform
 from bagmar_cli.engine.exporter import (
     CHANNELS,
@@ -29,6 +28,7 @@ from bagmar_cli.engine.exporter import (
     serving_from_checkpoint,
     torch_runner,
 )
+from bagmar_cli.engine.restore import load_weights
 from bagmar_cli.engine.runtime import resolve_device
 from bagmar_cli.engine.sidecar import read_sidecar
 from bagmar_cli.errors import BagmarError, UsageError
@@ -80,7 +80,7 @@ def load_model(path: Path, device: str = "auto") -> ServedModel:
 
 def _from_checkpoint(path: Path, device: torch.device) -> ServedModel:
     """A checkpoint or bundle, served with its recorded post-hoc method."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_weights(path)
     serving = serving_from_checkpoint(ckpt).to(device)
     spec = ckpt.meta.model
     return ServedModel(

@@ -10,21 +10,24 @@ from typing import Any
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import DataLoader, DistributedSampler
 
 from bagmar_cli.checkpoint import save_checkpoint
 from bagmar_cli.console import err, info, warn
-from bagmar_cli.data import Manifest, load_split, make_sampler
+from bagmar_cli.data import Manifest, load_split
+from bagmar_cli.data.batch_augment import BatchAugment
 from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
+from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, resolve_workers
 from bagmar_cli.engine.inference import compute_outputs
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
 from bagmar_cli.engine.runtime import resolve_device, seed_everything
 from bagmar_cli.engine.schedule import build_scheduler
+from bagmar_cli.engine.step import TrainStep, build_ema, first_non_finite, prepare_model
 from bagmar_cli.engine.training_state import TrainingProgress, restore_training, training_checkpoint
 from bagmar_cli.errors import TrainingError, UsageError
 from bagmar_cli.files import atomic_write
@@ -83,6 +86,12 @@ class Job:
     scheduler: LRScheduler
     val_name: str  # the split that selects the best epoch
     state: TrainingProgress
+    ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema), validated instead of the model
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights validation scores (and eval/export use by default): the EMA's when train.ema is on."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def counts(self) -> list[int]:
@@ -92,7 +101,8 @@ class Job:
 def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.device, world: distributed.World) -> Job:
     """Seed, then create the model, loss, SGD and schedule the settings describe."""
     seed_everything(settings.train.seed + world.rank)
-    model = build_model(settings.model, manifest.num_classes, manifest.image_size[0]).to(device)
+    model = prepare_model(build_model(settings.model, manifest.num_classes, manifest.image_size[0]), settings.train)
+    model = model.to(device)
     loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -104,7 +114,18 @@ def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.dev
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
     val_name = selection_split(settings.data, manifest)
     return Job(
-        settings, root, manifest, device, world, model, loss_fn, optimizer, scheduler, val_name, TrainingProgress()
+        settings,
+        root,
+        manifest,
+        device,
+        world,
+        model,
+        loss_fn,
+        optimizer,
+        scheduler,
+        val_name,
+        TrainingProgress(),
+        build_ema(model, settings.train),
     )
 
 
@@ -114,8 +135,9 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
         job.state = restore_training(job, resume_from)
         info(f"resuming from {resume_from} after epoch {job.state.epoch}")
     net = DistributedDataParallel(job.model) if job.world.size > 1 else job.model
-    train_split = load_split(job.root, "train")
+    batches = _loader(job, *load_split(job.root, "train"))
     val_split = load_split(job.root, job.val_name)
+    step = TrainStep(net, job.loss_fn, job.optimizer, job.settings.train, job.device, job.ema, job.model)
     if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
     if run:
@@ -126,7 +148,7 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     with sigterm_as_interrupt():
         for epoch in range(state.epoch, epochs):
             job.loss_fn.set_epoch(epoch)
-            stats = _train_epoch(job, net, _loader(job, *train_split, epoch), epoch)
+            stats = _train_epoch(job, step, batches, epoch)
             job.scheduler.step()
             state.epoch = epoch + 1
             if run is None:
@@ -146,59 +168,64 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     return run.best if run.best.exists() else run.last
 
 
-def _loader(job: Job, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> DataLoader:
-    """Batches for one epoch; the shuffle order is a function of (seed, epoch), so resume replays it."""
-    settings, manifest, world = job.settings, job.manifest, job.world
+def _loader(job: Job, images: torch.Tensor, labels: torch.Tensor) -> DeviceBatches | SampleBatches:
+    """The run's batch source; each epoch's order is a function of (seed, epoch), so resume replays it."""
+    settings, manifest = job.settings, job.manifest
+    order = EpochOrder(settings, labels, manifest.num_classes, job.world)
+    if settings.data.augment_on == "batch":
+        augment = BatchAugment.from_settings(settings.data, manifest.image_size, manifest.mean, manifest.std)
+        return DeviceBatches(images, labels, order, augment, job.device)
     transform = train_transform(settings.data, manifest.image_size, manifest.mean, manifest.std)
-    dataset = TensorImages(images, labels, transform)
-    generator = torch.Generator().manual_seed(settings.train.seed * 100_003 + epoch)
-    batch = settings.train.batch_size // world.size
-    if batch < 1:
-        raise UsageError(f"train.batch_size {settings.train.batch_size} is smaller than the {world.size} processes")
-    workers = settings.data.num_workers
-    if world.size > 1:
-        if settings.data.sampler != "instance":
-            raise UsageError("multi-process training supports data.sampler = 'instance' only")
-        sampler = DistributedSampler(dataset, world.size, world.rank, seed=settings.train.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch, sampler=sampler, num_workers=workers, drop_last=True)
-    sampler = make_sampler(settings.data.sampler, labels, manifest.num_classes, generator)
-    return DataLoader(
-        dataset, batch, shuffle=sampler is None, sampler=sampler, generator=generator, num_workers=workers
-    )
+    workers = resolve_workers(settings.data.num_workers, per_sample=True)
+    return SampleBatches(TensorImages(images, labels, transform), order, workers, job.device)
 
 
-def _train_epoch(job: Job, net: nn.Module, loader: DataLoader, epoch: int) -> dict[str, float]:
-    """One pass over the loader; stops with the step named on a non-finite loss."""
-    net.train()
+def _train_epoch(job: Job, step: TrainStep, batches: DeviceBatches | SampleBatches, epoch: int) -> dict[str, float]:
+    """One pass; the loss is read from the device every `train.log_every` steps and at the end, never per step."""
+    step.net.train()
     job.loss_fn.train()
-    optimizer, scale = job.optimizer, job.world.size
+    scale, log_every = job.world.size, job.settings.train.log_every
+    window: list[torch.Tensor] = []  # this log interval's losses, still on the device
+    sizes: list[int] = []
     total, seen, start = 0.0, 0, time.perf_counter()
     with _progress(job.world) as bar:
         title = f"epoch {epoch + 1}/{job.settings.train.epochs}"
-        task = bar.add_task(title, total=len(loader), loss=math.nan, lr=0.0, ips=0.0)
-        for step, (images, labels) in enumerate(loader):
-            images, labels = images.to(job.device, non_blocking=True), labels.to(job.device, non_blocking=True)
-            loss = job.loss_fn(net(images), labels)
-            if not torch.isfinite(loss):
-                kept = (
-                    "the last good checkpoint is kept"
-                    if job.state.epoch
-                    else "no epoch completed, so there is no checkpoint to go back to"
-                )
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1} step {step + 1}; "
-                    f"{kept}; lower optim.lr or check the data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(labels)
-            seen += len(labels)
-            rate = seen * scale / max(time.perf_counter() - start, 1e-9)
-            bar.update(task, advance=1, loss=total / seen, lr=optimizer.param_groups[0]["lr"], ips=rate)
+        task = bar.add_task(title, total=len(batches), loss=math.nan, lr=0.0, ips=0.0)
+        for index, (images, labels) in enumerate(batches.epoch(epoch)):
+            window.append(step(images, labels))
+            sizes.append(len(labels))
+            if len(window) == log_every:
+                total += _read_losses(job, window, sizes, epoch, first_step=index + 2 - len(window))
+                seen += sum(sizes)
+                window, sizes = [], []
+                rate = seen * scale / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, completed=index + 1, loss=total / seen, lr=_lr(job), ips=rate)
+        if window:
+            total += _read_losses(job, window, sizes, epoch, first_step=len(batches) + 1 - len(window))
+            seen += sum(sizes)
     elapsed = time.perf_counter() - start
-    return {"loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen * scale / elapsed}
+    return {"loss": total / max(seen, 1), "lr": _lr(job), "images_per_s": seen * scale / elapsed}
+
+
+def _read_losses(job: Job, window: list[torch.Tensor], sizes: list[int], epoch: int, first_step: int) -> float:
+    """The window's size-weighted loss sum (one host read); TrainingError naming the first non-finite step."""
+    losses = torch.stack(window).float().cpu()
+    bad = first_non_finite(losses)
+    if bad is not None:
+        kept = (
+            "the last good checkpoint is kept"
+            if job.state.epoch
+            else "no epoch completed, so there is no checkpoint to go back to"
+        )
+        raise TrainingError(
+            f"non-finite loss ({losses[bad].item()}) at epoch {epoch + 1} step {first_step + bad}; "
+            f"{kept}; lower optim.lr or check the data"
+        )
+    return float((losses.double() * torch.tensor(sizes, dtype=torch.float64)).sum())
+
+
+def _lr(job: Job) -> float:
+    return float(job.optimizer.param_groups[0]["lr"])
 
 
 def _progress(world: distributed.World) -> Progress:
@@ -218,7 +245,7 @@ def _validate(job: Job, images: torch.Tensor, labels: torch.Tensor) -> dict[str,
     """Accuracy on the selection split (the same metrics `bagmar eval` reports)."""
     manifest = job.manifest
     logits, _ = compute_outputs(
-        job.model, images, manifest.mean, manifest.std, batch_size=job.settings.eval.batch_size, device=job.device
+        job.eval_model, images, manifest.mean, manifest.std, batch_size=job.settings.eval.batch_size, device=job.device
     )
     report = classification_report(logits, labels, torch.as_tensor(job.counts))
     return {k: report[k] for k in ("top1", "top5", "many", "medium", "few", "macro", "n")}
