@@ -43,10 +43,8 @@ class DataSettings(Section):
     val_split: str = "auto"  # split used for best-epoch selection; auto: "val" if present, else "test"
     sampler: Literal["instance", "class", "sqrt"] = "instance"  # how training batches are drawn
     augment_on: Literal["batch", "sample"] = "batch"  # in-memory datasets: whole batches on the device, or per image
-    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = (
-        "auto"  # DataLoader workers; auto: 0 on the batch path, else
-    )
-    # min(8, CPUs - 1) for per-sample work (see `engine.batches.resolve_workers`)
+    # DataLoader workers; auto: 0 on the batch path, min(8, CPUs - 1) for per-sample work (batches.resolve_workers)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     random_crop: bool = True  # random crop to the image size after zero padding
     crop_padding: int = Field(4, ge=0)  # padding for the random crop (4 for CIFAR)
     hflip: bool = True  # random horizontal flip (off for digits: flipped digits are other digits)

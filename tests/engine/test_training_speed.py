@@ -198,6 +198,25 @@ def test_nproc_per_node_under_torchrun_is_refused(cli, digits_data, tmp_path, mo
     assert not (tmp_path / "run").exists()
 
 
+def test_nproc_per_node_relaunches_this_command_under_torchrun(cli, digits_data, tmp_path, monkeypatch):
+    launched: list[list[str]] = []
+    monkeypatch.setattr(distributed.subprocess, "run", lambda cmd, **kw: launched.append(cmd) or Done())
+    outcome = cli(*train_args(digits_data, tmp_path / "run", "--set", "train.ema=true", "--nproc-per-node", "3"))
+    assert outcome.code == 7  # torchrun's exit code is the command's
+    [command] = launched
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3"]
+    assert command[:6] == torchrun and command[6:9] == ["-m", "bagmar_cli", "train"]
+    args = command[9:]
+    assert "--nproc-per-node" not in args and args[:2] == ["--out", str(tmp_path / "run")]
+    assert "model.backbone=resnet20_cifar" in args and "train.ema=true" in args
+    assert args[args.index("--batch-size") + 1] == "16" and args[args.index("--data") + 1] == str(digits_data)
+
+
+class Done:
+    returncode = 7
+
+
+@pytest.mark.slow  # about 35 s on 2 busy cores; the default suite has tests/engine/test_distributed_train.py
 def test_nproc_per_node_starts_torchrun_with_two_gloo_processes(digits_data, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "bagmar_cli", *train_args(digits_data, out), "--nproc-per-node", "2"]
