@@ -18,6 +18,7 @@
 # PYTHON (default python3) is the interpreter that has torch. Without CUDA (and without --device cpu) it stops
 # with one `Error:` line and exit code 1 before installing anything.
 set -euo pipefail
+log() { echo "== $*" >&2; }
 
 DEVICE=cuda
 STEPS=200
@@ -41,17 +42,18 @@ fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-log() { echo "== $*" >&2; }
 
-if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+# one interpreter start: torch's version and the GPU's name, or why there is none
+if ! FOUND=$("$PYTHON" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>/dev/null); then
   echo "Error: $PYTHON cannot import torch; run on a machine with torch, torchvision and timm installed" >&2
   exit 1
 fi
-if [[ "$DEVICE" == cuda ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  echo "Error: no CUDA device visible to torch ($("$PYTHON" -c 'import torch; print(torch.__version__)')); this check needs a GPU (--device cpu: a dry run)" >&2
+read -r TORCH_VERSION GPU_NAME <<< "$FOUND"
+if [[ "$DEVICE" == cuda && -z "$GPU_NAME" ]]; then
+  echo "Error: no CUDA device visible to torch $TORCH_VERSION; this check needs a GPU (--device cpu: a dry run)" >&2
   exit 1
 fi
-"$PYTHON" -c "import torch; print(f'torch {torch.__version__}', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" >&2
+log "torch $TORCH_VERSION on ${GPU_NAME:-the CPU}"
 
 if [[ "$INSTALL" == 1 ]]; then
   log "install bagmar (no dependencies resolved: torch, torchvision and timm stay as they are)"
