@@ -4,7 +4,7 @@ The step never waits for the device: it returns the loss as a device tensor, and
 at once (`first_non_finite` names the step where a bad loss first appeared). `torch.compile` wraps the model's
 forward only: the BaGMar loss updates its class statistics in place and the SGD step is a Python loop over
 parameter groups, so compiling the whole step would trade graph breaks for little (on a GPU the model is where the
-kernels are; see README, Training speed).
+kernels are; see README, `bagmar train`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class TrainStep:
         optimizer: torch.optim.Optimizer,
         settings: TrainSettings,
         device: torch.device,
+        *,
         ema: ModelEmaV3 | None = None,
         ema_source: nn.Module | None = None,
     ) -> None:

@@ -137,7 +137,7 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     net = DistributedDataParallel(job.model) if job.world.size > 1 else job.model
     batches = _loader(job, *load_split(job.root, "train"))
     val_split = load_split(job.root, job.val_name)
-    step = TrainStep(net, job.loss_fn, job.optimizer, job.settings.train, job.device, job.ema, job.model)
+    step = TrainStep(net, job.loss_fn, job.optimizer, job.settings.train, job.device, ema=job.ema, ema_source=job.model)
     if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
     if run:
