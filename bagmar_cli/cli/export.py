@@ -23,9 +23,7 @@ def export_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: beside CKPT).")] = None,
     batch: Annotated[str, typer.Option("--batch", help="dynamic, or a fixed batch size N.")] = "dynamic",
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare with PyTorch on val images.")] = True,
-    output: Annotated[
-        str | None, typer.Option("--output", help="logits or probabilities (PN: probabilities).")
-    ] = None,
+    output: Annotated[str | None, typer.Option("--output", help="logits or probabilities (PN: probabilities).")] = None,
     data: options.Data = None,
     weights: options.Weights = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,

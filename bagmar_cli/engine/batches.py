@@ -64,9 +64,7 @@ class EpochOrder(Sampler[list[int]]):
         self.settings, self.labels, self.num_classes, self.world = settings, labels, num_classes, world
         self.batch = settings.train.batch_size // world.size
         if self.batch < 1:
-            raise UsageError(
-                f"train.batch_size {settings.train.batch_size} is smaller than the {world.size} processes"
-            )
+            raise UsageError(f"train.batch_size {settings.train.batch_size} is smaller than the {world.size} processes")
         if world.size > 1 and settings.data.sampler != "instance":
             raise UsageError("multi-process training supports data.sampler = 'instance' only")
         self.epoch = 0
