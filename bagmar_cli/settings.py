@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
 import tomllib
@@ -24,7 +24,8 @@ PRESET_PACKAGE = "bagmar_cli.presets"
 INHERIT_KEY = "inherit"
 PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a shipped preset's name: no path, no leading dot
 MAX_SETTINGS_FILE = 1 << 20  # 1 MiB: a config or preset file larger than this is refused unread
-RESUMABLE = ("train.device", "data.num_workers")  # the only settings a resume may change: neither alters the weights
+# the only settings a resume may change: none of them alters the weights
+RESUMABLE = ("train.device", "data.num_workers", "train.log_every")
 
 
 class Section(BaseModel):
@@ -41,7 +42,9 @@ class DataSettings(Section):
     val_per_class: int = Field(0, ge=0)  # held-out validation images per class (0: no val split)
     val_split: str = "auto"  # split used for best-epoch selection; auto: "val" if present, else "test"
     sampler: Literal["instance", "class", "sqrt"] = "instance"  # how training batches are drawn
-    num_workers: int = Field(0, ge=0)  # DataLoader worker processes
+    augment_on: Literal["batch", "sample"] = "batch"  # in-memory datasets: whole batches on the device, or per image
+    # DataLoader workers; auto: 0 on the batch path, min(8, CPUs - 1) for per-sample work (batches.resolve_workers)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     random_crop: bool = True  # random crop to the image size after zero padding
     crop_padding: int = Field(4, ge=0)  # padding for the random crop (4 for CIFAR)
     hflip: bool = True  # random horizontal flip (off for digits: flipped digits are other digits)
@@ -109,6 +112,12 @@ class TrainSettings(Section):
     seed: int = Field(0, ge=0)  # seeds torch, numpy and python
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     val_every: int = Field(1, ge=1)  # validate every N epochs (and at the last epoch)
+    log_every: int = Field(50, ge=1)  # read the loss from the device every N steps (and at epoch end)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward pass under bfloat16 autocast (loss in fp32)
+    channels_last: bool = False  # NHWC memory format for the model and its input batches
+    compile: bool = False  # torch.compile the model's forward (the loss, backward and SGD step stay eager)
+    ema: bool = False  # keep an exponential moving average of the weights (timm ModelEmaV3), validated on
+    ema_decay: float = Field(0.9998, ge=0.0, lt=1.0)  # EMA decay per optimiser step
 
 
 class EvalSettings(Section):
@@ -308,9 +317,23 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _known_fields(loc: tuple[str, ...]) -> tuple[str, ...]:
+    model: Any = Settings
+    known: list[str] = []
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            break
+        known.append(part)
+        model = fields[part].annotation
+    return tuple(known) or loc
+
+
 def _describe(exc: ValidationError, tree: dict[str, Any]) -> str:
     error = exc.errors()[0]
     loc = tuple(p for p in error["loc"] if isinstance(p, str))
+    if error["type"] != "extra_forbidden":
+        loc = _known_fields(loc)  # a union's member ("constrained-int") is no part of the key
     key = ".".join(loc) or "settings"
     if error["type"] == "extra_forbidden":
         hint = _did_you_mean(loc[-1], _fields_at(loc[:-1]))

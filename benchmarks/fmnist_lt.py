@@ -115,7 +115,7 @@ def run_one(spec: RunSpec, runs: Path) -> dict[str, Any]:
         "data": str(spec.data),
         "name": spec.name,
         "checkpoint": str(checkpoint),
-        "best_epoch": outputs.ckpt.meta["best"]["epoch"],
+        "best_epoch": outputs.ckpt.meta.best.epoch if outputs.ckpt.meta.best else None,
         "tau": tuned.search.best["tau"],
         "plain": _scores(evaluate(outputs), counts),
         "pn": _scores(evaluate(outputs, resolve_posthoc(outputs.ckpt, "auto", None)), counts),

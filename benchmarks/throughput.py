@@ -1,4 +1,4 @@
-"""Training images per second for the CIFAR-100-LT recipe, four input pipelines side by side.
+"""Training images per second for the CIFAR-100-LT recipe, five input pipelines side by side.
 
 The `cifar100_lt` preset's step (ResNet-32, batch 64, SGD, the BaGMar loss) on CIFAR-shaped uint8 images generated in
 memory (real CIFAR is not needed), fed four ways:
@@ -7,7 +7,10 @@ memory (real CIFAR is not needed), fed four ways:
 2. `authors`: what the authors' code does: PIL images, torchvision's RandomCrop(32, 4), RandomHorizontalFlip,
    AutoAugment (CIFAR10 policy), ToTensor, Normalize and a Cutout(16) mask per sample in 4 DataLoader workers, fp32;
 3. `per-sample`: bagmar's current path: `TensorImages` + `train_transform` in a DataLoader with `num_workers` 0;
-4. `batch`: `BatchAugment` on the whole uint8 batch on the training device, then the same step.
+4. `batch`: `BatchAugment` on the whole uint8 batch on the training device, then the same step;
+5. `bagmar now`: the trainer's own path: `engine.batches.DeviceBatches` (the split on the device, the sampler's
+   order, `BatchAugment`) into `engine.step.TrainStep` (no loss read per step), with `--precision`,
+   `--channels-last` and `--compile` (which apply to this pipeline only; 1-4 stay fp32, NCHW, eager).
 
 Each pipeline gets a fresh model with the same seed, `--warmup` untimed steps (DataLoader workers start there), then
 `--steps` timed steps. The in-process pipelines (1, 3, 4) take their steps in turn, so that load from other processes
@@ -18,7 +21,11 @@ the timed steps (its threads; DataLoader workers not counted), and of the input 
 produced in this process with no model step; the authors' transforms without workers).
 JSON on stdout, a table on stderr; the torch thread count and the load average are stated in both.
 
+Each timed step ends with a device synchronisation (so that steps can be timed one by one); on a GPU that makes
+pipeline 5 a lower bound of the trainer, whose loop never waits for the device between log intervals.
+
     python benchmarks/throughput.py [--threads N] [--steps 30] [--warmup 5] [--rounds 1] [--device cpu]
+        [--precision fp32|bf16] [--channels-last] [--compile] [--only 1,4,5]
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ from bagmar_cli.console import info, result, show
 from bagmar_cli.data import lt_counts
 from bagmar_cli.data.batch_augment import BatchAugment
 from bagmar_cli.data.transforms import TensorImages, train_transform
+from bagmar_cli.engine.batches import DeviceBatches, EpochOrder
+from bagmar_cli.engine.distributed import World
+from bagmar_cli.engine.step import TrainStep, prepare_model
 from bagmar_cli.losses import build_loss
 from bagmar_cli.models import build_model
 from bagmar_cli.settings import LossSettings, Settings, load_settings
@@ -103,7 +113,7 @@ def authors_batches(images: Tensor, labels: Tensor, batch: int, workers: int) ->
 def per_sample_batches(settings: Settings, images: Tensor, labels: Tensor, batch: int) -> Batches:
     dataset = TensorImages(images, labels, train_transform(settings.data, SIZE, MEAN, STD))
     generator = torch.Generator().manual_seed(0)
-    return iter(DataLoader(dataset, batch, shuffle=True, generator=generator, num_workers=settings.data.num_workers))
+    return iter(DataLoader(dataset, batch, shuffle=True, generator=generator, num_workers=0))
 
 
 def batch_batches(settings: Settings, images: Tensor, labels: Tensor, batch: int, device: torch.device) -> Batches:
@@ -174,13 +184,42 @@ class Trainer:
             timing.cpu += time.process_time() - cpu
 
 
+class StepTrainer(Trainer):
+    """Pipeline 5: the same model, loss and SGD taken through bagmar's own `TrainStep` (no per-step loss read)."""
+
+    def __init__(self, settings: Settings, batches: Batches, loss: LossSettings, device: torch.device) -> None:
+        super().__init__(settings, batches, loss, device)
+        prepare_model(self.model, settings.train)  # in place: the optimiser keeps the same parameters
+        self.train_step = TrainStep(self.model, self.loss_fn, self.optimizer, settings.train, device)
+
+    def step(self, timing: Timing | None) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        x, y = next(self.batches)
+        self.train_step(x, y)
+        _synchronize(self.device)
+        if timing is not None:
+            timing.images += len(y)
+            timing.wall += time.perf_counter() - wall
+            timing.cpu += time.process_time() - cpu
+
+
+def bagmar_now_batches(settings: Settings, images: Tensor, labels: Tensor, device: torch.device) -> Batches:
+    augment = BatchAugment.from_settings(settings.data, SIZE, MEAN, STD)
+    order = EpochOrder(settings, labels, 100, World())
+    return iter(DeviceBatches(images, labels, order, augment, device).epoch(0))
+
+
 def train_round(
     settings: Settings, cases: list[Pipeline], args: argparse.Namespace, device: torch.device
 ) -> dict[str, Timing]:
     """One round: the in-process pipelines step by step in turn (so load that comes and goes hits them alike),
     then each pipeline with DataLoader workers on its own (its workers would otherwise run during the others)."""
     timings = {case.name: Timing() for case in cases}
-    together = {case.name: Trainer(settings, case.batches(0), case.loss, device) for case in cases if not case.workers}
+    together = {
+        case.name: case.trainer(case.settings or settings, case.batches(0), case.loss, device)
+        for case in cases
+        if not case.workers
+    }
     for step in range(args.warmup + args.steps):
         for name, trainer in together.items():
             trainer.step(timings[name] if step >= args.warmup else None)
@@ -213,16 +252,21 @@ class Pipeline:
     batches: Callable[[int], Batches]  # given a DataLoader worker count (used by the authors' pipeline only)
     loss: LossSettings
     workers: bool = False  # prepares batches in DataLoader worker processes
+    trainer: type[Trainer] = Trainer  # how the step is taken
+    settings: Settings | None = None  # the pipeline's own settings (the speed options), else the recipe's
 
 
 def pipelines(args: argparse.Namespace, settings: Settings, device: torch.device) -> list[Pipeline]:
-    """The four input pipelines over one set of generated CIFAR-shaped uint8 images and labels."""
+    """The five input pipelines (those --only names) over one set of generated CIFAR-shaped uint8 images."""
     batch, total = settings.train.batch_size, (args.warmup + args.steps) * settings.train.batch_size
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (total, *SIZE), dtype=torch.uint8, generator=generator)
     labels = torch.randint(100, (total,), generator=generator)
     bagmar, ce = settings.loss, LossSettings(name="ce")
-    return [
+    speed = [f"train.precision='{args.precision}'", f"train.channels_last={str(args.channels_last).lower()}"]
+    now = load_settings("cifar100_lt", overrides=[*speed, f"train.compile={str(args.compile).lower()}"])
+    options = f"{args.precision}{', channels-last' if args.channels_last else ''}{', compiled' if args.compile else ''}"
+    cases = [
         Pipeline("bare step (no augmentation, CE)", lambda _: bare_batches(images, labels, batch, device), ce),
         Pipeline(
             f"authors' PIL ({args.workers} workers)",
@@ -234,7 +278,15 @@ def pipelines(args: argparse.Namespace, settings: Settings, device: torch.device
             "bagmar per-sample (0 workers)", lambda _: per_sample_batches(settings, images, labels, batch), bagmar
         ),
         Pipeline("bagmar batch augmentation", lambda _: batch_batches(settings, images, labels, batch, device), bagmar),
+        Pipeline(
+            f"bagmar now ({options})",
+            lambda _: bagmar_now_batches(now, images, labels, device),
+            bagmar,
+            trainer=StepTrainer,
+            settings=now,
+        ),
     ]
+    return [case for number, case in enumerate(cases, 1) if number in args.only]
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -252,7 +304,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             runs[name].append(timing)
         for case in cases:
             alone[case.name].append(augmentation_only(case.batches(0), device, steps=args.steps))
-    ceiling = statistics.median(t.per_second() for t in runs[cases[0].name])
+    ceiling = statistics.median(t.per_second() for t in runs[cases[0].name])  # pipeline 1 when run, else the first
     rows = []
     for case in cases:
         rate = statistics.median(t.per_second() for t in runs[case.name])
@@ -280,6 +332,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "steps": args.steps,
         "warmup": args.warmup,
         "rounds": args.rounds,
+        "precision": args.precision,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
         "pipelines": rows,
     }
 
@@ -313,6 +368,13 @@ def table(report: dict[str, Any]) -> Table:
     return out
 
 
+def _numbers(text: str) -> list[int]:
+    numbers = [int(part) for part in text.split(",")]
+    if not numbers or not set(numbers) <= {1, 2, 3, 4, 5}:
+        raise argparse.ArgumentTypeError("pipeline numbers from 1 to 5, comma-separated")
+    return numbers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (main process)")
@@ -321,6 +383,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat all pipelines; report each one's median")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the authors' pipeline")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="pipeline 5's train.precision")
+    parser.add_argument("--channels-last", action="store_true", help="pipeline 5's train.channels_last")
+    parser.add_argument("--compile", action="store_true", help="pipeline 5's train.compile")
+    parser.add_argument("--only", type=_numbers, default=[1, 2, 3, 4, 5], help="pipelines to run, e.g. 1,5")
     args = parser.parse_args()
     if min(args.threads, args.steps, args.rounds) < 1 or args.warmup < 0:
         parser.error("--threads, --steps and --rounds must be at least 1, --warmup at least 0")

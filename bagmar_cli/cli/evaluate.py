@@ -42,6 +42,7 @@ def eval_command(
         Path | None, typer.Option("--save-logits", help="Write logits and labels (safetensors).")
     ] = None,
     device: options.Device = None,
+    weights: options.Weights = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inference batch size.")] = 256,
 ) -> None:
     """Evaluate checkpoints on a split of their dataset (or of --data); several give mean ± std too."""
@@ -60,6 +61,7 @@ def eval_command(
             device=device or "auto",
             batch_size=batch_size,
             features=method == "tau-norm" or tau == "auto",
+            weights=weights,
         )
         posthoc = resolve_posthoc(outputs.ckpt, tau, method)
         folder = None if no_plots else (plots or ckpt.parent)

@@ -31,6 +31,7 @@ def export_command(
         Output | None, options.choice(Output, "--output", help="logits or probabilities (PN: probabilities).")
     ] = None,
     data: options.Data = None,
+    weights: options.Weights = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Export a checkpoint for serving, with a JSON sidecar `<out>.json`; prints the export's path."""
@@ -47,5 +48,6 @@ def export_command(
         output=output,
         data=data,
         overwrite=overwrite,
+        weights=weights,
     )
     result(str(export_model(opts)))

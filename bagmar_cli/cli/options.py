@@ -17,6 +17,10 @@ Set = Annotated[
 ]
 Data = Annotated[Path | None, typer.Option("--data", "-d", help="Dataset directory written by `bagmar prepare`.")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Weights = Annotated[
+    str | None,
+    typer.Option("--weights", help="ema or model (default: the weights validation used, EMA when trained with it)."),
+]
 Json = Annotated[
     bool,
     typer.Option("--json", help="Also print one JSON object on stdout (the table still goes to stderr)."),

@@ -35,7 +35,11 @@ def train_command(
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
-) -> None:
+    nproc_per_node: Annotated[
+        int | None,
+        typer.Option("--nproc-per-node", min=1, help="Start torchrun with N processes on this machine (one per GPU)."),
+    ] = None,
+) -> int | None:
     """Train a model; the path of best.safetensors (best validation top-1) is the only line on stdout."""
     from bagmar_cli.engine.run_settings import recorded_settings, resume_command
     from bagmar_cli.engine.rundir import RunDir
@@ -59,6 +63,13 @@ def train_command(
         default = None if preset else _default_preset(data)
         settings = load_settings(preset, config, overrides, flags, default_preset=default)
     run_dir = out or Path("runs") / f"{Path(preset or 'run').stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    if nproc_per_node is not None:
+        from bagmar_cli.engine import distributed
+
+        if distributed.under_torchrun():
+            raise UsageError("--nproc-per-node starts torchrun; under torchrun, leave it out")
+        args = _train_args(preset, config, overrides, flags, run_dir, resume=resume, overwrite=overwrite)
+        return distributed.launch(nproc_per_node, args)
     try:
         checkpoint = train(settings, run_dir, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
@@ -72,6 +83,35 @@ def train_command(
         ) from None
     if checkpoint is not None:  # None on the other ranks of a torchrun job
         result(str(checkpoint))
+    return None
+
+
+def _train_args(
+    preset: str | None,
+    config: Path | None,
+    overrides: list[str] | None,
+    flags: dict[str, object],
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+) -> list[str]:
+    """This command line again (for each torchrun process), with the run directory fixed so every rank shares it."""
+    names = {
+        "data.root": "--data",
+        "train.epochs": "--epochs",
+        "train.batch_size": "--batch-size",
+        "train.device": "--device",
+        "train.seed": "--seed",
+    }
+    args = ["train", "--out", str(out)]
+    args += ["--preset", preset] if preset else []
+    args += ["--config", str(config)] if config else []
+    for item in overrides or []:
+        args += ["--set", item]
+    for key, value in flags.items():
+        args += [names[key], str(value)] if value is not None else []
+    return args + (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
 
 
 def _default_preset(data: Path | None) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,22 @@ def init_world(device: torch.device) -> World:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def under_torchrun() -> bool:
+    """True in a process torchrun started (it sets WORLD_SIZE)."""
+    return "WORLD_SIZE" in os.environ
+
+
+def torchrun_command(nproc_per_node: int, args: list[str]) -> list[str]:
+    """`python -m torch.distributed.run --standalone --nproc-per-node N -m bagmar_cli ARGS` (one machine)."""
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc_per_node)]
+    return [*run, "-m", "bagmar_cli", *args]
+
+
+def launch(nproc_per_node: int, args: list[str]) -> int:
+    """Run `bagmar ARGS` in N processes under torchrun; returns torchrun's exit code (each rank reports itself)."""
+    return subprocess.run(torchrun_command(nproc_per_node, args), check=False).returncode
 
 
 def barrier(world: World) -> None:

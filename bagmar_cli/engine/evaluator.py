@@ -10,11 +10,12 @@ from typing import Any
 import torch
 from safetensors.torch import save
 
-from bagmar_cli.checkpoint import Checkpoint, load_checkpoint
+from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.console import warn
+from bagmar_cli.engine.batches import resolve_workers
 from bagmar_cli.engine.inference import split_outputs_of
 from bagmar_cli.engine.posthoc import Posthoc, posthoc_scores
-from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
+from bagmar_cli.engine.restore import checkpoint_dataset, load_weights, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
 from bagmar_cli.errors import UsageError, WriteError
 from bagmar_cli.files import atomic_write
@@ -47,9 +48,10 @@ def split_outputs(
     device: str = "auto",
     batch_size: int = 256,
     features: bool = False,
+    weights: str | None = None,
 ) -> SplitOutputs:
-    """Run the model of `ckpt_path` over `split` of its dataset (or of `data`)."""
-    ckpt = load_checkpoint(ckpt_path)
+    """Run the model of `ckpt_path` (its `weights`, see `restore.load_weights`) over `split` of its dataset."""
+    ckpt = load_weights(ckpt_path, weights)
     root, manifest = checkpoint_dataset(ckpt, data)
     if split not in manifest.splits:
         raise UsageError(f"split {split!r} not in dataset {root} (has {', '.join(sorted(manifest.splits))})")
@@ -65,7 +67,7 @@ def split_outputs(
         std=spec.std,
         batch_size=batch_size,
         device=torch_device,
-        workers=ckpt.meta.settings.data.num_workers,
+        workers=resolve_workers(ckpt.meta.settings.data.num_workers, per_sample=True),
         features=features,
     )
     return SplitOutputs(ckpt, split, outputs.logits, outputs.labels, outputs.features, list(ckpt.meta.train_counts))

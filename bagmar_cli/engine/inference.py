@@ -78,7 +78,8 @@ def split_outputs_of(
 ) -> Outputs:
     """`model`'s outputs on `split` of the dataset in `root`, preprocessed as the model records (open_eval_split)."""
     opened = open_eval_split(root, split, preprocess, mean, std)
-    return compute_outputs(model, eval_loader(opened.dataset, batch_size, workers), device=device, features=features)
+    loader = eval_loader(opened.dataset, batch_size, workers if opened.files else 0)  # tensors: whole batches at once
+    return compute_outputs(model, loader, device=device, features=features)
 
 
 def sharded_outputs(

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Literal
 
-from bagmar_cli.checkpoint import Checkpoint
+from bagmar_cli.checkpoint import Checkpoint, load_checkpoint
 from bagmar_cli.data import Manifest, load_manifest
-from bagmar_cli.errors import CheckpointError, DatasetError
+from bagmar_cli.errors import CheckpointError, DatasetError, UsageError
 from bagmar_cli.models import Classifier, build_model
+
+Weights = Literal["ema", "model"]
+WEIGHTS = ("ema", "model")
+
+
+def default_weights(ckpt: Checkpoint) -> Weights:
+    """The weights validation scored, so eval and export use them unless told otherwise: the EMA's when the run
+    kept one (`train.ema`), else the model's. A bundle holds only the weights it was exported with."""
+    return "ema" if ckpt.meta.kind == "checkpoint" and ckpt.meta.settings.train.ema else "model"
+
+
+def load_weights(path: Path, weights: str | None = None) -> Checkpoint:
+    """The checkpoint at `path` with `weights` (default: `default_weights`) as its `model.` tensors."""
+    ckpt = load_checkpoint(path)
+    if weights is not None and weights not in WEIGHTS:
+        raise UsageError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
+    if (weights or default_weights(ckpt)) == "model":
+        return ckpt
+    ema = ckpt.section("ema")
+    if not ema:
+        raise UsageError(f"--weights ema: {ckpt.path} holds no EMA weights (trained without train.ema)")
+    kept = {key: value for key, value in ckpt.tensors.items() if not key.startswith(("model.", "ema."))}
+    return dataclasses.replace(ckpt, tensors=kept | {f"model.{key}": value for key, value in ema.items()})
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> Classifier:

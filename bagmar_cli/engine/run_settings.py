@@ -68,7 +68,7 @@ def check_resume(out: Path, settings: Settings) -> None:
         if key not in RESUMABLE:
             raise UsageError(
                 f"--resume continues the run recorded in {RunDir.config_of(out)}: {key} = {new!r} would change it "
-                f"(recorded {old!r}); only {' and '.join(RESUMABLE)} may differ on a resume"
+                f"(recorded {old!r}); only {', '.join(RESUMABLE[:-1])} and {RESUMABLE[-1]} may differ on a resume"
             )
 
 

@@ -10,32 +10,28 @@ from typing import Any
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import DataLoader, DistributedSampler
 
 from bagmar_cli.checkpoint import save_checkpoint
 from bagmar_cli.console import err, info, warn
-from bagmar_cli.data import Manifest, make_sampler
+from bagmar_cli.data import Manifest
+from bagmar_cli.data.batch_augment import BatchAugment
 from bagmar_cli.data.image_transforms import image_train_transform
-from bagmar_cli.data.images import EvalPreprocess, collate_skipping
-from bagmar_cli.data.splits import (
-    OpenedSplit,
-    SkipUndecodable,
-    dataset_preprocess,
-    is_file_list,
-    open_eval_split,
-    open_split,
-)
-from bagmar_cli.data.transforms import train_transform
+from bagmar_cli.data.images import EvalPreprocess
+from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list, open_eval_split, open_split
+from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
+from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, resolve_workers
 from bagmar_cli.engine.inference import sharded_outputs
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
 from bagmar_cli.engine.runtime import resolve_device, seed_everything
 from bagmar_cli.engine.schedule import build_scheduler
+from bagmar_cli.engine.step import TrainStep, build_ema, first_non_finite, prepare_model
 from bagmar_cli.engine.training_state import TrainingProgress, restore_training, training_checkpoint
 from bagmar_cli.errors import TrainingError, UsageError
 from bagmar_cli.files import atomic_write
@@ -94,6 +90,12 @@ class Job:
     scheduler: LRScheduler
     val_name: str  # the split that selects the best epoch
     state: TrainingProgress
+    ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema), validated instead of the model
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights validation scores (and eval/export use by default): the EMA's when train.ema is on."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def preprocess(self) -> EvalPreprocess | None:
@@ -116,7 +118,8 @@ class Job:
 def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.device, world: distributed.World) -> Job:
     """Seed, then create the model, loss, SGD and schedule the settings describe."""
     seed_everything(settings.train.seed + world.rank)
-    model = build_model(settings.model, manifest.num_classes, manifest.image_size[0]).to(device)
+    model = prepare_model(build_model(settings.model, manifest.num_classes, manifest.image_size[0]), settings.train)
+    model = model.to(device)
     loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -128,7 +131,18 @@ def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.dev
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
     val_name = selection_split(settings.data, manifest)
     return Job(
-        settings, root, manifest, device, world, model, loss_fn, optimizer, scheduler, val_name, TrainingProgress()
+        settings,
+        root,
+        manifest,
+        device,
+        world,
+        model,
+        loss_fn,
+        optimizer,
+        scheduler,
+        val_name,
+        TrainingProgress(),
+        build_ema(model, settings.train),
     )
 
 
@@ -140,6 +154,8 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     net = DistributedDataParallel(job.model) if job.world.size > 1 else job.model
     train_split = open_split(job.root, "train", _train_transform(job))
     val_split = _open_val(job)
+    batches = _loader(job, train_split)
+    step = TrainStep(net, job.loss_fn, job.optimizer, job.settings.train, job.device, ema=job.ema, ema_source=job.model)
     if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
     if run:
@@ -150,8 +166,7 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     with sigterm_as_interrupt():
         for epoch in range(state.epoch, epochs):
             job.loss_fn.set_epoch(epoch)
-            batches = _loader(job, train_split, epoch)
-            stats = _train_epoch(job, net, batches, epoch)
+            stats = _train_epoch(job, step, batches, epoch)
             if train_split.files:
                 stats["undecodable"] = distributed.sum_over_ranks(batches.failed, job.world, job.device)
             job.scheduler.step()
@@ -186,71 +201,70 @@ def _open_val(job: Job) -> OpenedSplit:
     return open_eval_split(job.root, job.val_name, job.preprocess, job.manifest.mean, job.manifest.std)
 
 
-def _loader(job: Job, split: OpenedSplit, epoch: int) -> SkipUndecodable:
-    """Batches for one epoch; the shuffle order is a function of (seed, epoch), so resume replays it.
+def _loader(job: Job, split: OpenedSplit) -> DeviceBatches | SampleBatches:
+    """The run's batch source; each epoch's order is a function of (seed, epoch), so resume replays it.
 
-    Image files are decoded in worker processes; one that does not decode is skipped, warned about and counted.
+    In-memory splits are augmented a batch at a time on the device (`data.augment_on = "batch"`) or image by
+    image; image files are decoded in worker processes, and one that does not decode is skipped and counted.
     """
-    settings, manifest, world = job.settings, job.manifest, job.world
-    dataset, labels = split.dataset, split.labels
-    collate = collate_skipping if split.files else None
-    limit = settings.data.max_bad_fraction
-    generator = torch.Generator().manual_seed(settings.train.seed * 100_003 + epoch)
-    batch = settings.train.batch_size // world.size
-    if batch < 1:
-        raise UsageError(f"train.batch_size {settings.train.batch_size} is smaller than the {world.size} processes")
-    workers = settings.data.num_workers
-    if world.size > 1:
-        if settings.data.sampler != "instance":
-            raise UsageError("multi-process training supports data.sampler = 'instance' only")
-        sampler = DistributedSampler(dataset, world.size, world.rank, seed=settings.train.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-        loader = DataLoader(dataset, batch, sampler=sampler, num_workers=workers, drop_last=True, collate_fn=collate)
-        return SkipUndecodable(loader, len(dataset) // world.size, limit)
-    sampler = make_sampler(settings.data.sampler, labels, manifest.num_classes, generator)
-    loader = DataLoader(
-        dataset,
-        batch,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generator,
-        num_workers=workers,
-        collate_fn=collate,
-    )
-    return SkipUndecodable(loader, len(dataset), limit)
+    settings, manifest = job.settings, job.manifest
+    order = EpochOrder(settings, split.labels, manifest.num_classes, job.world)
+    if not split.files and settings.data.augment_on == "batch":
+        dataset = split.dataset
+        assert isinstance(dataset, TensorImages)  # a tensor split opens as TensorImages
+        augment = BatchAugment.from_settings(settings.data, manifest.image_size, manifest.mean, manifest.std)
+        return DeviceBatches(dataset.images, split.labels, order, augment, job.device)
+    workers = resolve_workers(settings.data.num_workers, per_sample=True)
+    bad = settings.data.max_bad_fraction if split.files else None
+    return SampleBatches(split.dataset, order, workers, job.device, max_bad_fraction=bad)
 
 
-def _train_epoch(job: Job, net: nn.Module, loader: DataLoader, epoch: int) -> dict[str, float]:
-    """One pass over the loader; stops with the step named on a non-finite loss."""
-    net.train()
+def _train_epoch(job: Job, step: TrainStep, batches: DeviceBatches | SampleBatches, epoch: int) -> dict[str, float]:
+    """One pass; the loss is read from the device every `train.log_every` steps and at the end, never per step."""
+    step.net.train()
     job.loss_fn.train()
-    optimizer, scale = job.optimizer, job.world.size
+    scale, log_every = job.world.size, job.settings.train.log_every
+    window: list[torch.Tensor] = []  # this log interval's losses, still on the device
+    sizes: list[int] = []
     total, seen, start = 0.0, 0, time.perf_counter()
     with _progress(job.world) as bar:
         title = f"epoch {epoch + 1}/{job.settings.train.epochs}"
-        task = bar.add_task(title, total=len(loader), loss=math.nan, lr=0.0, ips=0.0)
-        for step, (images, labels) in enumerate(loader):
-            images, labels = images.to(job.device, non_blocking=True), labels.to(job.device, non_blocking=True)
-            loss = job.loss_fn(net(images), labels)
-            if not torch.isfinite(loss):
-                kept = (
-                    "the last good checkpoint is kept"
-                    if job.state.epoch
-                    else "no epoch completed, so there is no checkpoint to go back to"
-                )
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1} step {step + 1}; "
-                    f"{kept}; lower optim.lr or check the data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(labels)
-            seen += len(labels)
-            rate = seen * scale / max(time.perf_counter() - start, 1e-9)
-            bar.update(task, advance=1, loss=total / seen, lr=optimizer.param_groups[0]["lr"], ips=rate)
+        task = bar.add_task(title, total=len(batches), loss=math.nan, lr=0.0, ips=0.0)
+        for index, (images, labels) in enumerate(batches.epoch(epoch)):
+            window.append(step(images, labels))
+            sizes.append(len(labels))
+            if len(window) == log_every:
+                total += _read_losses(job, window, sizes, epoch, first_step=index + 2 - len(window))
+                seen += sum(sizes)
+                window, sizes = [], []
+                rate = seen * scale / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, completed=index + 1, loss=total / seen, lr=_lr(job), ips=rate)
+        if window:
+            total += _read_losses(job, window, sizes, epoch, first_step=len(batches) + 1 - len(window))
+            seen += sum(sizes)
     elapsed = time.perf_counter() - start
-    return {"loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen * scale / elapsed}
+    return {"loss": total / max(seen, 1), "lr": _lr(job), "images_per_s": seen * scale / elapsed}
+
+
+def _read_losses(job: Job, window: list[torch.Tensor], sizes: list[int], epoch: int, first_step: int) -> float:
+    """The window's size-weighted loss sum (one host read); TrainingError naming the first non-finite step."""
+    losses = torch.stack(window).float().cpu()
+    bad = first_non_finite(losses)
+    if bad is not None:
+        kept = (
+            "the last good checkpoint is kept"
+            if job.state.epoch
+            else "no epoch completed, so there is no checkpoint to go back to"
+        )
+        raise TrainingError(
+            f"non-finite loss ({losses[bad].item()}) at epoch {epoch + 1} step {first_step + bad}; "
+            f"{kept}; lower optim.lr or check the data"
+        )
+    return float((losses.double() * torch.tensor(sizes, dtype=torch.float64)).sum())
+
+
+def _lr(job: Job) -> float:
+    return float(job.optimizer.param_groups[0]["lr"])
 
 
 def _progress(world: distributed.World) -> Progress:
@@ -268,14 +282,15 @@ def _progress(world: distributed.World) -> Progress:
 
 def _validate(job: Job, split: OpenedSplit) -> dict[str, Any]:
     """Accuracy on the selection split (the same metrics `bagmar eval` reports); each rank runs a shard of it."""
-    distributed.broadcast_buffers(job.model, job.world)  # rank 0's BatchNorm statistics, the checkpoint's
+    model = job.eval_model  # the EMA's weights when train.ema is on
+    distributed.broadcast_buffers(model, job.world)  # rank 0's BatchNorm statistics, the checkpoint's
     outputs = sharded_outputs(
-        job.model,
+        model,
         split,
         job.world,
         batch_size=job.settings.eval.batch_size,
         device=job.device,
-        workers=job.settings.data.num_workers if split.files else 0,
+        workers=resolve_workers(job.settings.data.num_workers, per_sample=True) if split.files else 0,
     )
     report = classification_report(outputs.logits, outputs.labels, torch.as_tensor(job.counts))
     return {k: report[k] for k in ("top1", "top5", "many", "medium", "few", "macro", "n")}
@@ -294,7 +309,8 @@ def _epoch_line(record: dict[str, Any], val_name: str) -> str:
     )
     if val_name in record:
         r = record[val_name]
-        line += f", {val_name} top-1 {r['top1']:.2%} (many {_pct(r['many'])}, medium {_pct(r['medium'])}, few {_pct(r['few'])})"
+        groups = f"many {_pct(r['many'])}, medium {_pct(r['medium'])}, few {_pct(r['few'])}"
+        line += f", {val_name} top-1 {r['top1']:.2%} ({groups})"
     return line
 
 

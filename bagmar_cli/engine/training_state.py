@@ -31,9 +31,11 @@ class TrainingProgress:
 
 
 def training_checkpoint(job: Job, record: dict[str, Any]) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
-    """The checkpoint's tensors (model, loss, optimiser, RNG) and metadata (see README, Checkpoints)."""
+    """The checkpoint's tensors (model, loss, EMA, optimiser, RNG) and metadata (see README, Checkpoints)."""
     tensors = {f"model.{k}": v for k, v in job.model.state_dict().items()}
     tensors |= {f"loss.{k}": v for k, v in job.loss_fn.state_dict().items()}
+    if job.ema is not None:
+        tensors |= {f"ema.{k}": v for k, v in job.ema.module.state_dict().items()}
     optim_state = job.optimizer.state_dict()
     for index, slots in optim_state["state"].items():
         tensors |= {f"optim.{index}.{name}": value for name, value in slots.items() if torch.is_tensor(value)}
@@ -74,6 +76,8 @@ def restore_training(job: Job, path: Path) -> TrainingProgress:
     ckpt = load_checkpoint(path)
     job.model.load_state_dict(ckpt.section("model"))
     job.loss_fn.load_state_dict(ckpt.section("loss"))
+    if job.ema is not None:
+        job.ema.module.load_state_dict(ckpt.section("ema"))
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in ckpt.section("optim").items():
         index, name = key.split(".", 1)

@@ -113,7 +113,7 @@ CASES = {
     "resume-names-what-may-change": (
         [*RESUME, "--epochs", "5"],
         2,
-        "only train.device and data.num_workers may differ on a resume",
+        "only train.device, data.num_workers and train.log_every may differ on a resume",
     ),
 }
 

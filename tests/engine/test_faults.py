@@ -217,7 +217,14 @@ RECIPES = {
     "class-sampler-cutout-flip": pytest.param(
         ["data.sampler=class", "data.cutout=4", "data.hflip=true"], 2, marks=pytest.mark.slow
     ),
-    "loader-workers": pytest.param(["data.num_workers=2"], 2, marks=pytest.mark.slow),
+    "per-sample-in-process": (["data.augment_on=sample", "data.num_workers=0"], 2),
+    "per-sample-loader-workers": pytest.param(
+        ["data.augment_on=sample", "data.num_workers=2"], 2, marks=pytest.mark.slow
+    ),
+    "ema-bf16-channels-last-log-every-5": (
+        ["train.ema=true", "train.precision=bf16", "train.channels_last=true", "train.log_every=5"],
+        2,
+    ),
 }
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.choices import Output
 from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.engine.export.formats import format_of
 from bagmar_cli.engine.export.runner import Runner, padded, torch_runner
 from bagmar_cli.engine.export.serving import serving_from_checkpoint
 from bagmar_cli.engine.export.sidecar import CHANNELS, read_sidecar
+from bagmar_cli.engine.restore import load_weights
 from bagmar_cli.engine.runtime import resolve_device
 from bagmar_cli.errors import BagmarError, UsageError
 
@@ -74,7 +74,7 @@ def load_model(path: Path, device: str = "auto") -> LoadedModel:
 
 def _from_checkpoint(path: Path, device: torch.device) -> LoadedModel:
     """A checkpoint or bundle, served with its recorded post-hoc method."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_weights(path)
     serving = serving_from_checkpoint(ckpt).to(device)
     spec = ckpt.meta.model
     run = torch_runner(serving, device)

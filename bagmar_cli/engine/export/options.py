@@ -24,6 +24,7 @@ class ExportOptions:
     output: Output | str | None = None  # logits or probabilities; None: probabilities for PN, else logits
     data: Path | None = None  # dataset directory, if not the one recorded in the checkpoint
     overwrite: bool = False
+    weights: str | None = None  # ema or model; None: what validation used (restore.default_weights)
 
     def __post_init__(self) -> None:
         self.format = ExportFormat.parse(self.format)

@@ -9,14 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bagmar_cli.checkpoint import file_sha256, load_checkpoint
+from bagmar_cli.checkpoint import file_sha256
 from bagmar_cli.console import warn
 from bagmar_cli.engine.export.check import check_export
 from bagmar_cli.engine.export.formats import format_of
 from bagmar_cli.engine.export.options import ExportOptions
 from bagmar_cli.engine.export.serving import build_serving, served_posthoc
 from bagmar_cli.engine.export.sidecar import Sidecar, make_sidecar, sidecar_of
-from bagmar_cli.engine.restore import model_from_checkpoint
+from bagmar_cli.engine.restore import load_weights, model_from_checkpoint
 from bagmar_cli.errors import UsageError
 from bagmar_cli.files import atomic_write, check_writable
 
@@ -24,7 +24,7 @@ from bagmar_cli.files import atomic_write, check_writable
 def export_model(opts: ExportOptions) -> Path:
     """Write the export and its sidecar `<out>.json`; returns the export's path."""
     out, sidecar_path, fmt = opts.out, sidecar_of(opts.out), format_of(opts.format)
-    ckpt = load_checkpoint(opts.checkpoint)
+    ckpt = load_weights(opts.checkpoint, opts.weights)
     _check_writable(out, sidecar_path, Path(opts.checkpoint), opts.overwrite)
     posthoc = served_posthoc(ckpt, opts.tau, opts.method, opts.data)
     serving = build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, opts.output)
