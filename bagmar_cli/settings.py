@@ -10,11 +10,11 @@ import importlib.resources
 import os
 import re
 import stat
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bagmar_cli.choices import did_you_mean
