@@ -9,6 +9,7 @@ plain cross-entropy on the raw logits. The math lives in `bagmar_cli.functional.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -80,6 +81,8 @@ def ignored_parameters(settings: LossSettings) -> list[str]:
 class ClassWeightedLoss(nn.Module):
     """Base of the registered losses: optional per-class weights, in force from an epoch on (DRW)."""
 
+    class_weight: Tensor | None  # a buffer
+
     def __init__(self, weight: Tensor | None = None, weight_from_epoch: int = 0) -> None:
         super().__init__()
         # Derived from the counts, so rebuilt rather than checkpointed.
@@ -123,6 +126,8 @@ class LDAMLoss(ClassWeightedLoss):
     works on logits / h: s (z / h - m_y) = (s / h) (z - h m_y), with the margins stored times h.
     """
 
+    margins: Tensor  # a buffer
+
     def __init__(
         self,
         counts: Tensor,
@@ -144,6 +149,8 @@ class LDAMLoss(ClassWeightedLoss):
 
 class PriorAdjustedLoss(ClassWeightedLoss):
     """Cross-entropy on z_j + offset_j in training, plain cross-entropy on z in evaluation."""
+
+    offset: Tensor  # a buffer
 
     def __init__(self, offset: Tensor, weight: Tensor | None = None, weight_from_epoch: int = 0) -> None:
         super().__init__(weight, weight_from_epoch)
@@ -207,7 +214,7 @@ class BaGMarLoss(ClassWeightedLoss):
 
     def _statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """theta, phi and their running totals (from `_buffers`: nn.Module's attribute lookup is slow)."""
-        buffers = self._buffers
+        buffers = cast("dict[str, Tensor]", self._buffers)  # all four registered as tensors in __init__, never None
         return buffers["theta"], buffers["phi"], buffers["running_theta"], buffers["running_phi"]
 
     def _observe(self, log_probs: Tensor, labels: Tensor, statistics: tuple[Tensor, ...]) -> None:

@@ -276,8 +276,9 @@ def _read_settings_file(path: Path, what: str) -> dict[str, Any]:
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
-    tree: Any = value
-    for part in reversed(dotted.split(".")):
+    *parents, leaf = dotted.split(".")
+    tree: dict[str, Any] = {leaf: value}
+    for part in reversed(parents):
         tree = {part: tree}
     return tree
 

@@ -69,9 +69,11 @@ def prepare_image(model: LoadedModel, path: Path) -> Tensor:
     """The image file at `path` as the model's input, float (C, H, W), prepared as `bagmar eval` prepares it."""
     if model.preprocess is None:
         _, height, width = model.input_size
-        return eval_transform(model.mean, model.std)(read_image(path, model.channels, height, width))
-    with Image.open(path) as image:
-        return model.preprocess.transform()(_as_8bit(image, path).convert(model.channels))
+        prepared: Tensor = eval_transform(model.mean, model.std)(read_image(path, model.channels, height, width))
+    else:
+        with Image.open(path) as image:
+            prepared = model.preprocess.transform()(_as_8bit(image, path).convert(model.channels))
+    return prepared
 
 
 def _try_read(model: LoadedModel, path: Path) -> Tensor | str:

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
-from timm.utils import ModelEmaV3
+from timm.utils.model_ema import ModelEmaV3
 from torch import Tensor, nn
 
 from bagmar_cli.settings import TrainSettings
@@ -52,7 +52,8 @@ class TrainStep:
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.ema_source)
-        return loss.detach()
+        detached: Tensor = loss.detach()
+        return detached
 
 
 def prepare_model(model: nn.Module, settings: TrainSettings) -> nn.Module:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import timm
 import torch
 from torch import nn
@@ -21,10 +23,12 @@ class Classifier(nn.Module):
         self.head = head
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        features: torch.Tensor = self.backbone(x)
+        return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        logits: torch.Tensor = self.head(self.backbone(x))
+        return logits
 
 
 def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Classifier:
@@ -42,4 +46,5 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
         )
     except (OSError, RuntimeError, ValueError) as exc:
         raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
-    return Classifier(backbone, HEADS[settings.head](backbone.num_features, num_classes, settings.head_scale))
+    num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
+    return Classifier(backbone, HEADS[settings.head](num_features, num_classes, settings.head_scale))
