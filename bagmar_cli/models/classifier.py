@@ -10,14 +10,14 @@ from torch import nn
 
 from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
-from bagmar_cli.models.heads import HEADS
+from bagmar_cli.models.heads import HEADS, Head
 from bagmar_cli.settings import ModelSettings
 
 
 class Classifier(nn.Module):
     """Backbone (features) + head (logits); `features` and `head` are used by τ-norm and export."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, head: Head) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
