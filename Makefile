@@ -24,7 +24,7 @@ lint: install
 	$(VENV)/bin/ruff format --check bagmar_cli tests benchmarks
 	$(VENV)/bin/mypy bagmar_cli
 
-test: install
+test: lint
 	$(PY) -m pytest -q
 
 test-slow: install

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 from typing import TypeVar
 
 from bagmar_cli.errors import UsageError
@@ -20,7 +20,7 @@ def did_you_mean(word: str, choices: Iterable[str], *, n: int = 1, cutoff: float
     return f" (did you mean {', '.join(repr(c) if quote else c for c in close)}?)"
 
 
-class Choice(str, Enum):
+class Choice(StrEnum):
     """A fixed set of option values; members compare equal to their strings, and `parse` is the one check.
 
     Typer reads a subclass through `parser=Kind.parse`, so a bad value gets bagmar's own `Error:` line; the
@@ -46,9 +46,6 @@ class Choice(str, Enum):
     def parse_optional(cls: type[C], value: str | C | None) -> C | None:
         """`parse`, passing None through (an option left to its default)."""
         return None if value is None else cls.parse(value)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class PosthocMethod(Choice):

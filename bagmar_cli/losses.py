@@ -9,6 +9,7 @@ plain cross-entropy on the raw logits. The math lives in `bagmar_cli.functional.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -21,7 +22,7 @@ from bagmar_cli.errors import UsageError
 from bagmar_cli.functional import losses as LF
 from bagmar_cli.settings import LossSettings
 
-LossBuilder = Callable[[LossSettings, Sequence[int], float], nn.Module]
+LossBuilder = Callable[[LossSettings, Sequence[int], float], "ClassWeightedLoss"]
 LOSSES: dict[str, LossBuilder] = {}
 """Loss builders by registry name; `@register_loss` adds to it."""
 LOSS_PARAMETERS: dict[str, frozenset[str]] = {}
@@ -30,7 +31,7 @@ REWEIGHT_PARAMETERS = frozenset({"name", "reweight", "cb_beta", "reweight_epoch"
 
 
 def register_loss(name: str, parameters: tuple[str, ...] = ()) -> Callable[[LossBuilder], LossBuilder]:
-    """Decorator that registers `builder(settings, counts, head_scale) -> nn.Module` under `name`.
+    """Decorator that registers `builder(settings, counts, head_scale) -> ClassWeightedLoss` under `name`.
 
     `parameters` names the LossSettings fields the builder reads (beyond the re-weighting ones), so that a
     setting the chosen loss would ignore is reported instead of silently dropped.
@@ -52,7 +53,7 @@ def loss_names() -> list[str]:
     return sorted(LOSSES)
 
 
-def build_loss(settings: LossSettings, counts: Sequence[int], head_scale: float = 1.0) -> nn.Module:
+def build_loss(settings: LossSettings, counts: Sequence[int], head_scale: float = 1.0) -> ClassWeightedLoss:
     """The loss `settings.name`, for per-class training counts in label order.
 
     head_scale is the factor the model's head already puts on its logits (a cosine head's scale), for
@@ -79,6 +80,8 @@ def ignored_parameters(settings: LossSettings) -> list[str]:
 
 class ClassWeightedLoss(nn.Module):
     """Base of the registered losses: optional per-class weights, in force from an epoch on (DRW)."""
+
+    class_weight: Tensor | None  # a buffer
 
     def __init__(self, weight: Tensor | None = None, weight_from_epoch: int = 0) -> None:
         super().__init__()
@@ -123,6 +126,8 @@ class LDAMLoss(ClassWeightedLoss):
     works on logits / h: s (z / h - m_y) = (s / h) (z - h m_y), with the margins stored times h.
     """
 
+    margins: Tensor  # a buffer
+
     def __init__(
         self,
         counts: Tensor,
@@ -144,6 +149,8 @@ class LDAMLoss(ClassWeightedLoss):
 
 class PriorAdjustedLoss(ClassWeightedLoss):
     """Cross-entropy on z_j + offset_j in training, plain cross-entropy on z in evaluation."""
+
+    offset: Tensor  # a buffer
 
     def __init__(self, offset: Tensor, weight: Tensor | None = None, weight_from_epoch: int = 0) -> None:
         super().__init__(weight, weight_from_epoch)
@@ -207,7 +214,7 @@ class BaGMarLoss(ClassWeightedLoss):
 
     def _statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """theta, phi and their running totals (from `_buffers`: nn.Module's attribute lookup is slow)."""
-        buffers = self._buffers
+        buffers = cast("dict[str, Tensor]", self._buffers)  # all four registered as tensors in __init__, never None
         return buffers["theta"], buffers["phi"], buffers["running_theta"], buffers["running_phi"]
 
     def _observe(self, log_probs: Tensor, labels: Tensor, statistics: tuple[Tensor, ...]) -> None:
@@ -263,17 +270,17 @@ def _class_weight(settings: LossSettings, counts: Sequence[int]) -> Tensor | Non
 
 
 @register_loss("ce")
-def _ce(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
+def _ce(settings: LossSettings, counts: Sequence[int], head_scale: float) -> ClassWeightedLoss:
     return CrossEntropy(_class_weight(settings, counts), settings.reweight_epoch)
 
 
 @register_loss("focal", ("focal_gamma",))
-def _focal(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
+def _focal(settings: LossSettings, counts: Sequence[int], head_scale: float) -> ClassWeightedLoss:
     return FocalLoss(settings.focal_gamma, _class_weight(settings, counts), settings.reweight_epoch)
 
 
 @register_loss("ldam", ("ldam_max_margin", "ldam_scale"))
-def _ldam(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
+def _ldam(settings: LossSettings, counts: Sequence[int], head_scale: float) -> ClassWeightedLoss:
     weight = _class_weight(settings, counts)
     return LDAMLoss(
         _counts(counts), settings.ldam_max_margin, settings.ldam_scale, weight, settings.reweight_epoch, head_scale
@@ -281,19 +288,19 @@ def _ldam(settings: LossSettings, counts: Sequence[int], head_scale: float) -> n
 
 
 @register_loss("balanced_softmax")
-def _balanced_softmax(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
+def _balanced_softmax(settings: LossSettings, counts: Sequence[int], head_scale: float) -> ClassWeightedLoss:
     log_counts = _counts(counts).clamp_min(1.0).log()
     return PriorAdjustedLoss(log_counts, _class_weight(settings, counts), settings.reweight_epoch)
 
 
 @register_loss("logit_adjusted", ("la_tau",))
-def _logit_adjusted(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
+def _logit_adjusted(settings: LossSettings, counts: Sequence[int], head_scale: float) -> ClassWeightedLoss:
     offset = settings.la_tau * LF.log_prior(_counts(counts))
     return PriorAdjustedLoss(offset, _class_weight(settings, counts), settings.reweight_epoch)
 
 
 @register_loss("bagmar", ("lambda1", "lambda2", "eps", "accumulation", "form", "ema_decay"))
-def _bagmar(settings: LossSettings, counts: Sequence[int], head_scale: float) -> nn.Module:
+def _bagmar(settings: LossSettings, counts: Sequence[int], head_scale: float) -> ClassWeightedLoss:
     return BaGMarLoss(
         len(_counts(counts)),
         lambda1=settings.lambda1,

@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # files only, never a window; must precede the pyplot imp
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from bagmar_cli.files import atomic_write
@@ -38,7 +39,7 @@ class TauCurve(Protocol):
     def best(self) -> dict[str, float | None]: ...  # the chosen row
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path) -> Path:
     """Write the figure as a PNG (atomically: a failed write leaves no half file), close it, and return the path."""
     path, buffer = Path(path), io.BytesIO()
     try:
@@ -59,10 +60,12 @@ def _as_float_list(values: Tensor | Sequence[float | None]) -> list[float]:
 def plot_tau_curve(result: TauCurve, path: str | Path) -> Path:
     """Top-1 and many/medium/few accuracy against tau, the chosen tau marked."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    taus = [row["tau"] for row in result.rows]
+    taus = _as_float_list([row["tau"] for row in result.rows])  # never None
     for key, style in (("top1", "-o"), ("many", "--"), ("medium", "--"), ("few", "--")):
         ax.plot(taus, _as_float_list([row[key] for row in result.rows]), style, label=key, markersize=3)
-    ax.axvline(result.best["tau"], color="grey", linestyle=":", label=f"best τ = {result.best['tau']:g}")
+    best = result.best["tau"]
+    assert best is not None  # every row has its tau
+    ax.axvline(best, color="grey", linestyle=":", label=f"best τ = {best:g}")
     ax.set(xlabel="τ", ylabel="accuracy", title=f"{result.method}: τ search (best by {result.metric})")
     ax.legend()
     return _save(fig, path)

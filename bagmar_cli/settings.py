@@ -10,11 +10,11 @@ import importlib.resources
 import os
 import re
 import stat
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bagmar_cli.choices import did_you_mean
@@ -276,8 +276,9 @@ def _read_settings_file(path: Path, what: str) -> dict[str, Any]:
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
-    tree: Any = value
-    for part in reversed(dotted.split(".")):
+    *parents, leaf = dotted.split(".")
+    tree: dict[str, Any] = {leaf: value}
+    for part in reversed(parents):
         tree = {part: tree}
     return tree
 

@@ -31,7 +31,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row["per_core_vs_authors"] = round(row["images_per_s_per_core"] / base["images_per_s_per_core"], 2)
         row["per_cpu_s_vs_authors"] = round(row["images_per_cpu_s"] / base["images_per_cpu_s"], 2)
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "threads": 1,
         "cores": os.cpu_count(),

@@ -1,9 +1,9 @@
 """Settings: precedence of sources, and errors that name the key, the value and the fix."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from bagmar_cli.errors import UsageError
 from bagmar_cli.settings import Settings, load_settings, parse_override, preset_names, read_preset, validate

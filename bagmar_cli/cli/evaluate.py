@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,7 +68,9 @@ def eval_command(
         report = evaluate(outputs, posthoc, save_logits=save_logits, plots=folder, plots_asked=plots is not None)
         _show(report, prior)
         reports.append(report)
-    payload = reports[0] if len(reports) == 1 else {"checkpoints": reports, "summary": summarise(reports)}
+    payload: dict[str, Any] = (
+        reports[0] if len(reports) == 1 else {"checkpoints": reports, "summary": summarise(reports)}
+    )
     if len(reports) > 1:
         show(summary_table(payload["summary"], len(reports)))
     if as_json:
@@ -85,7 +87,7 @@ def _refuse_repeats(checkpoints: list[Path]) -> None:
         seen[key] = path
 
 
-def _show(report: dict, prior: bool) -> None:
+def _show(report: dict[str, Any], prior: bool) -> None:
     title = f"{report['checkpoint']} on {report['split']}"
     if report["posthoc"]:
         title += f" with {report['posthoc']['method']} τ={report['posthoc']['tau']:g}"

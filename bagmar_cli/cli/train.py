@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -90,7 +91,7 @@ def _train_args(
     preset: str | None,
     config: Path | None,
     overrides: list[str] | None,
-    flags: dict[str, object],
+    flags: Mapping[str, object],
     out: Path,
     *,
     resume: bool,

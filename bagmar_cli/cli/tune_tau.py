@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -58,7 +58,7 @@ def tune_tau_command(
         result_json(tuned.to_json())
 
 
-def _table(report: dict) -> Table:
+def _table(report: dict[str, Any]) -> Table:
     table = Table(title=f"{report['method']} on {report['split']}", title_justify="left")
     for column in ("τ", "top-1", "many", "medium", "few", "macro"):
         table.add_column(column, justify="right")

@@ -41,11 +41,13 @@ def cifar10_policy() -> list[SubPolicy]:
 
 def _magnitude_bins(op: str, height: int, width: int) -> Tensor | None:
     """The 10 magnitudes torchvision's AutoAugment offers `op` at this image size (None: no magnitude)."""
-    return v2.AutoAugment._AUGMENTATION_SPACE[op][0](NUM_BINS, height, width)
+    bins: Tensor | None = v2.AutoAugment._AUGMENTATION_SPACE[op][0](NUM_BINS, height, width)
+    return bins
 
 
 def _is_signed(op: str) -> bool:
-    return v2.AutoAugment._AUGMENTATION_SPACE[op][1]
+    signed: bool = v2.AutoAugment._AUGMENTATION_SPACE[op][1]
+    return signed
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ class BatchAugment:
         images = self._crop_and_flip(images, draws)
         if self.policy is not None:
             images = self._autoaugment(images, draws)
-        out = F.normalize(F.to_dtype(images, torch.float32, scale=True), self.mean, self.std)
+        out: Tensor = F.normalize(F.to_dtype(images, torch.float32, scale=True), self.mean, self.std)
         if self.cutout:
             out = self._cutout(out, draws)
         return out

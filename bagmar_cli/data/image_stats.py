@@ -55,7 +55,8 @@ def _sample(n: int, sample: int, seed: int) -> list[int]:
     """Indices of the images to measure: all of them, or `sample` drawn without replacement by `seed`, sorted."""
     if n <= sample:
         return list(range(n))
-    return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False)).tolist()
+    chosen: list[int] = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False)).tolist()
+    return chosen
 
 
 def _workers() -> int:

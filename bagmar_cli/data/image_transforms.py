@@ -79,7 +79,9 @@ class TrainTransform:
 
     def draw_box(self, image: Image.Image) -> Box:
         """timm's RandomResizedCrop box on `image`'s full size (an opened, undecoded file has its size)."""
-        return RandomResizedCropAndInterpolation.get_params(image, self.crop.scale, self.crop.ratio)
+        get_params = RandomResizedCropAndInterpolation.get_params
+        box: Box = get_params(image, self.crop.scale, self.crop.ratio)  # type: ignore[no-untyped-call]  # timm's is unannotated
+        return box
 
     def decode(self, image: Image.Image) -> Image.Image:
         """An opened image file -> its random-resized crop at the output size, RGB."""
@@ -93,7 +95,8 @@ class TrainTransform:
 
     def augment(self, image: Image.Image) -> Tensor:
         """The cropped image -> flipped, RandAugment-ed, colour-jittered, normalised tensor."""
-        return self.rest(image)
+        tensor: Tensor = self.rest(image)
+        return tensor
 
     def __call__(self, image: Image.Image) -> Tensor:
         return self.augment(self.decode(image))
@@ -131,7 +134,7 @@ def image_train_transform(
         scale=(data.crop_scale_min, 1.0) if data.random_crop else (1.0, 1.0),
         ratio=(3 / 4, 4 / 3) if data.random_crop else (1.0, 1.0),
         hflip=0.5 if data.hflip else 0.0,
-        color_jitter=data.color_jitter or None,
+        color_jitter=data.color_jitter or None,  # type: ignore[arg-type]  # timm's hint omits None (no ColorJitter)
         force_color_jitter=bool(data.color_jitter),  # timm drops jitter when RandAugment is on; the recipe keeps both
         auto_augment=data.randaugment,
         interpolation=preprocess.interpolation,

@@ -44,7 +44,7 @@ class DecodingTransform(Protocol):
         ...
 
 
-class ImageListDataset(Dataset):
+class ImageListDataset(Dataset[tuple[Any, int] | Undecodable]):
     """(image, label) pairs from image files under `root`, decoded as RGB with PIL when an item is asked for.
 
     An image that cannot be decoded yields an `Undecodable` marker instead of raising, so that one bad file

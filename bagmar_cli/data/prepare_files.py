@@ -324,7 +324,11 @@ def _class_names(train: FileList, num_classes: int) -> list[str]:
 
 def _copier(source: Path) -> Callable[[Path], None]:
     """A writer that copies an official list byte for byte (so its SHA-256 stays the published file's)."""
-    return lambda dest: shutil.copyfile(source, dest)
+
+    def copy(dest: Path) -> None:
+        shutil.copyfile(source, dest)
+
+    return copy
 
 
 def _list_writer(files: FileList) -> Callable[[Path], None]:

@@ -20,7 +20,7 @@ def sample_weights(labels: torch.Tensor, num_classes: int, q: float) -> torch.Te
 
 def make_sampler(
     kind: str, labels: torch.Tensor, num_classes: int, generator: torch.Generator | None = None
-) -> Sampler | None:
+) -> Sampler[int] | None:
     """The sampler for `kind`, drawing len(labels) indices per epoch with replacement; None for "instance"."""
     if kind not in SAMPLERS:
         hint = did_you_mean(kind, SAMPLERS, quote=False)
@@ -29,4 +29,4 @@ def make_sampler(
     if q is None:
         return None
     weights = sample_weights(labels, num_classes, q)
-    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
+    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)  # type: ignore[arg-type]  # torch types `weights` as Sequence[float] but takes a Tensor (torch.as_tensor)

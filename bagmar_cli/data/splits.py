@@ -33,7 +33,7 @@ class OpenedSplit:
     """A split as a Dataset, with its labels (int64, in item order) and per-class counts."""
 
     name: str
-    dataset: Dataset
+    dataset: Dataset[Any]  # (image, label) items; a file list's may be Undecodable
     labels: Tensor
     counts: list[int]
     files: bool  # True when items are decoded from image files (and may be Undecodable)
@@ -88,7 +88,7 @@ def open_eval_split(
     return replace(opened, dataset=TensorBatches(tensors.images, tensors.labels, transform))
 
 
-class TensorBatches(Dataset):
+class TensorBatches(Dataset[tuple[Tensor, Tensor]]):
     """Images held as one uint8 tensor, fetched a batch at a time (`__getitems__`) through a deterministic transform.
 
     For evaluation only: a random augmentation applied to a whole batch would give every image the same draw.
@@ -113,7 +113,7 @@ def collate_eval(items: Batch | list[Any]) -> Batch:
     return items if isinstance(items, Batch) else collate_skipping(items)
 
 
-def eval_loader(dataset: Dataset, batch_size: int, workers: int = 0) -> DataLoader:
+def eval_loader(dataset: Dataset[Any], batch_size: int, workers: int = 0) -> DataLoader[Any]:
     """Batches in dataset order, as `Batch`es (images, labels, undecodable files)."""
     return DataLoader(
         dataset,
@@ -151,7 +151,7 @@ class SkipUndecodable:
     More than `max_fraction` of the split's images failing in one epoch stops the run with one DatasetError.
     """
 
-    def __init__(self, loader: DataLoader, split_size: int, max_fraction: float) -> None:
+    def __init__(self, loader: DataLoader[Any], split_size: int, max_fraction: float) -> None:
         self.loader, self.failed = loader, 0
         self.limit = int(max_fraction * split_size)
         self.max_fraction = max_fraction

@@ -61,14 +61,13 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     except Exception as exc:  # safetensors reports damage as SafetensorError, OSError or others
         raise DatasetError(f"{path} is not a readable safetensors file ({exc})") from exc
     images, labels = tensors.get("images"), tensors.get("labels")
-    _check_split(path, images, labels, info, manifest)
-    return images, labels
+    return _check_split(path, images, labels, info, manifest)
 
 
 def _check_split(
     path: Path, images: torch.Tensor | None, labels: torch.Tensor | None, info: SplitInfo, manifest: Manifest
-) -> None:
-    """DatasetError unless the tensors have the manifest's shapes, label range and per-class counts."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`images, labels`; DatasetError unless they have the manifest's shapes, label range and per-class counts."""
     if images is None or labels is None:
         raise DatasetError(f"{path} must hold tensors 'images' and 'labels'")
     size = tuple(manifest.image_size)
@@ -83,6 +82,7 @@ def _check_split(
         raise DatasetError(f"{path}: labels outside [0, {manifest.num_classes})")
     if torch.bincount(labels, minlength=manifest.num_classes).tolist() != info.counts:
         raise DatasetError(f"{path}: per-class counts differ from the manifest's")
+    return images, labels
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torchvision.transforms import v2
@@ -27,7 +29,8 @@ class Cutout(nn.Module):
 
 def eval_transform(mean: list[float], std: list[float]) -> nn.Module:
     """uint8 -> float in [0, 1] -> per-channel normalisation."""
-    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    compose: nn.Module = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    return compose
 
 
 def train_transform(settings: DataSettings, image_size: list[int], mean: list[float], std: list[float]) -> nn.Module:
@@ -42,13 +45,16 @@ def train_transform(settings: DataSettings, image_size: list[int], mean: list[fl
     steps.append(eval_transform(mean, std))
     if settings.cutout:
         steps.append(Cutout(settings.cutout))
-    return v2.Compose(steps)
+    compose: nn.Module = v2.Compose(steps)
+    return compose
 
 
-class TensorImages(torch.utils.data.Dataset):
+class TensorImages(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Images held as one uint8 tensor (N, C, H, W) with int64 labels, transformed on access."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: nn.Module) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
         self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:

@@ -13,7 +13,7 @@ epochs and the two augmentation paths see the same images in the same batches:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -77,7 +77,9 @@ class EpochOrder(Sampler[list[int]]):
     def _batches(self) -> BatchSampler:
         seed, n = self.settings.train.seed, len(self.labels)
         if self.world.size > 1:
-            shard = DistributedSampler(_Length(n), self.world.size, self.world.rank, seed=seed, drop_last=True)
+            shard: DistributedSampler[int] = DistributedSampler(
+                _Length(n), self.world.size, self.world.rank, seed=seed, drop_last=True
+            )
             shard.set_epoch(self.epoch)
             return BatchSampler(shard, self.batch, drop_last=True)
         generator = torch.Generator().manual_seed(seed * 100_003 + self.epoch)
@@ -91,12 +93,17 @@ class EpochOrder(Sampler[list[int]]):
         return len(self._batches())
 
 
-class _Length(Sized):
+class _Length(Dataset[int]):
+    """The indices 0..n-1: all DistributedSampler needs of a dataset is its length."""
+
     def __init__(self, n: int) -> None:
         self.n = n
 
     def __len__(self) -> int:
         return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
 
 
 class DeviceBatches:
@@ -107,6 +114,7 @@ class DeviceBatches:
     ) -> None:
         self.images, self.labels = images.to(device), labels.to(device)
         self.order, self.augment, self.device = order, augment, device
+        self.failed = 0  # as SampleBatches counts them: a tensor split has nothing to decode
 
     def __len__(self) -> int:
         return len(self.order)
@@ -119,10 +127,10 @@ class DeviceBatches:
             yield self.augment(self.images[index], generator), self.labels[index]
 
 
-class _Keyed(Dataset):
+class _Keyed(Dataset[Any]):
     """`dataset[index]` looked up by (epoch, index); in a worker process the transform's RNG is seeded per key."""
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
+    def __init__(self, dataset: Dataset[Any], seed: int) -> None:
         self.dataset, self.seed = dataset, seed
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
@@ -153,7 +161,7 @@ class SampleBatches:
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: Dataset[Any],
         order: EpochOrder,
         workers: int,
         device: torch.device,

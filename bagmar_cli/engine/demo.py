@@ -118,7 +118,9 @@ def compare(out: Path, epochs: int | None = None, device: str = "auto", seed: in
 def _arm(name: str, settings: Settings, run: Path, device: str) -> Arm:
     """Train one loss, tune PN's τ on val, and score raw and tuned on test."""
     checkpoint = train(settings, run)
+    assert checkpoint is not None  # the demo trains in one process: rank 0, which returns the checkpoint
     tuning = tune_tau(checkpoint, method="pn", device=device)
+    assert tuning.plot is not None  # tune_tau writes (and plots) by default
     outputs = split_outputs(checkpoint, data=None, split="test", device=device)
     raw = evaluate(outputs, plots=run)
     tuned = evaluate(outputs, resolve_posthoc(outputs.ckpt, "auto", None))

@@ -149,7 +149,9 @@ def _plots_or_warning(
         return None
 
 
-def _plots(folder: Path, outputs: SplitOutputs, scores, per_class, bins) -> dict[str, str]:
+def _plots(
+    folder: Path, outputs: SplitOutputs, scores: torch.Tensor, per_class: torch.Tensor, bins: ReliabilityBins
+) -> dict[str, str]:
     stem = f"eval-{outputs.split}"
     preds = predict(scores)
     cm = confusion_matrix(preds, outputs.labels, scores.shape[1])

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from bagmar_cli.data.images import EvalPreprocess
+from bagmar_cli.data.images import Batch, EvalPreprocess
 from bagmar_cli.data.splits import OpenedSplit, eval_loader, open_eval_split
 from bagmar_cli.engine import distributed
 from bagmar_cli.errors import DatasetError
@@ -31,7 +31,7 @@ class Outputs:
 
 @torch.no_grad()
 def compute_outputs(
-    model: Classifier, loader: DataLoader, *, device: torch.device | str = "cpu", features: bool = False
+    model: Classifier, loader: DataLoader[Batch], *, device: torch.device | str = "cpu", features: bool = False
 ) -> Outputs:
     """Run `model` in eval mode over the `Batch`es of `loader`; an image that fails to decode is a DatasetError.
 
@@ -94,16 +94,16 @@ def sharded_outputs(
     """Logits and labels of the whole split on every rank, each rank having run only its strided shard."""
     if world.size == 1:
         return compute_outputs(model, eval_loader(opened.dataset, batch_size, workers), device=device)
-    shard = Subset(opened.dataset, range(world.rank, len(opened.dataset), world.size))
+    shard = Subset(opened.dataset, range(world.rank, len(opened.labels), world.size))
     mine = compute_outputs(model, eval_loader(shard, batch_size, workers), device=device)
-    logits = distributed.gather_strided(mine.logits, len(opened.dataset), world, device)
-    labels = distributed.gather_strided(mine.labels, len(opened.dataset), world, device)
+    logits = distributed.gather_strided(mine.logits, len(opened.labels), world, device)
+    labels = distributed.gather_strided(mine.labels, len(opened.labels), world, device)
     return Outputs(logits, labels, None)
 
 
 def first_images(opened: OpenedSplit, n: int) -> Tensor:
     """The first `n` preprocessed images of a split (fewer if it is smaller), as one batch."""
-    loader = eval_loader(Subset(opened.dataset, range(min(n, len(opened.dataset)))), max(n, 1))
+    loader = eval_loader(Subset(opened.dataset, range(min(n, len(opened.labels)))), max(n, 1))
     batches = list(loader)
     for batch in batches:
         if batch.failed:

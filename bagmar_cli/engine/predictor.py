@@ -47,8 +47,8 @@ def find_images(paths: Sequence[Path]) -> list[Path]:
 
 def read_image(path: Path, mode: str, height: int, width: int) -> Tensor:
     """uint8 (C, H, W): Pillow open, convert to `mode`, bilinear resize to height×width when needed."""
-    with Image.open(path) as image:
-        image = _as_8bit(image, path).convert(mode)
+    with Image.open(path) as opened:
+        image = _as_8bit(opened, path).convert(mode)
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.uint8).reshape(height, width, -1)
@@ -69,16 +69,18 @@ def prepare_image(model: LoadedModel, path: Path) -> Tensor:
     """The image file at `path` as the model's input, float (C, H, W), prepared as `bagmar eval` prepares it."""
     if model.preprocess is None:
         _, height, width = model.input_size
-        return eval_transform(model.mean, model.std)(read_image(path, model.channels, height, width))
-    with Image.open(path) as image:
-        return model.preprocess.transform()(_as_8bit(image, path).convert(model.channels))
+        prepared: Tensor = eval_transform(model.mean, model.std)(read_image(path, model.channels, height, width))
+    else:
+        with Image.open(path) as image:
+            prepared = model.preprocess.transform()(_as_8bit(image, path).convert(model.channels))
+    return prepared
 
 
 def _try_read(model: LoadedModel, path: Path) -> Tensor | str:
     """The prepared image, or the reason it cannot be read."""
     try:
         return prepare_image(model, path)
-    except Exception as exc:  # a bad file must not stop the batch: Pillow raises many types on damaged data
+    except Exception as exc:  # noqa: BLE001 -- a bad file must not stop the batch: Pillow raises many types on damaged data
         return f"cannot read image: {str(exc).strip() or type(exc).__name__}"
 
 
@@ -86,8 +88,8 @@ def top_k(probs: Tensor, classes: list[str], k: int) -> list[list[dict[str, Any]
     """Per row, the k most probable classes as {"class", "index", "score"}, best first."""
     scores, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     return [
-        [{"class": classes[i], "index": i, "score": s} for i, s in zip(row_i.tolist(), row_s.tolist())]
-        for row_i, row_s in zip(indices, scores)
+        [{"class": classes[i], "index": i, "score": s} for i, s in zip(row_i.tolist(), row_s.tolist(), strict=True)]
+        for row_i, row_s in zip(indices, scores, strict=True)
     ]
 
 
@@ -107,7 +109,7 @@ def _predict_batch(model: LoadedModel, files: list[Path], k: int) -> Iterator[di
     loaded = [_try_read(model, path) for path in files]
     images = [item for item in loaded if isinstance(item, Tensor)]
     ranked = iter(top_k(model.probabilities(torch.stack(images)), model.classes, k) if images else [])
-    for path, item in zip(files, loaded):
+    for path, item in zip(files, loaded, strict=True):
         failed = isinstance(item, str)
         yield {"path": str(path), "error": item} if failed else {"path": str(path), "top_k": next(ranked)}
 

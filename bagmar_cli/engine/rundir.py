@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import json
@@ -115,10 +116,8 @@ class RunDir:
     def _remove_if_unused(self) -> None:
         """Remove the directory this run created when it failed before writing anything into it."""
         if self._created:
-            try:
+            with contextlib.suppress(OSError):  # not empty: it holds what the run wrote
                 self.path.rmdir()
-            except OSError:  # not empty: it holds what the run wrote
-                pass
 
 
 def not_written_by_bagmar(path: Path, *, invert: bool = False) -> list[str]:

@@ -10,13 +10,15 @@ kernels are; see README, `bagmar train`).
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
-from timm.utils import ModelEmaV3
+from timm.utils.model_ema import ModelEmaV3
 from torch import Tensor, nn
 
 from bagmar_cli.settings import TrainSettings
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class TrainStep:
@@ -36,7 +38,8 @@ class TrainStep:
         """`net` the module to run (DDP-wrapped or not); `ema_source` the plain model the EMA follows."""
         self.loss_fn, self.optimizer, self.ema, self.ema_source = loss_fn, optimizer, ema, ema_source
         self.channels_last = settings.channels_last
-        self.net = torch.compile(net) if settings.compile else net
+        # torch types compile as returning a Callable; of a Module it returns an OptimizedModule (a Module)
+        self.net = cast(nn.Module, torch.compile(net)) if settings.compile else net
         self.autocast: Any = (
             torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16" else nullcontext()
         )
@@ -52,10 +55,11 @@ class TrainStep:
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.ema_source)
-        return loss.detach()
+        detached: Tensor = loss.detach()
+        return detached
 
 
-def prepare_model(model: nn.Module, settings: TrainSettings) -> nn.Module:
+def prepare_model(model: M, settings: TrainSettings) -> M:
     """The model in the memory format the settings ask for (before DDP wraps it and the optimiser takes it)."""
     return model.to(memory_format=torch.channels_last) if settings.channels_last else model
 

@@ -65,27 +65,41 @@ def parse_grid(spec: str) -> list[float]:
     return [float(start + i * step) for i in range(count)]
 
 
-def _scorer(method: PosthocMethod, **inputs: Tensor | None) -> tuple[Callable[[float], Tensor], Tensor | None]:
+def _scorer(
+    method: PosthocMethod,
+    *,
+    logits: Tensor,
+    counts: Tensor,
+    c: Tensor | None,
+    features: Tensor | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+) -> tuple[Callable[[float], Tensor], Tensor | None]:
     """A function tau -> scores, with everything that does not depend on tau computed once."""
     if method == "pn":
-        logits, c = inputs["logits"], inputs["c"]
-        c = pn_column_sums(logits) if c is None else c
+        column_sums = pn_column_sums(logits) if c is None else c
         probs = torch.softmax(logits, dim=1)
-        return (lambda tau: pn_rescale(probs, c, tau)), c
+        return (lambda tau: pn_rescale(probs, column_sums, tau)), column_sums
     if method == "tau-norm":
-        features, weight, bias = inputs["features"], inputs["weight"], inputs["bias"]
         if features is None or weight is None:
             raise ValueError("post-hoc method 'tau-norm' needs features, weight")
         raw = features @ weight.T.to(features.dtype)  # one matmul; each tau only rescales columns
         return (lambda tau: tau_norm_rescale(raw, weight, bias, tau)), None
-    return (lambda tau: apply_posthoc(method, tau, **inputs)), None
+    inputs = {"counts": counts, "c": c, "features": features, "weight": weight, "bias": bias}
+    return (lambda tau: apply_posthoc(method, tau, logits=logits, **inputs)), None
 
 
 def _best_row(rows: list[dict[str, float | None]], metric: SearchMetric) -> dict[str, float | None]:
     """The row with the highest metric, the smallest tau among ties."""
     if rows[0][metric] is None:
         raise UsageError(f"metric {metric!r} is undefined here: no evaluated class falls in that group")
-    return max(rows, key=lambda row: (row[metric], -row["tau"]))
+
+    def rank(row: dict[str, float | None]) -> tuple[float, float]:
+        score, tau = row[metric], row["tau"]
+        assert score is not None and tau is not None  # a metric is defined in every row or none; tau always is
+        return score, -tau
+
+    return max(rows, key=rank)
 
 
 def search_tau(
@@ -105,9 +119,10 @@ def search_tau(
     method, metric = PosthocMethod.parse(method), SearchMetric.parse(metric)
     if not taus:
         raise UsageError("the tau grid is empty")
-    inputs = {"logits": logits, "counts": counts, "c": c, "features": features, "weight": weight, "bias": bias}
     with torch.no_grad():
-        scores_at, c_used = _scorer(method, **inputs)
+        scores_at, c_used = _scorer(
+            method, logits=logits, counts=counts, c=c, features=features, weight=weight, bias=bias
+        )
         predictions = ((float(tau), predict(scores_at(tau))) for tau in taus)
         rows = [{"tau": tau, **accuracy_summary(preds, labels, counts)} for tau, preds in predictions]
     return TauSearchResult(method, metric, rows, _best_row(rows, metric), c_used)

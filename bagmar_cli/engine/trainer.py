@@ -6,12 +6,11 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from timm.utils import ModelEmaV3
-from torch import nn
+from timm.utils.model_ema import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -36,7 +35,7 @@ from bagmar_cli.engine.training_state import TrainingProgress, restore_training,
 from bagmar_cli.errors import TrainingError, UsageError
 from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.metrics import classification_report
-from bagmar_cli.losses import build_loss
+from bagmar_cli.losses import ClassWeightedLoss, build_loss
 from bagmar_cli.models import Classifier, build_model
 from bagmar_cli.settings import DataSettings, Settings
 from bagmar_cli.signals import sigterm_as_interrupt
@@ -85,7 +84,7 @@ class Job:
     device: torch.device
     world: distributed.World
     model: Classifier
-    loss_fn: nn.Module
+    loss_fn: ClassWeightedLoss
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler
     val_name: str  # the split that selects the best epoch
@@ -93,9 +92,9 @@ class Job:
     ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema), validated instead of the model
 
     @property
-    def eval_model(self) -> nn.Module:
+    def eval_model(self) -> Classifier:
         """The weights validation scores (and eval/export use by default): the EMA's when train.ema is on."""
-        return self.ema.module if self.ema is not None else self.model
+        return cast(Classifier, self.ema.module) if self.ema is not None else self.model  # EMA: a deep copy of it
 
     @property
     def preprocess(self) -> EvalPreprocess | None:

@@ -16,6 +16,7 @@ from bagmar_cli.checkpoint import file_sha256, load_checkpoint
 from bagmar_cli.checkpoint_meta import CheckpointMeta, DatasetRef, ModelSpec
 from bagmar_cli.engine.runtime import capture_rng, restore_rng
 from bagmar_cli.engine.schedule import load_scheduler_state
+from bagmar_cli.errors import CheckpointError
 
 if TYPE_CHECKING:
     from bagmar_cli.engine.trainer import Job
@@ -74,6 +75,9 @@ def training_checkpoint(job: Job, record: dict[str, Any]) -> tuple[dict[str, tor
 def restore_training(job: Job, path: Path) -> TrainingProgress:
     """Load into `job` everything resuming needs from `path` (last.safetensors); returns the progress it records."""
     ckpt = load_checkpoint(path)
+    meta = ckpt.meta
+    if meta.epoch is None or meta.scheduler is None or meta.rng is None:
+        raise CheckpointError(f"{path} records no training state (epoch, scheduler, RNG): it cannot be resumed")
     job.model.load_state_dict(ckpt.section("model"))
     job.loss_fn.load_state_dict(ckpt.section("loss"))
     if job.ema is not None:
@@ -82,7 +86,6 @@ def restore_training(job: Job, path: Path) -> TrainingProgress:
     for key, value in ckpt.section("optim").items():
         index, name = key.split(".", 1)
         slots.setdefault(int(index), {})[name] = value
-    meta = ckpt.meta
     job.optimizer.load_state_dict({"state": slots, "param_groups": meta.optimizer_param_groups})
     load_scheduler_state(job.scheduler, meta.scheduler)
     restore_rng(ckpt.tensors, meta.rng)

@@ -42,7 +42,8 @@ def renormalise(scores: Tensor) -> Tensor:
 
 def tau_norm_factors(weight: Tensor, tau: float) -> Tensor:
     """Per-class factors ||w_j||^-tau (float64), with zero-norm rows floored."""
-    return weight.to(torch.float64).norm(dim=1).clamp_min(_FLOOR).pow(-tau)
+    norms: Tensor = weight.to(torch.float64).norm(dim=1)  # torch types Tensor.norm as returning Any
+    return norms.clamp_min(_FLOOR).pow(-tau)
 
 
 def tau_norm_weights(weight: Tensor, tau: float) -> Tensor:
@@ -75,27 +76,55 @@ def logit_adjust(logits: Tensor, prior: Tensor, tau: float) -> Tensor:
     return logits - (tau * log_prior).to(logits.dtype)
 
 
-def _require(method: str, **tensors: Tensor | None) -> None:
-    """Raise ValueError naming the inputs a method needs but did not get."""
+def _missing(method: str, **tensors: Tensor | None) -> ValueError:
+    """The ValueError naming the inputs a method needs but did not get."""
     missing = [name for name, value in tensors.items() if value is None]
-    if missing:
-        raise ValueError(f"post-hoc method {method!r} needs {', '.join(missing)}")
+    return ValueError(f"post-hoc method {method!r} needs {', '.join(missing)}")
 
 
-def _pn(tau, *, logits, counts, c, features, weight, bias) -> Tensor:
+def _pn(
+    tau: float,
+    *,
+    logits: Tensor,
+    counts: Tensor | None,
+    c: Tensor | None,
+    features: Tensor | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+) -> Tensor:
     """PN with c from the caller, or from these logits (the evaluation set) when c is None."""
     return pn_scores(logits, pn_column_sums(logits) if c is None else c, tau)
 
 
-def _tau_norm(tau, *, logits, counts, c, features, weight, bias) -> Tensor:
+def _tau_norm(
+    tau: float,
+    *,
+    logits: Tensor,
+    counts: Tensor | None,
+    c: Tensor | None,
+    features: Tensor | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+) -> Tensor:
     """Tau-norm from features and classifier weights; logits are not used."""
-    _require("tau-norm", features=features, weight=weight)
+    if features is None or weight is None:
+        raise _missing("tau-norm", features=features, weight=weight)
     return tau_norm_logits(features, weight, bias, tau)
 
 
-def _logit_adjust(tau, *, logits, counts, c, features, weight, bias) -> Tensor:
+def _logit_adjust(
+    tau: float,
+    *,
+    logits: Tensor,
+    counts: Tensor | None,
+    c: Tensor | None,
+    features: Tensor | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+) -> Tensor:
     """Logit adjustment with the prior from training counts."""
-    _require("logit-adjust", counts=counts)
+    if counts is None:
+        raise _missing("logit-adjust", counts=counts)
     return logit_adjust(logits, class_prior(counts), tau)
 
 
@@ -120,7 +149,8 @@ def apply_posthoc(
 
     ValueError for an unknown method (commands check theirs with `PosthocMethod.parse` first).
     """
-    if method not in POSTHOC_METHODS:
-        raise ValueError(f"unknown post-hoc method {method!r}; choose from {', '.join(POSTHOC_METHODS)}")
-    inputs = {"logits": logits, "counts": counts, "c": c, "features": features, "weight": weight, "bias": bias}
-    return POSTHOC_METHODS[method](tau, **inputs)
+    try:
+        chosen = PosthocMethod(method)
+    except ValueError:
+        raise ValueError(f"unknown post-hoc method {method!r}; choose from {', '.join(POSTHOC_METHODS)}") from None
+    return POSTHOC_METHODS[chosen](tau, logits=logits, counts=counts, c=c, features=features, weight=weight, bias=bias)

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import timm
 import torch
 from torch import nn
 
 from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
-from bagmar_cli.models.heads import HEADS
+from bagmar_cli.models.heads import HEADS, Head
 from bagmar_cli.settings import ModelSettings
 
 
 class Classifier(nn.Module):
     """Backbone (features) + head (logits); `features` and `head` are used by τ-norm and export."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, head: Head) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        features: torch.Tensor = self.backbone(x)
+        return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        logits: torch.Tensor = self.head(self.backbone(x))
+        return logits
 
 
 def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Classifier:
@@ -42,4 +46,5 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
         )
     except (OSError, RuntimeError, ValueError) as exc:
         raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
-    return Classifier(backbone, HEADS[settings.head](backbone.num_features, num_classes, settings.head_scale))
+    num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
+    return Classifier(backbone, HEADS[settings.head](num_features, num_classes, settings.head_scale))

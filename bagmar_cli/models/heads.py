@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +31,10 @@ def linear(in_features: int, out_features: int, scale: float = 1.0) -> nn.Linear
     return nn.Linear(in_features, out_features)
 
 
-HEADS = {
+Head = nn.Linear | NormedLinear
+"""A classifier head: features -> logits through one weight matrix (num_classes, num_features)."""
+
+HEADS: dict[str, Callable[[int, int, float], Head]] = {
     "linear": linear,
     "normed": NormedLinear,
 }

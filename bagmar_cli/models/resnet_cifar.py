@@ -72,11 +72,12 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
+        features: torch.Tensor = self.layers(self.stem(x))
+        return features
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = F.dropout(x.mean((2, 3)), self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)  # type: ignore[no-any-return]  # nn.Module calls are untyped
+        return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -33,7 +33,7 @@ def test_throughput_reports_five_pipelines_as_json_and_a_table() -> None:
 def test_throughput_runs_bagmars_step_in_bf16_channels_last() -> None:
     args = [sys.executable, str(SCRIPT), "--threads", "1", "--steps", "1", "--warmup", "1", "--only", "1,5"]
     done = subprocess.run(
-        [*args, "--precision", "bf16", "--channels-last"], capture_output=True, text=True, timeout=300
+        [*args, "--precision", "bf16", "--channels-last"], capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

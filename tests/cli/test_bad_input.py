@@ -60,7 +60,7 @@ def _batch(data: np.ndarray, labels: object) -> bytes:
 def _with_metadata(source: Path, target: Path, **changes: str) -> Path:
     """A copy of a checkpoint with some raw (JSON-encoded) metadata values replaced."""
     with safe_open(str(source), framework="pt") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 -- a safetensors handle is not a dict: it cannot be iterated
         metadata = handle.metadata() | changes
     target.write_bytes(save(tensors, metadata=metadata))
     return target
@@ -89,7 +89,7 @@ def _zero_std(manifest: dict) -> None:
 def _five_classes(manifest: dict) -> None:
     manifest["classes"] = manifest["classes"][:5]
     for split in manifest["splits"].values():
-        split["counts"] = split["counts"][:4] + [sum(split["counts"][4:])]
+        split["counts"] = [*split["counts"][:4], sum(split["counts"][4:])]
 
 
 def _label_out_of_range(root: Path) -> Path:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 DEEP = 1000  # nesting that exhausted Python's recursion limit in the TOML parser
 

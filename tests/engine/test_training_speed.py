@@ -220,7 +220,7 @@ class Done:
 def test_nproc_per_node_starts_torchrun_with_two_gloo_processes(digits_data, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "bagmar_cli", *train_args(digits_data, out), "--nproc-per-node", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines() == [str(out / "best.safetensors")]  # rank 0 alone prints
     assert load_checkpoint(out / "last.safetensors").meta.epoch == 1

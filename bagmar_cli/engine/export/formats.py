@@ -59,7 +59,7 @@ def _write_onnx(path: Path, serving: ServingModule, ckpt: Checkpoint, sidecar: d
         torch.onnx.export(
             serving,
             (_example(sidecar),),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to a file object; the hint omits it
             input_names=[INPUT_NAME],
             output_names=[serving.output],
             dynamic_axes=dynamic,
@@ -74,7 +74,8 @@ def _write_torchscript(path: Path, serving: ServingModule, ckpt: Checkpoint, sid
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notices
-        torch.jit.save(torch.jit.trace(serving, _example(sidecar), check_trace=False), buffer)
+        traced = torch.jit.trace(serving, _example(sidecar), check_trace=False)  # type: ignore[no-untyped-call]  # torch leaves trace unannotated
+        torch.jit.save(traced, buffer)
     atomic_write(path, buffer.getvalue())
 
 
@@ -118,13 +119,13 @@ def _load_torchscript(path: Path, device: torch.device) -> Runner:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notices
         try:
-            module = torch.jit.load(str(path), map_location=device).eval()
+            module = torch.jit.load(str(path), map_location=device).eval()  # type: ignore[no-untyped-call]  # unannotated in torch
         except RuntimeError as exc:
             raise BagmarError(f"{path} is not a loadable TorchScript file ({str(exc).splitlines()[0]})") from None
     run = torch_runner(module, device)
 
     def run_unoptimised(images: Tensor) -> Tensor:
-        with torch.jit.optimized_execution(False):
+        with torch.jit.optimized_execution(False):  # type: ignore[attr-defined]  # public, but missing from torch.jit.__all__
             return run(images)
 
     return run_unoptimised

@@ -33,6 +33,12 @@ class ExportOptions:
         self.batch = parse_batch(self.batch)
         self.out = Path(self.out) if self.out else _default_out(Path(self.checkpoint), self.format)
 
+    @property
+    def out_path(self) -> Path:
+        """`out`, never None after creation (the default filled in)."""
+        assert self.out is not None  # set by __post_init__
+        return self.out
+
 
 def parse_batch(value: str | int | None) -> int | None:
     """ "dynamic" (or None) becomes None; otherwise a positive batch size."""

@@ -16,7 +16,8 @@ def torch_runner(module: nn.Module, device: torch.device) -> Runner:
 
     @torch.no_grad()
     def run(images: Tensor) -> Tensor:
-        return module(images.to(device)).float().cpu()
+        outputs: Tensor = module(images.to(device))
+        return outputs.float().cpu()
 
     return run
 
@@ -26,7 +27,7 @@ def padded(run: Runner, batch: int) -> Runner:
 
     def run_padded(images: Tensor) -> Tensor:
         outputs = []
-        for chunk in images.split(batch):
+        for chunk in torch.split(images, batch):
             pad = batch - len(chunk)
             full = torch.cat([chunk, chunk.new_zeros(pad, *chunk.shape[1:])]) if pad else chunk
             outputs.append(run(full)[: len(chunk)])

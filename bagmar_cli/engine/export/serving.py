@@ -37,6 +37,9 @@ from bagmar_cli.models import Classifier
 class ServingModule(nn.Module):
     """Normalised images -> logits or probabilities, with the post-hoc method as fixed buffers."""
 
+    bias: Tensor | None  # a buffer
+    pn_factor: Tensor | None  # a buffer
+
     def __init__(self, model: Classifier, output: Output, bias: Tensor | None = None, pn_factor: Tensor | None = None):
         super().__init__()
         self.model = model
@@ -45,7 +48,7 @@ class ServingModule(nn.Module):
         self.register_buffer("pn_factor", pn_factor)  # PN: c^-tau, floored and capped as pn_rescale does
 
     def forward(self, images: Tensor) -> Tensor:
-        logits = self.model(images)
+        logits: Tensor = self.model(images)
         if self.bias is not None:
             logits = logits + self.bias
         if self.output == Output.LOGITS:
@@ -60,6 +63,7 @@ Baker = Callable[[Classifier, Posthoc, list[int]], dict[str, Tensor]]
 
 def _bake_pn(model: Classifier, posthoc: Posthoc, counts: list[int]) -> dict[str, Tensor]:
     """PN: the factor c^-tau that multiplies the softmax."""
+    assert posthoc.c is not None  # _check_posthoc refuses a PN record without c
     ones = torch.ones(len(posthoc.c), dtype=torch.float32)
     return {"pn_factor": pn_rescale(ones, posthoc.c, posthoc.tau)}
 
@@ -129,7 +133,7 @@ def _check_posthoc(posthoc: Posthoc | None, ckpt: Checkpoint) -> None:
     if posthoc.method == PosthocMethod.TAU_NORM:
         require_linear_head(ckpt)
     classes = ckpt.meta.model.num_classes
-    if posthoc.method == PosthocMethod.PN and posthoc.c.shape != (classes,):
+    if posthoc.method == PosthocMethod.PN and (posthoc.c is None or posthoc.c.shape != (classes,)):
         raise CheckpointError(f"{ckpt.path}: the PN record needs c, one column sum per class ({classes})")
 
 

@@ -109,7 +109,7 @@ def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Po
     fmt = format_of(opts.format)
     return {
         "format": str(opts.format),
-        "file": opts.out.name,
+        "file": opts.out_path.name,
         "bagmar_version": __version__,
         "torch_version": torch.__version__,
         "opset": fmt.opset,

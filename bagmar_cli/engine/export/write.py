@@ -23,7 +23,7 @@ from bagmar_cli.files import atomic_write, check_writable
 
 def export_model(opts: ExportOptions) -> Path:
     """Write the export and its sidecar `<out>.json`; returns the export's path."""
-    out, sidecar_path, fmt = opts.out, sidecar_of(opts.out), format_of(opts.format)
+    out, sidecar_path, fmt = opts.out_path, sidecar_of(opts.out_path), format_of(opts.format)
     ckpt = load_weights(opts.checkpoint, opts.weights)
     _check_writable(out, sidecar_path, Path(opts.checkpoint), opts.overwrite)
     posthoc = served_posthoc(ckpt, opts.tau, opts.method, opts.data)

@@ -70,7 +70,7 @@ def reference(ckpt_path: Path, images: torch.Tensor, method: str | None, c: torc
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_equals_pytorch_with_posthoc(digits_run, tmp_path, val_c, test_images, fmt, method):  # noqa: PLR0917 -- fixtures
+def test_export_equals_pytorch_with_posthoc(digits_run, tmp_path, val_c, test_images, fmt, method):
     ckpt = tuned_copy(digits_run, tmp_path, method, val_c)
     out = export_model(ExportOptions(ckpt, fmt))
     sidecar = json.loads(sidecar_of(out).read_text())
