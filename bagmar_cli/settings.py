@@ -41,7 +41,9 @@ class DataSettings(Section):
     profile: Literal["exp", "step", "as-listed"] = "exp"  # long-tail profile of the train split (as-listed: lists)
     val_per_class: int = Field(0, ge=0)  # held-out validation images per class (0: no val split)
     val_split: str = "auto"  # split used for best-epoch selection; auto: "val" if present, else "test"
-    sampler: Literal["instance", "class", "sqrt"] = "instance"  # how training batches are drawn
+    # how training batches are drawn: shuffled, class-balanced, square-root, or class-aware (k images per drawn class)
+    sampler: Literal["instance", "class", "sqrt", "class_aware"] = "instance"
+    samples_per_class: int = Field(4, ge=1)  # class_aware: consecutive images of each drawn class (the authors' 4)
     augment_on: Literal["batch", "sample"] = "batch"  # in-memory datasets: whole batches on the device, or per image
     # DataLoader workers; auto: 0 on the batch path, min(8, CPUs - 1) for per-sample work (batches.resolve_workers)
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
