@@ -64,6 +64,8 @@ class DataSettings(Section):
 class ModelSettings(Section):
     backbone: str = "resnet32_cifar"  # any timm model name, or our registered CIFAR ResNets
     pretrained: bool = False  # load timm's pretrained weights (needs the hub, so internet)
+    # backbone weights from a local safetensors file (a timm state dict, or a bagmar checkpoint's backbone); offline
+    weights: Path | None = None
     head: Literal["linear", "normed"] = "linear"  # classifier: linear, or cosine (LDAM's NormedLinear)
     head_scale: float = Field(1.0, gt=0.0, allow_inf_nan=False)  # normed head: logits = head_scale * cosine
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the classifier
@@ -72,6 +74,8 @@ class ModelSettings(Section):
     def _scale_needs_a_cosine_head(self) -> ModelSettings:
         if self.head != "normed" and self.head_scale != 1.0:
             raise ValueError('head_scale scales cosines: it needs head = "normed" (or leave it at 1)')
+        if self.pretrained and self.weights is not None:
+            raise ValueError("pretrained (timm's hub) and weights (a local file) both give the backbone: set one")
         return self
 
 

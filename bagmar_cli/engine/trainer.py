@@ -66,11 +66,17 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
     run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
     try:
         if run is None:
-            _fit(_build(settings, root, manifest, device, world), None, RunDir.last_of(out) if resume else None)
+            _fit(
+                _build(settings, root, manifest, device, world, resuming=resume),
+                None,
+                RunDir.last_of(out) if resume else None,
+            )
             return None
         with run:
             info(f"run directory: {run.path}")
-            return _fit(_build(settings, root, manifest, device, world), run, run.last if resume else None)
+            return _fit(
+                _build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None
+            )
     finally:
         distributed.shutdown(world)
 
@@ -115,10 +121,22 @@ class Job:
         return self.manifest.splits["train"].counts
 
 
-def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.device, world: distributed.World) -> Job:
-    """Seed, then create the model, loss, SGD and schedule the settings describe."""
+def _build(
+    settings: Settings,
+    root: Path,
+    manifest: Manifest,
+    device: torch.device,
+    world: distributed.World,
+    *,
+    resuming: bool = False,
+) -> Job:
+    """Seed, then create the model, loss, SGD and schedule the settings describe (a resumed model takes its
+    weights from the checkpoint, so pretrained or `model.weights` files are not read again)."""
     seed_everything(settings.train.seed + world.rank)
-    model = prepare_model(build_model(settings.model, manifest.num_classes, manifest.image_size[0]), settings.train)
+    model_settings = settings.model
+    if resuming:
+        model_settings = model_settings.model_copy(update={"pretrained": False, "weights": None})
+    model = prepare_model(build_model(model_settings, manifest.num_classes, manifest.image_size[0]), settings.train)
     model = model.to(device)
     loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
     optimizer = torch.optim.SGD(

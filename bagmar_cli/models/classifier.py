@@ -9,6 +9,7 @@ from torch import nn
 from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
 from bagmar_cli.models.heads import HEADS
+from bagmar_cli.models.weights import load_backbone_weights
 from bagmar_cli.settings import ModelSettings
 
 
@@ -28,7 +29,8 @@ class Classifier(nn.Module):
 
 
 def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Classifier:
-    """Create the backbone by timm name (num_classes=0: pooled features) and attach the head."""
+    """Create the backbone by timm name (num_classes=0: pooled features), load `model.weights` into it when set,
+    and attach the head."""
     if not timm.is_model(settings.backbone):
         hint = did_you_mean(settings.backbone, timm.list_models())
         raise UsageError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
@@ -42,4 +44,6 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
         )
     except (OSError, RuntimeError, ValueError) as exc:
         raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
+    if settings.weights is not None:
+        load_backbone_weights(backbone, settings.weights)
     return Classifier(backbone, HEADS[settings.head](backbone.num_features, num_classes, settings.head_scale))
