@@ -69,6 +69,10 @@ class ModelSettings(Section):
     head: Literal["linear", "normed"] = "linear"  # classifier: linear, or cosine (LDAM's NormedLinear)
     head_scale: float = Field(1.0, gt=0.0, allow_inf_nan=False)  # normed head: logits = head_scale * cosine
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the classifier
+    # parameters that do not learn: none, the whole backbone (classifier re-training), or all but its last stage
+    freeze: Literal["none", "backbone", "all_but_last_stage"] = "none"
+    # a frozen BatchNorm: "eval" keeps its running statistics; "train" lets them drift (the authors' code)
+    frozen_bn: Literal["eval", "train"] = "eval"
 
     @model_validator(mode="after")
     def _scale_needs_a_cosine_head(self) -> ModelSettings:
@@ -101,6 +105,8 @@ class OptimSettings(Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD momentum
     weight_decay: float = Field(5e-4, ge=0.0)  # L2 weight decay
     nesterov: bool = False  # Nesterov momentum
+    head_lr: float | None = Field(None, gt=0.0)  # the classifier head's peak learning rate; None: lr
+    head_weight_decay: float | None = Field(None, ge=0.0)  # the head's weight decay; None: weight_decay
 
 
 class ScheduleSettings(Section):

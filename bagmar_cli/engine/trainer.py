@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, resolve_workers
 from bagmar_cli.engine.inference import sharded_outputs
+from bagmar_cli.engine.optimizer import build_optimizer
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
@@ -38,6 +39,7 @@ from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.metrics import classification_report
 from bagmar_cli.losses import build_loss
 from bagmar_cli.models import Classifier, build_model
+from bagmar_cli.models.freeze import freeze
 from bagmar_cli.settings import DataSettings, Settings
 from bagmar_cli.signals import sigterm_as_interrupt
 
@@ -97,6 +99,7 @@ class Job:
     val_name: str  # the split that selects the best epoch
     state: TrainingProgress
     ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema), validated instead of the model
+    still_norms: list[nn.Module] = field(default_factory=list)  # frozen BatchNorms kept in eval mode in training
 
     @property
     def eval_model(self) -> nn.Module:
@@ -136,16 +139,11 @@ def _build(
     model_settings = settings.model
     if resuming:
         model_settings = model_settings.model_copy(update={"pretrained": False, "weights": None})
-    model = prepare_model(build_model(model_settings, manifest.num_classes, manifest.image_size[0]), settings.train)
-    model = model.to(device)
+    built = build_model(model_settings, manifest.num_classes, manifest.image_size[0])
+    frozen_norms = freeze(built, settings.model.freeze)
+    model = prepare_model(built, settings.train).to(device)
     loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=settings.optim.lr,
-        momentum=settings.optim.momentum,
-        weight_decay=settings.optim.weight_decay,
-        nesterov=settings.optim.nesterov,
-    )
+    optimizer = build_optimizer(model, settings.optim)
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
     val_name = selection_split(settings.data, manifest)
     return Job(
@@ -161,6 +159,7 @@ def _build(
         val_name,
         TrainingProgress(),
         build_ema(model, settings.train),
+        frozen_norms if settings.model.frozen_bn == "eval" else [],
     )
 
 
@@ -240,6 +239,8 @@ def _loader(job: Job, split: OpenedSplit) -> DeviceBatches | SampleBatches:
 def _train_epoch(job: Job, step: TrainStep, batches: DeviceBatches | SampleBatches, epoch: int) -> dict[str, float]:
     """One pass; the loss is read from the device every `train.log_every` steps and at the end, never per step."""
     step.net.train()
+    for norm in job.still_norms:  # frozen: their running statistics stay those of the loaded weights
+        norm.eval()
     job.loss_fn.train()
     scale, log_every = job.world.size, job.settings.train.log_every
     window: list[torch.Tensor] = []  # this log interval's losses, still on the device
