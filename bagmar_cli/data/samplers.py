@@ -50,7 +50,7 @@ def class_aware_indices(labels: Tensor, num_classes: int, k: int, generator: tor
     by_class, starts = torch.argsort(labels, stable=True), (torch.cumsum(counts, 0) - counts).tolist()
     counts_list = counts.tolist()
     out = torch.empty(groups, k, dtype=torch.long)
-    rows_of = torch.argsort(drawn, stable=True).split(torch.bincount(drawn, minlength=num_classes).tolist())
+    rows_of = torch.split(torch.argsort(drawn, stable=True), torch.bincount(drawn, minlength=num_classes).tolist())
     for cls, rows in enumerate(rows_of):  # classes in order: the generator's draws come in a fixed order
         if not len(rows):
             continue
