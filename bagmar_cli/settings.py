@@ -41,7 +41,9 @@ class DataSettings(Section):
     profile: Literal["exp", "step", "as-listed"] = "exp"  # long-tail profile of the train split (as-listed: lists)
     val_per_class: int = Field(0, ge=0)  # held-out validation images per class (0: no val split)
     val_split: str = "auto"  # split used for best-epoch selection; auto: "val" if present, else "test"
-    sampler: Literal["instance", "class", "sqrt"] = "instance"  # how training batches are drawn
+    # how training batches are drawn: shuffled, class-balanced, square-root, or class-aware (k images per drawn class)
+    sampler: Literal["instance", "class", "sqrt", "class_aware"] = "instance"
+    samples_per_class: int = Field(4, ge=1)  # class_aware: consecutive images of each drawn class (the authors' 4)
     augment_on: Literal["batch", "sample"] = "batch"  # in-memory datasets: whole batches on the device, or per image
     # DataLoader workers; auto: 0 on the batch path, min(8, CPUs - 1) for per-sample work (batches.resolve_workers)
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
@@ -62,14 +64,22 @@ class DataSettings(Section):
 class ModelSettings(Section):
     backbone: str = "resnet32_cifar"  # any timm model name, or our registered CIFAR ResNets
     pretrained: bool = False  # load timm's pretrained weights (needs the hub, so internet)
+    # backbone weights from a local safetensors file (a timm state dict, or a bagmar checkpoint's backbone); offline
+    weights: Path | None = None
     head: Literal["linear", "normed"] = "linear"  # classifier: linear, or cosine (LDAM's NormedLinear)
     head_scale: float = Field(1.0, gt=0.0, allow_inf_nan=False)  # normed head: logits = head_scale * cosine
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the classifier
+    # parameters that do not learn: none, the whole backbone (classifier re-training), or all but its last stage
+    freeze: Literal["none", "backbone", "all_but_last_stage"] = "none"
+    # a frozen BatchNorm: "eval" keeps its running statistics; "train" lets them drift (the authors' code)
+    frozen_bn: Literal["eval", "train"] = "eval"
 
     @model_validator(mode="after")
     def _scale_needs_a_cosine_head(self) -> ModelSettings:
         if self.head != "normed" and self.head_scale != 1.0:
             raise ValueError('head_scale scales cosines: it needs head = "normed" (or leave it at 1)')
+        if self.pretrained and self.weights is not None:
+            raise ValueError("pretrained (timm's hub) and weights (a local file) both give the backbone: set one")
         return self
 
 
@@ -95,6 +105,8 @@ class OptimSettings(Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD momentum
     weight_decay: float = Field(5e-4, ge=0.0)  # L2 weight decay
     nesterov: bool = False  # Nesterov momentum
+    head_lr: float | None = Field(None, gt=0.0)  # the classifier head's peak learning rate; None: lr
+    head_weight_decay: float | None = Field(None, ge=0.0)  # the head's weight decay; None: weight_decay
 
 
 class ScheduleSettings(Section):

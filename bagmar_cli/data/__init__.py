@@ -10,7 +10,7 @@ from bagmar_cli.data.manifest import Manifest, SourceInfo, SplitInfo, load_manif
 from bagmar_cli.data.prepare import prepare_dataset
 from bagmar_cli.data.prepare_files import prepare_any, prepare_benchmark, prepare_folder
 from bagmar_cli.data.registry import DatasetSpec, dataset_names, get_dataset, register_dataset
-from bagmar_cli.data.samplers import make_sampler
+from bagmar_cli.data.samplers import epoch_indices, rank_share
 from bagmar_cli.data.store import default_data_dir, load_split
 
 __all__ = [
@@ -20,14 +20,15 @@ __all__ = [
     "SplitInfo",
     "dataset_names",
     "default_data_dir",
+    "epoch_indices",
     "get_dataset",
     "load_manifest",
     "load_split",
     "lt_counts",
-    "make_sampler",
     "prepare_any",
     "prepare_benchmark",
     "prepare_dataset",
     "prepare_folder",
+    "rank_share",
     "register_dataset",
 ]

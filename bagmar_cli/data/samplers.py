@@ -1,32 +1,68 @@
-"""Training samplers: instance-balanced (plain shuffling), class-balanced and square-root sampling."""
+"""Training samplers: one epoch's draw of indices for instance, class-balanced, square-root and class-aware sampling.
+
+Each is a pure function of the labels and a generator, so an epoch's order is a function of (seed, epoch) and
+every rank of a multi-process run can draw the same global order and take its own share of it.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Sampler, WeightedRandomSampler
+from torch import Tensor
 
 from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
 
-# kind -> q in p_j ∝ n_j^q, the chance of drawing class j (Kang et al. 2020); None: plain shuffling (q = 1).
-SAMPLERS: dict[str, float | None] = {"instance": None, "class": 0.0, "sqrt": 0.5}
+SAMPLERS = ("instance", "class", "sqrt", "class_aware")
+# kind -> q in p_j ∝ n_j^q, the chance of drawing class j (Kang et al. 2020)
+SAMPLING_POWER: dict[str, float] = {"class": 0.0, "sqrt": 0.5}
 
 
-def sample_weights(labels: torch.Tensor, num_classes: int, q: float) -> torch.Tensor:
+def sample_weights(labels: Tensor, num_classes: int, q: float) -> Tensor:
     """Per-image weights n_y^(q-1), so that class j is drawn with probability ∝ n_j^q."""
     counts = torch.bincount(labels, minlength=num_classes).double()
     return counts[labels] ** (q - 1)
 
 
-def make_sampler(
-    kind: str, labels: torch.Tensor, num_classes: int, generator: torch.Generator | None = None
-) -> Sampler[int] | None:
-    """The sampler for `kind`, drawing len(labels) indices per epoch with replacement; None for "instance"."""
+def epoch_indices(
+    kind: str, labels: Tensor, num_classes: int, generator: torch.Generator, samples_per_class: int = 4
+) -> Tensor:
+    """One epoch's len(labels) indices: a permutation ("instance"), draws with replacement by class weight
+    ("class", "sqrt"), or runs of `samples_per_class` images of a uniformly drawn class ("class_aware")."""
     if kind not in SAMPLERS:
         hint = did_you_mean(kind, SAMPLERS, quote=False)
         raise UsageError(f"unknown sampler {kind!r}{hint}; choose from {', '.join(SAMPLERS)}")
-    q = SAMPLERS[kind]
-    if q is None:
-        return None
-    weights = sample_weights(labels, num_classes, q)
-    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)  # type: ignore[arg-type]  # torch types `weights` as Sequence[float] but takes a Tensor (torch.as_tensor)
+    if kind == "instance":
+        return torch.randperm(len(labels), generator=generator)
+    if kind == "class_aware":
+        return class_aware_indices(labels, num_classes, samples_per_class, generator)
+    weights = sample_weights(labels, num_classes, SAMPLING_POWER[kind])
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+
+
+def class_aware_indices(labels: Tensor, num_classes: int, k: int, generator: torch.Generator) -> Tensor:
+    """Class-aware sampling (Shen et al. 2016; Kang et al. 2020's ClassAwareSampler): ceil(n / k) groups, each a
+    class drawn uniformly among those with images, then its next k images from a shuffled cycle over the class
+    (reshuffled when used up); the first n indices. The cycles restart each epoch, so (seed, epoch) fixes the draw."""
+    present = torch.nonzero(torch.bincount(labels, minlength=num_classes)).flatten()
+    groups = -(-len(labels) // k)
+    drawn = present[torch.randint(len(present), (groups,), generator=generator)]
+    counts = torch.bincount(labels, minlength=num_classes)
+    by_class, starts = torch.argsort(labels, stable=True), (torch.cumsum(counts, 0) - counts).tolist()
+    counts_list = counts.tolist()
+    out = torch.empty(groups, k, dtype=torch.long)
+    rows_of = torch.split(torch.argsort(drawn, stable=True), torch.bincount(drawn, minlength=num_classes).tolist())
+    for cls, rows in enumerate(rows_of):  # classes in order: the generator's draws come in a fixed order
+        if not len(rows):
+            continue
+        members = by_class[starts[cls] : starts[cls] + counts_list[cls]]
+        need, size = len(rows) * k, len(members)
+        cycles = [members[torch.randperm(size, generator=generator)] for _ in range(-(-need // size))]
+        out[rows] = torch.cat(cycles)[:need].view(len(rows), k)
+    return out.flatten()[: len(labels)]
+
+
+def rank_share(order: Tensor, rank: int, world_size: int) -> Tensor:
+    """This rank's strided share of the global order; the tail that does not divide evenly is dropped so every
+    rank takes the same number of steps (the shares of all ranks partition order[: world_size * (n // world_size)])."""
+    usable = len(order) // world_size * world_size
+    return order[rank:usable:world_size]

@@ -22,13 +22,11 @@ from torch.utils.data import (
     BatchSampler,
     DataLoader,
     Dataset,
-    DistributedSampler,
-    RandomSampler,
     Sampler,
     get_worker_info,
 )
 
-from bagmar_cli.data import make_sampler
+from bagmar_cli.data import epoch_indices, rank_share
 from bagmar_cli.data.batch_augment import BatchAugment
 from bagmar_cli.data.images import collate_skipping
 from bagmar_cli.data.splits import SkipUndecodable
@@ -60,50 +58,36 @@ def _mix(*parts: int) -> int:
 
 
 class EpochOrder(Sampler[list[int]]):
-    """The index batches of one epoch: the data sampler (instance, class, sqrt; sharded across ranks) in batches."""
+    """The index batches of one epoch: the sampler's global order drawn from (seed, epoch), this rank's strided
+    share of it under torchrun (so every sampler works there), cut into batches."""
 
     def __init__(self, settings: Settings, labels: Tensor, num_classes: int, world: World) -> None:
         self.settings, self.labels, self.num_classes, self.world = settings, labels, num_classes, world
         self.batch = settings.train.batch_size // world.size
         if self.batch < 1:
             raise UsageError(f"train.batch_size {settings.train.batch_size} is smaller than the {world.size} processes")
-        if world.size > 1 and settings.data.sampler != "instance":
-            raise UsageError("multi-process training supports data.sampler = 'instance' only")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def indices(self) -> Tensor:
+        """This rank's indices for the epoch, in order (the whole draw for a single process)."""
+        data = self.settings.data
+        generator = torch.Generator().manual_seed(self.settings.train.seed * 100_003 + self.epoch)
+        order = epoch_indices(data.sampler, self.labels, self.num_classes, generator, data.samples_per_class)
+        return order if self.world.size == 1 else rank_share(order, self.world.rank, self.world.size)
+
     def _batches(self) -> BatchSampler:
-        seed, n = self.settings.train.seed, len(self.labels)
-        if self.world.size > 1:
-            shard: DistributedSampler[int] = DistributedSampler(
-                _Length(n), self.world.size, self.world.rank, seed=seed, drop_last=True
-            )
-            shard.set_epoch(self.epoch)
-            return BatchSampler(shard, self.batch, drop_last=True)
-        generator = torch.Generator().manual_seed(seed * 100_003 + self.epoch)
-        sampler = make_sampler(self.settings.data.sampler, self.labels, self.num_classes, generator)
-        return BatchSampler(sampler or RandomSampler(range(n), generator=generator), self.batch, drop_last=False)
+        # several processes drop a last short batch so that every rank takes the same number of steps
+        return BatchSampler(self.indices().tolist(), self.batch, drop_last=self.world.size > 1)
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._batches())
 
     def __len__(self) -> int:
-        return len(self._batches())
-
-
-class _Length(Dataset[int]):
-    """The indices 0..n-1: all DistributedSampler needs of a dataset is its length."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> int:
-        return index
+        n = len(self.labels) // self.world.size
+        return n // self.batch if self.world.size > 1 else -(-n // self.batch)
 
 
 class DeviceBatches:

@@ -36,9 +36,10 @@ def load_weights(path: Path, weights: str | None = None) -> Checkpoint:
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> Classifier:
-    """The model with the checkpoint's weights, in eval mode; never downloads pretrained weights (its own are)."""
+    """The model with the checkpoint's weights, in eval mode; never downloads pretrained weights nor reads
+    `model.weights` again (its own tensors are the weights)."""
     spec = ckpt.meta.model
-    settings = ckpt.meta.settings.model.model_copy(update={"pretrained": False})
+    settings = ckpt.meta.settings.model.model_copy(update={"pretrained": False, "weights": None})
     model = build_model(settings, spec.num_classes, spec.input_size[0])
     try:
         model.load_state_dict(ckpt.section("model"))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from timm.utils.model_ema import ModelEmaV3
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -25,6 +26,7 @@ from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, resolve_workers
 from bagmar_cli.engine.inference import sharded_outputs
+from bagmar_cli.engine.optimizer import build_optimizer
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
@@ -37,6 +39,7 @@ from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.metrics import classification_report
 from bagmar_cli.losses import ClassWeightedLoss, build_loss
 from bagmar_cli.models import Classifier, build_model
+from bagmar_cli.models.freeze import freeze
 from bagmar_cli.settings import DataSettings, Settings
 from bagmar_cli.signals import sigterm_as_interrupt
 
@@ -65,11 +68,17 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
     run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
     try:
         if run is None:
-            _fit(_build(settings, root, manifest, device, world), None, RunDir.last_of(out) if resume else None)
+            _fit(
+                _build(settings, root, manifest, device, world, resuming=resume),
+                None,
+                RunDir.last_of(out) if resume else None,
+            )
             return None
         with run:
             info(f"run directory: {run.path}")
-            return _fit(_build(settings, root, manifest, device, world), run, run.last if resume else None)
+            return _fit(
+                _build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None
+            )
     finally:
         distributed.shutdown(world)
 
@@ -90,6 +99,7 @@ class Job:
     val_name: str  # the split that selects the best epoch
     state: TrainingProgress
     ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema), validated instead of the model
+    still_norms: list[nn.Module] = field(default_factory=list)  # frozen BatchNorms kept in eval mode in training
 
     @property
     def eval_model(self) -> Classifier:
@@ -114,19 +124,26 @@ class Job:
         return self.manifest.splits["train"].counts
 
 
-def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.device, world: distributed.World) -> Job:
-    """Seed, then create the model, loss, SGD and schedule the settings describe."""
+def _build(
+    settings: Settings,
+    root: Path,
+    manifest: Manifest,
+    device: torch.device,
+    world: distributed.World,
+    *,
+    resuming: bool = False,
+) -> Job:
+    """Seed, then create the model, loss, SGD and schedule the settings describe (a resumed model takes its
+    weights from the checkpoint, so pretrained or `model.weights` files are not read again)."""
     seed_everything(settings.train.seed + world.rank)
-    model = prepare_model(build_model(settings.model, manifest.num_classes, manifest.image_size[0]), settings.train)
-    model = model.to(device)
+    model_settings = settings.model
+    if resuming:
+        model_settings = model_settings.model_copy(update={"pretrained": False, "weights": None})
+    built = build_model(model_settings, manifest.num_classes, manifest.image_size[0])
+    frozen_norms = freeze(built, settings.model.freeze)
+    model = prepare_model(built, settings.train).to(device)
     loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=settings.optim.lr,
-        momentum=settings.optim.momentum,
-        weight_decay=settings.optim.weight_decay,
-        nesterov=settings.optim.nesterov,
-    )
+    optimizer = build_optimizer(model, settings.optim)
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
     val_name = selection_split(settings.data, manifest)
     return Job(
@@ -142,6 +159,7 @@ def _build(settings: Settings, root: Path, manifest: Manifest, device: torch.dev
         val_name,
         TrainingProgress(),
         build_ema(model, settings.train),
+        frozen_norms if settings.model.frozen_bn == "eval" else [],
     )
 
 
@@ -221,6 +239,8 @@ def _loader(job: Job, split: OpenedSplit) -> DeviceBatches | SampleBatches:
 def _train_epoch(job: Job, step: TrainStep, batches: DeviceBatches | SampleBatches, epoch: int) -> dict[str, float]:
     """One pass; the loss is read from the device every `train.log_every` steps and at the end, never per step."""
     step.net.train()
+    for norm in job.still_norms:  # frozen: their running statistics stay those of the loaded weights
+        norm.eval()
     job.loss_fn.train()
     scale, log_every = job.world.size, job.settings.train.log_every
     window: list[torch.Tensor] = []  # this log interval's losses, still on the device

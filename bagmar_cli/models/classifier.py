@@ -11,6 +11,7 @@ from torch import nn
 from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import UsageError
 from bagmar_cli.models.heads import HEADS, Head
+from bagmar_cli.models.weights import load_backbone_weights
 from bagmar_cli.settings import ModelSettings
 
 
@@ -32,7 +33,8 @@ class Classifier(nn.Module):
 
 
 def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Classifier:
-    """Create the backbone by timm name (num_classes=0: pooled features) and attach the head."""
+    """Create the backbone by timm name (num_classes=0: pooled features), load `model.weights` into it when set,
+    and attach the head."""
     if not timm.is_model(settings.backbone):
         hint = did_you_mean(settings.backbone, timm.list_models())
         raise UsageError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
@@ -46,5 +48,7 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
         )
     except (OSError, RuntimeError, ValueError) as exc:
         raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
+    if settings.weights is not None:
+        load_backbone_weights(backbone, settings.weights)
     num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
     return Classifier(backbone, HEADS[settings.head](num_features, num_classes, settings.head_scale))

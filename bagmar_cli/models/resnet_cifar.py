@@ -61,6 +61,9 @@ class CifarResNet(nn.Module):
                 layers.append(BasicBlock(in_planes, planes, 2 if stage and i == 0 else 1))
                 in_planes = planes
         self.layers = nn.Sequential(*layers)
+        # timm's description of the stages (the module each one ends with); model.freeze reads it
+        self.feature_info = [{"num_chs": 16, "module": "stem"}]
+        self.feature_info += [{"num_chs": w, "module": f"layers.{(s + 1) * blocks - 1}"} for s, w in enumerate(widths)]
         self.num_features = in_planes
         self.drop_rate = drop_rate
         self.num_classes = num_classes

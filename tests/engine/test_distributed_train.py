@@ -4,10 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bagmar_cli.checkpoint import load_checkpoint
 
 
-def test_torchrun_two_processes(digits_data: Path, tmp_path: Path):
+# every sampler works under torchrun (each rank its strided share of the global order: tests/data/test_samplers.py)
+@pytest.mark.parametrize("sampler", ["instance", pytest.param("class_aware", marks=pytest.mark.slow)])
+def test_torchrun_two_processes(digits_data: Path, tmp_path: Path, sampler: str):
     out = tmp_path / "ddp"
     command = [
         sys.executable,
@@ -29,6 +33,8 @@ def test_torchrun_two_processes(digits_data: Path, tmp_path: Path):
         "cpu",
         "--set",
         "model.backbone=resnet20_cifar",
+        "--set",
+        f"data.sampler={sampler}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -221,6 +221,16 @@ RECIPES = {
     "per-sample-loader-workers": pytest.param(
         ["data.augment_on=sample", "data.num_workers=2"], 2, marks=pytest.mark.slow
     ),
+    # the head in its own optimiser group (2 groups restored), a frozen part of the backbone, class-aware sampling
+    "head-group-frozen-stages-class-aware": (
+        [
+            "optim.head_lr=0.3",
+            "optim.head_weight_decay=0.0",
+            "model.freeze=all_but_last_stage",
+            "data.sampler=class_aware",
+        ],
+        2,
+    ),
     "ema-bf16-channels-last-log-every-5": (
         ["train.ema=true", "train.precision=bf16", "train.channels_last=true", "train.log_every=5"],
         2,
