@@ -60,20 +60,25 @@ class Comparison:
         }
 
     def claim_holds(self) -> bool:
-        """The demo's claim: BaGMar beats cross-entropy on the few-shot classes, and PN raises both further."""
+        """The demo's claim: BaGMar and PN each raise cross-entropy's few-shot accuracy.
+
+        PN on top of BaGMar is reported, not claimed: over seeds 0-2 it raised BaGMar's few-shot accuracy on two
+        and lowered it on one (seed 2, 66.1 -> 64.4 %), so the demo states what it did in the run at hand.
+        """
         few = self.few()
-        return few["bagmar"] > few["ce"] and few["ce_pn"] > few["ce"] and few["bagmar_pn"] > few["bagmar"]
+        return few["bagmar"] > few["ce"] and few["ce_pn"] > few["ce"]
 
     def claim(self) -> str:
         """One line saying what this run's few-shot numbers show, and no more."""
         few = self.few()
         numbers = ", ".join(f"{FEW_LABELS[key]} {100 * value:.1f}" for key, value in few.items())
+        on_bagmar = _verdict("PN", few["bagmar_pn"], few["bagmar"], "for BaGMar")
         if self.claim_holds():
-            return f"BaGMar and PN raise few-shot accuracy on test: {numbers} %"
+            return f"BaGMar and PN each raise cross-entropy's few-shot accuracy on test; {on_bagmar} ({numbers} %)"
         verdicts = (
             _verdict("BaGMar", few["bagmar"], few["ce"], "relative to cross-entropy"),
             _verdict("PN", few["ce_pn"], few["ce"], "for cross-entropy"),
-            _verdict("PN", few["bagmar_pn"], few["bagmar"], "for BaGMar"),
+            on_bagmar,
         )
         return f"{'; '.join(verdicts)} (few-shot on test: {numbers} %)"
 

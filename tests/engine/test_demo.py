@@ -19,8 +19,12 @@ def test_claim_is_stated_only_when_the_numbers_support_it():
     holds = Comparison(Path("data"), 0, _arm("cross-entropy", 0.4, 0.5), _arm("BaGMar", 0.6, 0.7))
     assert holds.claim_holds()
     assert holds.claim() == (
-        "BaGMar and PN raise few-shot accuracy on test: CE 40.0, CE + PN 50.0, BaGMar 60.0, BaGMar + PN 70.0 %"
+        "BaGMar and PN each raise cross-entropy's few-shot accuracy on test; PN raises few-shot accuracy for BaGMar "
+        "(CE 40.0, CE + PN 50.0, BaGMar 60.0, BaGMar + PN 70.0 %)"
     )
+    lowered = Comparison(Path("data"), 0, _arm("cross-entropy", 0.4, 0.5), _arm("BaGMar", 0.6, 0.55))
+    assert lowered.claim_holds(), "PN on BaGMar is reported, not claimed"
+    assert "; PN lowers few-shot accuracy for BaGMar (" in lowered.claim()
 
 
 @pytest.mark.parametrize(
@@ -33,9 +37,9 @@ def test_claim_is_stated_only_when_the_numbers_support_it():
             "for cross-entropy; PN does not change few-shot accuracy for BaGMar",
         ),
         (
-            (0.4, 0.35),
+            (0.4, 0.4),
             (0.6, 0.7),
-            "BaGMar raises few-shot accuracy relative to cross-entropy; PN lowers few-shot accuracy "
+            "BaGMar raises few-shot accuracy relative to cross-entropy; PN does not change few-shot accuracy "
             "for cross-entropy; PN raises few-shot accuracy for BaGMar",
         ),
     ],
@@ -44,7 +48,7 @@ def test_claim_says_what_happened_otherwise(ce, bagmar, expected):
     comparison = Comparison(Path("data"), 0, _arm("cross-entropy", *ce), _arm("BaGMar", *bagmar))
     assert not comparison.claim_holds()
     assert comparison.claim().startswith(expected + " (few-shot on test: CE ")
-    assert "raise few-shot accuracy on test" not in comparison.claim()
+    assert "each raise" not in comparison.claim()
 
 
 def _accuracy_at(curve: list[dict], tau: float) -> float:
