@@ -2,7 +2,7 @@
 # The image-file path on real data: digits-LT (imb 100, 30-per-class val) written as PNG folders, prepared with
 # `prepare folder`, trained with the digits_lt recipe, against the same images in memory; 3 seeds each.
 # Run: OMP_NUM_THREADS=1 BAGMAR=.venv/bin/bagmar PYTHON=.venv/bin/python benchmarks/digits_folder_path.sh [WORKDIR]
-# The folder manifest is given image_size [3, 8, 8] and eval_resize 8 (evaluation sees the 8x8 images as they are);
+# The folder is prepared with --image-size 8 --eval-resize 8 (evaluation sees the 8x8 images as they are);
 # RandomResizedCrop keeps at least 70 % of an image (data.crop_scale_min = 0.7), the in-memory recipe pads and crops.
 set -e
 absolute() { local found; found=$(command -v "$1"); echo "$(cd "$(dirname "$found")" && pwd)/$(basename "$found")"; }
@@ -23,12 +23,7 @@ for split in ("train", "val", "test"):
         p.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(im[0].numpy()).save(p)
 PY
-$B prepare folder --root pngs --out folder --overwrite 2>/dev/null
-$PY - <<'PY'
-import json
-m = json.load(open("folder/manifest.json")); m["image_size"] = [3, 8, 8]; m["eval_resize"] = 8
-json.dump(m, open("folder/manifest.json", "w"), indent=2)
-PY
+$B prepare folder --root pngs --image-size 8 --eval-resize 8 --out folder --overwrite 2>/dev/null
 for seed in 0 1 2; do
   for kind in mem folder; do  # results.txt: path, seed, test top-1, few-shot top-1
     extra=""

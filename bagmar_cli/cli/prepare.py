@@ -37,6 +37,14 @@ def prepare_command(
     measure_stats: Annotated[
         bool, typer.Option("--measure-stats", help="folder: measure mean/std on the training images (else ImageNet's).")
     ] = False,
+    image_size: Annotated[
+        int | None,
+        typer.Option("--image-size", help="folder: side N of the square the network sees (manifest [3, N, N]; 224)."),
+    ] = None,
+    eval_resize: Annotated[
+        int | None,
+        typer.Option("--eval-resize", help="folder: evaluation resizes the shorter side to N (image size * 256/224)."),
+    ] = None,
     source: Annotated[Path | None, typer.Option("--source", help="Official archive or folder (else download).")] = None,
     root: Annotated[
         Path | None, typer.Option("--root", help="Image folder (imagenet_lt, inat2018, places_lt, folder).")
@@ -70,6 +78,8 @@ def prepare_command(
         source=source,
         root=root,
         splits=splits,
+        image_size=image_size,
+        eval_resize=eval_resize,
         verify=not no_verify,
         out=out,
         overwrite=overwrite,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,8 @@ def prepare_any(
     source: Path | None = None,
     root: Path | None = None,
     splits: Path | None = None,
+    image_size: int | None = None,
+    eval_resize: int | None = None,
     verify: bool = True,
     out: Path | None = None,
     overwrite: bool = False,
@@ -65,6 +67,7 @@ def prepare_any(
     _check_options(
         dataset, kind, imb=imb, val_per_class=val_per_class, source=source, root=root, splits=splits,
         val_fraction=val_fraction is not None, test_fraction=test_fraction is not None, measure_stats=measure_stats,
+        image_size=image_size is not None, eval_resize=eval_resize is not None,
     )  # fmt: skip
     if kind == "tensors":
         return prepare_dataset(
@@ -76,7 +79,8 @@ def prepare_any(
         return prepare_benchmark(dataset, root=root, splits_dir=splits, out=out, verify=verify, overwrite=overwrite)
     return prepare_folder(
         root=root, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class, val_fraction=val_fraction,
-        test_fraction=test_fraction, measure_stats=measure_stats, out=out, verify=verify, overwrite=overwrite,
+        test_fraction=test_fraction, measure_stats=measure_stats, image_size=image_size, eval_resize=eval_resize,
+        out=out, verify=verify, overwrite=overwrite,
     )  # fmt: skip
 
 
@@ -96,6 +100,7 @@ def _kind(dataset: str) -> str:
 def _check_options(dataset: str, kind: str, **given: object) -> None:
     """UsageError for an option that does not apply to `dataset`, or a missing --root."""
     files_only = {"val_fraction": "--val-fraction", "test_fraction": "--test-fraction"}
+    files_only |= {"image_size": "--image-size", "eval_resize": "--eval-resize"}
     unused = {
         "tensors": {"root": "--root", "splits": "--splits", "measure_stats": "--measure-stats", **files_only},
         "benchmark": {"imb": "--imb", "val_per_class": "--val-per-class", "source": "--source", **files_only},
@@ -125,6 +130,8 @@ class _Plan:
     reported_split: str  # the split results are reported on
     mean: list[float]  # per-channel normalisation recorded in the manifest
     std: list[float]
+    image_size: list[int] = field(default_factory=lambda: list(INPUT_SIZE))  # [C, H, W] the network sees
+    eval_resize: int | None = None  # evaluation's shorter-side resize; None: image_size * 256/224
 
 
 def prepare_benchmark(
@@ -180,6 +187,8 @@ def prepare_folder(
     val_fraction: float | None = None,
     test_fraction: float | None = None,
     measure_stats: bool = False,
+    image_size: int | None = None,
+    eval_resize: int | None = None,
     out: Path | None = None,
     verify: bool = True,
     overwrite: bool = False,
@@ -187,10 +196,13 @@ def prepare_folder(
     """Write a dataset directory for ROOT/{train,val,test}/<class>/* or a flat ROOT/<class>/* split by fractions.
 
     With `imb`, the training split is a long-tailed subset; with `measure_stats`, the manifest's mean and std are
-    measured on (a sample of) the training images instead of ImageNet's.
+    measured on (a sample of) the training images instead of ImageNet's. `image_size` (the side of the square the
+    network sees, default 224) and `eval_resize` (evaluation's shorter-side resize, default image_size * 256/224)
+    are recorded in the manifest.
     """
     if imb is not None:
         imb, profile = check_imb(imb), check_profile(profile)
+    size = check_input_size(image_size, eval_resize)
     out = Path(out) if out is not None else data_root() / f"{Path(os.path.abspath(root)).name}-folder"
     check_writable(out, overwrite)
     _check_root(root)
@@ -219,10 +231,26 @@ def prepare_folder(
         reported_split="test",
         mean=list(mean),
         std=list(std),
+        image_size=[INPUT_SIZE[0], size, size],
+        eval_resize=eval_resize,
     )
     _warn_absent(splits, tree.classes)
     _warn_balance(counts)
     return _write(plan, out, overwrite)
+
+
+def check_input_size(image_size: int | None, eval_resize: int | None) -> int:
+    """The side of the square the network sees (`image_size`, default 224); UsageError for a side below 1 or an
+    `eval_resize` smaller than it (evaluation center-crops the resized image to that side)."""
+    size = INPUT_SIZE[1] if image_size is None else image_size
+    if size < 1:
+        raise UsageError(f"--image-size must be at least 1, got {size}")
+    if eval_resize is not None and eval_resize < size:
+        raise UsageError(
+            f"--eval-resize {eval_resize} is smaller than the image size {size}: evaluation resizes the shorter side "
+            "to it, then center-crops to the image size"
+        )
+    return size
 
 
 def _folder_fractions(
@@ -357,7 +385,7 @@ def _manifest(plan: _Plan, infos: dict[str, ListSplitInfo]) -> Manifest:
         format_version=FORMAT_VERSION,
         dataset=plan.dataset,
         classes=plan.classes,
-        image_size=INPUT_SIZE,
+        image_size=plan.image_size,
         mean=plan.mean,
         std=plan.std,
         splits=infos,
@@ -370,6 +398,7 @@ def _manifest(plan: _Plan, infos: dict[str, ListSplitInfo]) -> Manifest:
         created_by=f"bagmar {__version__}",
         image_root=os.path.abspath(plan.image_root),
         reported_split=plan.reported_split,
+        eval_resize=plan.eval_resize,
     )
 
 

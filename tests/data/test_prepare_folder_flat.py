@@ -230,3 +230,44 @@ def test_measure_stats_on_images_it_cannot_use_is_one_error_line(cli, tmp_path, 
 def test_folder_only_options_are_refused_elsewhere(cli, tmp_path, flag):
     one_error(cli("prepare", "digits", *flag, "--out", tmp_path / "d"), 2, f"{flag[0]} does not apply to digits")
     assert not os.path.exists(tmp_path / "d")
+
+
+@pytest.mark.parametrize("flag", [["--image-size", "28"], ["--eval-resize", "32"]])
+@pytest.mark.parametrize("dataset", ["digits", "imagenet_lt"])
+def test_input_size_options_are_folder_only(cli, tmp_path, flag, dataset):
+    root = [] if dataset == "digits" else ["--root", tmp_path]  # an in-memory dataset refuses --root too
+    one_error(
+        cli("prepare", dataset, *flag, *root, "--out", tmp_path / "d"), 2, f"{flag[0]} does not apply to {dataset}"
+    )
+    assert not os.path.exists(tmp_path / "d")
+
+
+@pytest.mark.parametrize(
+    ("args", "size", "resize"),
+    [([], 224, 256), (["--image-size", "28"], 28, 32), (["--image-size", "28", "--eval-resize", "28"], 28, 28)],
+)
+def test_image_size_and_eval_resize_are_recorded_and_used_by_evaluation(cli, tmp_path, args, size, resize):
+    from bagmar_cli.data.splits import dataset_preprocess
+
+    root = flat_tree(tmp_path / "tree", {"cat": 10, "dog": 10})
+    outcome = cli("prepare", "folder", "--root", root, *args, "--out", tmp_path / "ds")
+    assert outcome.code == 0, outcome.err
+    manifest = load_manifest(tmp_path / "ds")
+    assert manifest.image_size == [3, size, size]
+    assert manifest.eval_resize == (int(args[-1]) if "--eval-resize" in args else None)  # None: size * 256/224
+    preprocess = dataset_preprocess(manifest)
+    assert (preprocess.resize, preprocess.crop) == (resize, size)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--image-size", "0"], "--image-size must be at least 1, got 0"),
+        (["--image-size", "28", "--eval-resize", "27"], "--eval-resize 27 is smaller than the image size 28"),
+        (["--eval-resize", "200"], "--eval-resize 200 is smaller than the image size 224"),
+    ],
+)
+def test_bad_input_sizes_are_one_error_line_and_nothing_written(cli, tmp_path, args, fragment):
+    root = flat_tree(tmp_path / "tree", {"cat": 10, "dog": 10})
+    one_error(cli("prepare", "folder", "--root", root, *args, "--out", tmp_path / "ds"), 2, fragment)
+    assert not (tmp_path / "ds").exists()
