@@ -252,3 +252,18 @@ def test_an_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resum
         "start again with the same command and --overwrite"
     )
     assert not (tmp_path / "run" / ".lock").exists() and not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_resuming_from_a_bundle_is_one_error_and_changes_nothing(cli, digits_run, tmp_path):
+    """A bundle in place of last.safetensors has no training state: one Error line naming it, files unchanged."""
+    run = Path(shutil.copytree(digits_run.parent, tmp_path / "run"))
+    bundle = tmp_path / "b.bundle.safetensors"
+    assert cli("export", run / "best.safetensors", "--format", "safetensors", "--out", bundle, "--no-check").code == 0
+    shutil.copyfile(bundle, run / "last.safetensors")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    outcome = cli("train", "--out", run, "--resume")
+    assert outcome.code == 1, outcome.err
+    lines = outcome.err.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and "records no training state" in lines[-1]
+    assert [line for line in lines if line.startswith("Error:")] == [lines[-1]] and "Traceback" not in outcome.err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
