@@ -1,0 +1,40 @@
+"""engine/run_settings.py: the dataset a run is bound to, and what a resume may not change."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from bagmar_cli.engine.run_settings import bind_dataset, recorded_settings, resolve_data_root, resume_command
+from bagmar_cli.errors import UsageError
+from bagmar_cli.settings import DataSettings, changed_settings, load_settings
+
+
+def test_a_given_root_wins_and_no_dataset_is_a_usage_error(tmp_path: Path) -> None:
+    assert resolve_data_root(DataSettings(root=tmp_path, dataset="cifar10")) == tmp_path
+    with pytest.raises(UsageError, match="no dataset"):
+        resolve_data_root(DataSettings())
+    with pytest.raises(UsageError, match="unknown dataset 'cifar1000'"):
+        resolve_data_root(DataSettings(dataset="cifar1000"))
+
+
+def test_bind_dataset_records_what_the_manifest_says(digits_data: Path) -> None:
+    settings = load_settings("digits_lt", flags={"data.root": digits_data, "data.imb": 100.0})
+    bound, root, manifest = bind_dataset(settings)
+    assert root == digits_data.resolve() and bound.data.root == root
+    assert bound.data.imb == manifest.imb == 10  # the imb-10 set, not the 100 asked for
+    assert bound.data.val_per_class == manifest.val_per_class
+    assert ("data.imb", 100.0, 10.0) in changed_settings(settings, bound)
+
+
+def test_nothing_to_resume_without_last_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="nothing to resume"):
+        recorded_settings(tmp_path)
+
+
+def test_resume_command_quotes_the_directory() -> None:
+    out = Path("/runs/my run")
+    command = resume_command(out)
+    assert shlex.split(command) == ["bagmar", "train", "--out", "/runs/my run", "--resume"]
