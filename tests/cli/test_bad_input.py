@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -22,6 +21,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save, save_file
+from support.bad_input import assert_one_error_line, expand, snapshot
 
 from bagmar_cli import files
 from bagmar_cli.data.cifar import CIFAR10
@@ -339,24 +339,6 @@ CASES = {
         "a_file is not a directory while writing",
     ),
 }
-
-
-def snapshot(*roots: Path) -> dict[str, str]:
-    """Path -> SHA-256 of every file under `roots`."""
-    files = [p for root in roots for p in root.rglob("*") if p.is_file()]
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-
-def expand(args: list[str], paths: dict[str, Path]) -> list[str]:
-    return [arg.format(**{k: str(v) for k, v in paths.items()}) for arg in args]
-
-
-def assert_one_error_line(outcome, code: int, fragment: str) -> None:
-    assert outcome.code == code, outcome.err
-    assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
-    errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
-    assert errors == [outcome.err.strip().splitlines()[-1]], outcome.err
-    assert fragment in errors[0], errors[0]
 
 
 @pytest.mark.parametrize(("args", "code", "fragment"), CASES.values(), ids=CASES.keys())

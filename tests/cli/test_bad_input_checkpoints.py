@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save
+from support.bad_input import assert_one_error_line
 
 from bagmar_cli import __version__
 from bagmar_cli.console import result_json
@@ -26,14 +27,6 @@ from bagmar_cli.errors import WriteError
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "checkpoints" / "v1-tuned.safetensors"
 ROOT = Path(__file__).parents[2]
 CLASSES = [str(i) for i in range(10)]
-
-
-def assert_one_error_line(outcome, code: int, fragment: str) -> None:
-    assert outcome.code == code, outcome.err
-    assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
-    errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
-    assert errors == [outcome.err.strip().splitlines()[-1]], outcome.err
-    assert fragment in errors[0], errors[0]
 
 
 def with_metadata(target: Path, **changes: object) -> Path:

@@ -4,33 +4,15 @@ user files left byte-identical; and the commands that used to succeed while doin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
+from support.bad_input import assert_one_error_line, expand, snapshot
 
 DEEP = 1000  # nesting that exhausted Python's recursion limit in the TOML parser
-
-
-def snapshot(*roots: Path) -> dict[str, str]:
-    """Path -> SHA-256 of every file under `roots`."""
-    files = [p for root in roots for p in root.rglob("*") if p.is_file()]
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-
-def expand(args: list[str], paths: dict[str, Path]) -> list[str]:
-    return [arg.format(**{k: str(v) for k, v in paths.items()}) for arg in args]
-
-
-def assert_one_error_line(outcome, code: int, fragment: str) -> None:
-    assert outcome.code == code, outcome.err
-    assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
-    errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
-    assert errors == [outcome.err.strip().splitlines()[-1]], outcome.err
-    assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")
