@@ -16,22 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
+from support.image_trees import write_jpeg
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data.benchmarks import get_benchmark
 
 TINY = ["--preset", "digits_lt", "--set", "model.backbone=resnet8_cifar", "--set", "data.crop=32", "--device", "cpu"]
-
-
-def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (48, 40)) -> None:
-    """A small noisy RGB JPEG whose mean colour depends on `seed` (so that classes differ a little)."""
-    rng = np.random.default_rng(seed)
-    base = np.array([seed * 37 % 256, seed * 91 % 256, seed * 53 % 256], dtype=np.float64)
-    pixels = np.clip(base + rng.normal(0, 40, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, quality=90)
 
 
 def one_error(outcome, code: int, *fragments: str) -> str:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.image_trees import benchmark_image_path
 
 from bagmar_cli.data import benchmarks, load_manifest
 from bagmar_cli.data.benchmarks import get_benchmark
@@ -41,22 +42,13 @@ def benchmark_tree(tmp_path: Path, name: str, train_per_class=(3, 1)) -> tuple[P
         for c in range(bench.num_classes):
             n = train_per_class[c % len(train_per_class)] if split == "train" else 1
             for i in range(n):
-                lines.append(f"{_image_path(name, split, c, i)} {c}")
+                lines.append(f"{benchmark_image_path(name, split, c, i)} {c}")
         (splits / file).write_text("\n".join(lines) + "\n")
         for line in lines:
             path = root / line.rsplit(" ", 1)[0]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
     return root, splits
-
-
-def _image_path(name: str, split: str, c: int, i: int) -> str:
-    if name == "imagenet_lt":
-        wnid = f"n{c:08d}"
-        return f"val/{wnid}/ILSVRC2012_val_{c:08d}.JPEG" if split == "test" else f"train/{wnid}/{wnid}_{split}{i}.JPEG"
-    if name == "inat2018":
-        return f"train_val2018/Plantae/{c}/{split}{i}.jpg"
-    return f"val/cat{c}/Places365_val_{c:08d}.jpg" if split == "test" else f"train/cat{c}/{split}{i:08d}.jpg"
 
 
 @pytest.fixture
