@@ -81,7 +81,8 @@ def test_unknown_preset_suggests():
 def test_every_preset_resolves_and_describes_itself(name):
     settings = load_settings(preset=name)
     assert settings.description
-    assert settings.data.dataset is not None
+    # the image-file benchmarks' recipes read their dataset from --data (its manifest); the others name theirs
+    assert (settings.data.dataset is None) == name.startswith(("imagenet_lt", "inat2018", "places_lt"))
 
 
 def test_preset_inheritance_overrides_parent():

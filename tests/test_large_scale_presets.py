@@ -1,0 +1,168 @@
+"""The large-scale presets: each validates, holds the values its header and README promise in each stage, and a
+stage-2-only preset trains exactly stage 2 of its two-stage preset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bagmar_cli.data.benchmarks import BENCHMARKS
+from bagmar_cli.settings import Settings, flatten_settings, load_settings, preset_names, read_preset, validate
+
+STAGE2_KEY = "stage2"
+BACKBONES = {"imagenet_lt": ("resnext50", "resnet50"), "inat2018": ("resnet50",), "places_lt": ("resnet152",)}
+LARGE = sorted(
+    [*BACKBONES]
+    + [
+        f"{bench}_{backbone}_{loss}{suffix}"
+        for bench, backbones in BACKBONES.items()
+        for backbone in backbones
+        for loss in ("bagmar", "ce")
+        for suffix in ("", "_stage2")
+    ]
+)
+
+# The authors' large-scale augmentation (issue "Image files on disk"), the same in every preset and stage.
+AUGMENT = {
+    "data.random_crop": True,
+    "data.crop_scale_min": 0.08,
+    "data.hflip": True,
+    "data.color_jitter": 0.4,
+    "data.randaugment": "rand-n2-m10-mstd0.5",
+    "data.crop": 224,
+    "data.autoaugment": False,
+    "data.cutout": 0,
+    "data.val_per_class": 0,  # the benchmarks' official val lists; prepare refuses --val-per-class for them
+    "model.head": "linear",
+    "optim.momentum": 0.9,
+    "optim.lr_scaling": "keep",
+    "schedule.name": "cosine",
+    "schedule.warmup_epochs": 0,
+    "schedule.min_lr": 0.0,
+}
+CLASSIFIER_RETRAINING = {"model.freeze": "backbone", "data.sampler": "class_aware", "data.samples_per_class": 4}
+BAGMAR = {"loss.name": "bagmar", "loss.lambda1": 1.0, "loss.lambda2": 1.0, "loss.form": "paper"}
+
+# (stage 1, stage 2) of each BaGMar two-stage preset, as its header and README's table state them.
+PROMISED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "imagenet_lt_resnext50_bagmar": (
+        {
+            "model.backbone": "resnext50_32x4d", "model.pretrained": False, "model.freeze": "none",
+            "loss.name": "ce", "data.sampler": "instance", "train.batch_size": 512, "optim.lr_batch": 512,
+            "train.epochs": 90, "optim.lr": 0.2, "optim.weight_decay": 5e-4,
+        },
+        {**CLASSIFIER_RETRAINING, **BAGMAR, "train.batch_size": 512, "train.epochs": 10, "optim.lr": 0.12,
+         "optim.weight_decay": 5e-4},
+    ),
+    "inat2018_resnet50_bagmar": (
+        {
+            "model.backbone": "resnet50", "model.pretrained": False, "model.freeze": "none", "loss.name": "ce",
+            "data.sampler": "instance", "train.batch_size": 512, "optim.lr_batch": 512, "train.epochs": 90,
+            "optim.lr": 0.2, "optim.weight_decay": 1e-4,
+        },
+        {**CLASSIFIER_RETRAINING, **BAGMAR, "train.batch_size": 512, "train.epochs": 30, "optim.lr": 0.2,
+         "optim.weight_decay": 1e-4},
+    ),
+    "places_lt_resnet152_bagmar": (
+        {
+            "model.backbone": "resnet152.tv_in1k", "model.pretrained": True, "model.freeze": "all_but_last_stage",
+            "loss.name": "ce", "data.sampler": "instance", "train.batch_size": 256, "optim.lr_batch": 256,
+            "train.epochs": 30, "optim.lr": 0.01, "optim.head_lr": 0.1, "optim.weight_decay": 5e-4,
+        },
+        {**CLASSIFIER_RETRAINING, **BAGMAR, "train.batch_size": 256, "train.epochs": 10, "optim.head_lr": 0.1,
+         "optim.weight_decay": 5e-4},
+    ),
+}  # fmt: skip
+
+
+def stages(name: str) -> tuple[Settings, Settings | None]:
+    """A preset's stage 1 and its stage 2 (stage 1 changed by the [stage2] keys), None for a one-stage preset."""
+    tree = read_preset(name)
+    changes = tree.pop(STAGE2_KEY, None)
+    first = validate(tree)
+    return first, None if changes is None else validate(_merge(tree, changes))
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and key in merged else value
+    return merged
+
+
+def flat(settings: Settings) -> dict[str, Any]:
+    return flatten_settings(settings.model_dump(mode="json"))
+
+
+def test_every_large_scale_preset_ships_and_each_benchmark_names_its_default():
+    assert sorted(name for name in preset_names() if name.startswith(tuple(BACKBONES))) == LARGE
+    assert {bench.default_preset for bench in BENCHMARKS.values()} == set(BACKBONES)
+
+
+@pytest.mark.parametrize("name", LARGE)
+def test_every_large_scale_preset_validates_with_the_authors_augmentation_in_each_stage(name):
+    settings = load_settings(preset=name)
+    assert settings.description
+    first, second = stages(name)
+    assert (second is None) == name.endswith("_stage2"), "a _stage2 preset is one stage; the others are two"
+    for stage in (first, second) if second is not None else (first,):
+        assert flat(stage).items() >= AUGMENT.items()
+        assert stage.data.dataset is None and stage.data.root is None  # the dataset comes from --data
+
+
+@pytest.mark.parametrize("name", sorted(PROMISED))
+def test_the_two_stages_hold_the_values_the_docs_promise(name):
+    first, second = stages(name)
+    promised_first, promised_second = PROMISED[name]
+    assert second is not None
+    assert {key: flat(first)[key] for key in promised_first} == promised_first
+    assert {key: flat(second)[key] for key in promised_second} == promised_second
+    # stage 2 changes only what the protocol changes: the backbone, data and the rest of the recipe carry over
+    changed = {key for key, _, _ in _changes(first, second)}
+    assert changed <= {"model.freeze", "data.sampler", "data.samples_per_class", "train.epochs", "optim.lr"} | {
+        key for key in flat(second) if key.startswith("loss.")
+    }
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in LARGE if n.endswith(("_bagmar", "_ce")) and n.startswith(tuple(BACKBONES))]
+)
+def test_a_variant_differs_from_its_bagmar_preset_only_in_its_name_backbone_or_stage_2_loss(name):
+    bench = next(b for b in BACKBONES if name.startswith(b))
+    reference = f"{bench}_{BACKBONES[bench][0]}_bagmar"
+    (first, second), (ref_first, ref_second) = stages(name), stages(reference)
+    assert second is not None and ref_second is not None
+    allowed = {"model.backbone"} | ({"loss.name"} if name.endswith("_ce") else set())
+    assert {key for key, _, _ in _changes(ref_first, first)} <= {"model.backbone"}
+    assert {key for key, _, _ in _changes(ref_second, second)} <= allowed
+    assert second.loss.name == ("ce" if name.endswith("_ce") else "bagmar")
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_the_default_presets_are_the_bagmar_protocol(name):
+    bagmar = f"{name}_{BACKBONES[name][0]}_bagmar"
+    assert _same_but_description(stages(name), stages(bagmar))
+
+
+@pytest.mark.parametrize("name", [n for n in LARGE if n.endswith("_stage2")])
+def test_a_stage_2_only_preset_trains_exactly_stage_2_of_its_two_stage_preset(name):
+    alone, none = stages(name)
+    _, second = stages(name.removesuffix("_stage2"))
+    assert none is None and second is not None
+    assert not alone.model.pretrained and alone.model.weights is None  # the backbone comes from --set model.weights
+    # the two-stage run turns model.pretrained off in stage 2 itself (its backbone is stage 1's)
+    assert {key for key, _, _ in _changes(second, alone)} <= {"model.pretrained"}
+
+
+def _changes(a: Settings, b: Settings) -> list[tuple[str, Any, Any]]:
+    from bagmar_cli.settings import changed_settings
+
+    return changed_settings(a, b)
+
+
+def _same_but_description(a: tuple[Settings, Settings | None], b: tuple[Settings, Settings | None]) -> bool:
+    return all(
+        (x is None and y is None) or (x is not None and y is not None and _changes(x, y) == [])
+        for x, y in zip(a, b, strict=True)
+    )
