@@ -56,6 +56,7 @@ def selection_split(data: DataSettings, manifest: Manifest) -> str:
 def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: bool = False) -> Path | None:
     """Run the recipe into run directory `out`; returns the selected checkpoint (None on ranks other than 0).
 
+    Settings with a [stage2] table train two stages under `out` (engine/stages.py) and return stage 2's.
     A resume refuses settings that would change the run recorded in `out` (see `check_resume`).
     """
     settings, root, manifest = bind_dataset(settings)
@@ -65,22 +66,43 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
     world = distributed.init_world(device)
     if world.size > 1 and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
-    run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
+
+    def run_stage(stage: Settings, folder: Path, continues: bool, replaces: bool) -> Path | None:
+        return _train_one(stage, root, manifest, device, world, folder, resume=continues, overwrite=replaces)
+
     try:
-        if run is None:
-            _fit(
-                _build(settings, root, manifest, device, world, resuming=resume),
-                None,
-                RunDir.last_of(out) if resume else None,
-            )
-            return None
-        with run:
-            info(f"run directory: {run.path}")
-            return _fit(
-                _build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None
-            )
+        if settings.stage2 is None:
+            return run_stage(settings, out, resume, overwrite)
+        from bagmar_cli.engine.stages import train_stages
+
+        return train_stages(settings, out, world, run_stage, resume=resume, overwrite=overwrite)
     finally:
         distributed.shutdown(world)
+
+
+def _train_one(
+    settings: Settings,
+    root: Path,
+    manifest: Manifest,
+    device: torch.device,
+    world: distributed.World,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+) -> Path | None:
+    """One stage of training into run directory `out` (rank 0 owns it; the other ranks only train)."""
+    run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
+    if run is None:
+        _fit(
+            _build(settings, root, manifest, device, world, resuming=resume),
+            None,
+            RunDir.last_of(out) if resume else None,
+        )
+        return None
+    with run:
+        info(f"run directory: {run.path}")
+        return _fit(_build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None)
 
 
 @dataclass
@@ -201,9 +223,7 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
             _save(job, run, record)
             info(_epoch_line(record, job.val_name))
     distributed.barrier(job.world)
-    if run is None:
-        return None
-    return run.best if run.best.exists() else run.last
+    return None if run is None else RunDir.selected_of(run.path)
 
 
 def _train_transform(job: Job) -> Any:

@@ -43,3 +43,19 @@ def test_torchrun_two_processes(digits_data: Path, tmp_path: Path, sampler: str)
     theta, phi = ckpt.section("loss")["theta"], ckpt.section("loss")["phi"]
     assert theta.sum() > 0 and theta.shape == phi.shape == (10,)
     assert not (out / ".lock").exists()
+
+
+def test_torchrun_trains_both_stages_in_one_process_group(digits_data: Path, tmp_path: Path):
+    """Two stages under torchrun: one process group for both, every rank starts stage 2 from stage 1's backbone."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "bagmar_cli", "train", "--data", str(digits_data), "--out", str(out)]
+    command += ["--epochs", "1", "--device", "cpu", "--nproc-per-node", "2", "--set", "model.backbone=resnet20_cifar"]
+    for item in ("stage2.train.epochs=1", "stage2.model.freeze=backbone", "stage2.data.sampler=class_aware"):
+        command += ["--set", item]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines() == [str(out / "stage2" / "best.safetensors")]
+    start = load_checkpoint(out / "stage1" / "best.safetensors").section("model.backbone")
+    end = load_checkpoint(out / "stage2" / "last.safetensors").section("model.backbone")
+    assert start.keys() == end.keys() and all((start[k] == end[k]).all() for k in start)
+    assert not any(p.name == ".lock" for p in out.rglob("*"))
