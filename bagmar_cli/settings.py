@@ -119,6 +119,11 @@ class OptimSettings(Section):
     nesterov: bool = False  # Nesterov momentum
     head_lr: float | None = Field(None, gt=0.0)  # the classifier head's peak learning rate; None: lr
     head_weight_decay: float | None = Field(None, ge=0.0)  # the head's weight decay; None: weight_decay
+    # the global batch that lr and head_lr are stated for (a preset's own); None: the run's train.batch_size
+    lr_batch: int | None = Field(None, ge=1)
+    # when the run's global batch differs from lr_batch: keep the stated lr, or scale lr and head_lr by
+    # batch / lr_batch (the linear rule of Goyal et al. 2017)
+    lr_scaling: Literal["keep", "linear"] = "keep"
 
 
 class ScheduleSettings(Section):

@@ -57,15 +57,21 @@ def _mix(*parts: int) -> int:
     return value
 
 
+def process_batch(batch_size: int, processes: int) -> int:
+    """Each process's share of the global `train.batch_size` (a remainder is left out); UsageError when there are
+    more processes than images in a batch."""
+    if batch_size < processes:
+        raise UsageError(f"train.batch_size {batch_size} is smaller than the {processes} processes")
+    return batch_size // processes
+
+
 class EpochOrder(Sampler[list[int]]):
     """The index batches of one epoch: the sampler's global order drawn from (seed, epoch), this rank's strided
     share of it under torchrun (so every sampler works there), cut into batches."""
 
     def __init__(self, settings: Settings, labels: Tensor, num_classes: int, world: World) -> None:
         self.settings, self.labels, self.num_classes, self.world = settings, labels, num_classes, world
-        self.batch = settings.train.batch_size // world.size
-        if self.batch < 1:
-            raise UsageError(f"train.batch_size {settings.train.batch_size} is smaller than the {world.size} processes")
+        self.batch = process_batch(settings.train.batch_size, world.size)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

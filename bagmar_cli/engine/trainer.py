@@ -24,9 +24,9 @@ from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list, open_eval_split, open_split
 from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
-from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, resolve_workers
+from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, process_batch, resolve_workers
 from bagmar_cli.engine.inference import sharded_outputs
-from bagmar_cli.engine.optimizer import build_optimizer
+from bagmar_cli.engine.optimizer import build_optimizer, lr_rule_line
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
@@ -165,7 +165,10 @@ def _build(
     frozen_norms = freeze(built, settings.model.freeze)
     model = prepare_model(built, settings.train).to(device)
     loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
-    optimizer = build_optimizer(model, settings.optim)
+    batch = process_batch(settings.train.batch_size, world.size) * world.size  # the images one step averages over
+    optimizer = build_optimizer(model, settings.optim, batch)  # the schedule starts from its (maybe scaled) lrs
+    if world.is_main and (rule := lr_rule_line(settings.optim, batch, world.size)):
+        info(rule)
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
     val_name = selection_split(settings.data, manifest)
     return Job(

@@ -35,10 +35,16 @@ def test_torchrun_two_processes(digits_data: Path, tmp_path: Path, sampler: str)
         "model.backbone=resnet20_cifar",
         "--set",
         f"data.sampler={sampler}",
+        "--set",
+        "optim.lr_batch=128",  # the preset's batch of 64 is not the lr's: said once, by rank 0
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines() == [str(out / "best.safetensors")]  # only rank 0 prints
+    rule = "optim.lr 0.1 is stated for a global batch of 128; this run's is 64 (2 processes x 32): keeping it"
+    assert [line for line in done.stderr.splitlines() if "stated for a global batch" in line] == [
+        f'{rule} (optim.lr_scaling = "keep"; "linear" would give 0.05)'
+    ]
     ckpt = load_checkpoint(out / "last.safetensors")
     theta, phi = ckpt.section("loss")["theta"], ckpt.section("loss")["phi"]
     assert theta.sum() > 0 and theta.shape == phi.shape == (10,)
