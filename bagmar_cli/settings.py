@@ -56,6 +56,8 @@ class DataSettings(Section):
     # how training batches are drawn: shuffled, class-balanced, square-root, or class-aware (k images per drawn class)
     sampler: Literal["instance", "class", "sqrt", "class_aware"] = "instance"
     samples_per_class: int = Field(4, ge=1)  # class_aware: consecutive images of each drawn class (the authors' 4)
+    # draws in an epoch: len(train), or max_j n_j x classes (the decoupling code's ClassAwareSampler; not "instance")
+    epoch_size: Literal["dataset", "max_class"] = "dataset"
     augment_on: Literal["batch", "sample"] = "batch"  # in-memory datasets: whole batches on the device, or per image
     # DataLoader workers; auto: 0 on the batch path, min(8, CPUs - 1) for per-sample work (batches.resolve_workers)
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
@@ -71,6 +73,14 @@ class DataSettings(Section):
     randaugment: str | None = None  # timm RandAugment config, e.g. "rand-n2-m10-mstd0.5" (the authors'); None: off
     crop: int | None = Field(None, ge=1)  # image files: side of the square the network sees; None: the manifest's
     max_bad_fraction: float = Field(0.001, ge=0.0, le=1.0)  # image files: undecodable share of an epoch that stops it
+
+    @model_validator(mode="after")
+    def _a_permutation_is_one_pass(self) -> DataSettings:
+        if self.sampler == "instance" and self.epoch_size != "dataset":
+            raise ValueError(
+                'epoch_size = "max_class" draws with replacement: it needs sampler = "class", "sqrt" or "class_aware"'
+            )
+        return self
 
 
 class ModelSettings(Section):
