@@ -342,7 +342,7 @@ def estimate(
             rows.append(
                 {
                     "preset": preset.name, "stage": stage.name, "freeze": stage.freeze, "backbone": preset.backbone,
-                    "images_per_epoch": preset.train_images, "gflops_per_image": flops / 1e9,
+                    "images_per_epoch": preset.train_images, "jpeg": list(preset.jpeg), "gflops_per_image": flops / 1e9,
                     "gpu_s": gpu, "loader_s": {str(n): s for n, s in loader.items()},
                     "wall_min": {g: {str(n): max(gpu[g], loader[n]) / 60 for n in workers} for g in gpu},
                 }
@@ -406,14 +406,17 @@ def render(report: dict[str, Any]) -> list[str]:
     """The report as markdown lines: conditions, the estimate table, assumptions, then the measurements."""
     cal, workers = report["calibration"], report["workers"]
     w = " / ".join(str(n) for n in workers)
+    load = report["load_average_before"][0], report["load_average_after"][0]
     lines = [
         "# Large-scale presets: estimated GPU wall time per epoch",
         "",
         f"Measured {report['date']} with torch {report['torch']}, timm {report['timm']}, on {report['cores']} CPU "
         f"cores ({report['cpu']}), **torch threads {report['threads']}** (OMP_NUM_THREADS={report['omp_num_threads']}),"
-        f" load average {report['load_average_before'][0]} -> {report['load_average_after'][0]} (a machine shared "
-        "with other work: CPU-second rates are what carry over, wall-clock rates are lower bounds). No GPU was used: "
-        "**every GPU and wall time below is an estimate**, not a measurement.",
+        f" load average {load[0]} -> {load[1]} (a machine shared with other work: CPU-second rates are what carry "
+        "over, wall-clock rates are lower bounds). No GPU was used: **every GPU and wall time below is an estimate**, "
+        "not a measurement.",
+        "",
+        f"`{report.get('command', '(functions called directly)')}`",
         "",
         "## Estimate per epoch (one GPU)",
         "",
@@ -461,6 +464,7 @@ def render(report: dict[str, Any]) -> list[str]:
 def assumptions(report: dict[str, Any]) -> list[str]:
     """The assumptions behind the estimate, one markdown bullet each, with the numbers used."""
     cal = report["calibration"]
+    sizes = ", ".join(sorted({f"{r['preset'].split()[0]} {r['jpeg'][0]}x{r['jpeg'][1]}" for r in report["estimate"]}))
     return [
         f"- **GPU compute**: FLOPs per image counted here (torch FlopCounterMode, grouped-conv backward corrected) "
         f"divided by a sustained rate calibrated on a measurement by others: {cal['source']} (DALI loader, channels "
@@ -476,10 +480,10 @@ def assumptions(report: dict[str, Any]) -> list[str]:
         "- **Loader**: per-worker rate = images per CPU-second of one DataLoader worker process running bagmar's own "
         "decode + augmentation (`ImageListDataset`, `image_train_transform`: RandomResizedCrop 224, flip, "
         "ColorJitter 0.4, batches of 32 into the worker queue), measured here on generated JPEGs of the dataset's "
-        f"typical size; each of {' or '.join(str(n) for n in report['workers'])} workers is assumed to have a core "
-        "of this speed to itself and the rate to scale linearly with workers. The trainer process's share (receiving "
-        "batches, copying them to the GPU) is not counted. RandAugment, if a preset turns it on, lowers the rate "
-        "(see the data-path table).",
+        f"typical size ({sizes}); each of {' or '.join(str(n) for n in report['workers'])} workers is assumed to "
+        "have a core of this speed to itself and the rate to scale linearly with workers. The trainer process's "
+        "share (receiving batches, copying them to the GPU) is not counted. RandAugment, if a preset turns it on, "
+        "lowers the rate (see the data-path table).",
         "- **Epoch length** = the train split: instance sampling visits each image once, and bagmar's class-aware "
         "sampler (`data/samplers.py`) draws len(train) indices an epoch (ceil(n / 4) groups of 4, cut to n); one "
         "process keeps the last short batch.",
@@ -507,6 +511,7 @@ def main() -> None:
         parser.error("--steps must be >= 0 and --workers positive")
     torch.set_num_threads(args.threads)
     report = run(PRESETS, files=args.files, rounds=args.rounds, batch=args.batch, steps=args.steps, workers=workers)
+    report["command"] = " ".join(["python", "benchmarks/large_scale_estimate.py", *sys.argv[1:]])
     for line in render(report):
         result(line)
     if args.json is not None:
