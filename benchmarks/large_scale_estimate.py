@@ -65,11 +65,12 @@ RANDAUGMENT = "rand-n2-m10-mstd0.5"  # the authors' RandAugment, measured beside
 NOISE_SIGMA = 20.0  # pixel noise of the generated JPEGs (std, on 0-255): file sizes like photos', not like noise
 
 # The calibration: NVIDIA DeepLearningExamples, PyTorch ResNet50 v1.5 README, "Training performance: NVIDIA DGX A100
-# (8x A100 80GB)", 1 GPU, mixed precision (AMP, pytorch-21.03 NGC container, DALI loader): 2470 img/s.
+# (8x A100 80GB)", 1 GPU, mixed precision (AMP, pytorch-21.03 NGC container): 2470 img/s.
 A100_RESNET50_IMAGES_PER_S = 2470.0
 A100_SOURCE = (
-    "NVIDIA DeepLearningExamples, PyTorch/Classification/ConvNets/resnet50v1.5 README: 1x A100 80GB, "
-    "mixed precision, 2470 img/s"
+    "NVIDIA DeepLearningExamples, PyTorch/Classification/ConvNets/resnet50v1.5 README, training performance on "
+    "DGX A100: 1x A100 80GB, mixed precision, 2470 img/s (pytorch-21.03 NGC container, 100-iteration benchmark run, "
+    "default data backend DALI on the CPU)"
 )
 A100_BF16_PEAK, H100_BF16_PEAK = 312e12, 989e12  # dense tensor-core FLOP/s (NVIDIA's datasheets, SXM parts)
 A100_BANDWIDTH, H100_BANDWIDTH = 2.039e12, 3.35e12  # HBM bytes/s: A100 80GB SXM, H100 SXM (datasheets)
@@ -467,16 +468,17 @@ def assumptions(report: dict[str, Any]) -> list[str]:
     sizes = ", ".join(sorted({f"{r['preset'].split()[0]} {r['jpeg'][0]}x{r['jpeg'][1]}" for r in report["estimate"]}))
     return [
         f"- **GPU compute**: FLOPs per image counted here (torch FlopCounterMode, grouped-conv backward corrected) "
-        f"divided by a sustained rate calibrated on a measurement by others: {cal['source']} (DALI loader, channels "
-        f"last). With the ResNet-50 FLOPs counted here that is {cal['a100_flops_per_s'] / 1e12:.1f} TFLOP/s, "
+        f"divided by a sustained rate calibrated on a measurement by others: {cal['source']}. With the ResNet-50 "
+        f"FLOPs counted here that is {cal['a100_flops_per_s'] / 1e12:.1f} TFLOP/s, "
         f"{100 * cal['a100_utilisation']:.0f} % of the A100's {A100_BF16_PEAK / 1e12:.0f} TFLOP/s dense bf16 peak. "
         "Other backbones and stages are assumed to run at the same sustained FLOP/s (ResNeXt's grouped convolutions "
         "usually run less efficiently on GPUs: its times are likely optimistic).",
         f"- **H100 SXM**: the A100 rate x {cal['h100_scale']:.2f}, the ratio of memory bandwidths (3.35 / 2.04 TB/s): "
         "ResNet training is memory-bound. The ratio of bf16 peaks (989 / 312 = 3.17) would be the optimistic bound; "
         f"at the A100's utilisation it would give {H100_BF16_PEAK * cal['a100_utilisation'] / 1e12:.0f} TFLOP/s.",
-        "- **Mixed precision and channels-last** as in NVIDIA's benchmark; fp32 training would be about 2.6x slower "
-        "(NVIDIA's TF32 figure on the A100 is 938 img/s).",
+        '- **Mixed precision** as in NVIDIA\'s benchmark (bagmar: `train.precision = "bf16"`, and '
+        "`train.channels_last = true` for the NHWC layout tensor cores prefer); in fp32/TF32 the A100 figure is "
+        "938 img/s, 2.6x slower.",
         "- **Loader**: per-worker rate = images per CPU-second of one DataLoader worker process running bagmar's own "
         "decode + augmentation (`ImageListDataset`, `image_train_transform`: RandomResizedCrop 224, flip, "
         "ColorJitter 0.4, batches of 32 into the worker queue), measured here on generated JPEGs of the dataset's "
