@@ -26,6 +26,18 @@ PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a shipped preset's n
 MAX_SETTINGS_FILE = 1 << 20  # 1 MiB: a config or preset file larger than this is refused unread
 # the only settings a resume may change: none of them alters the weights
 RESUMABLE = ("train.device", "data.num_workers", "train.log_every")
+# what a [stage2] table may not change: stage 2 trains the same network on the same data, where stage 1 ran
+STAGE1_ONLY = (
+    "description",
+    "data.dataset",
+    "data.root",
+    "data.imb",
+    "data.profile",
+    "data.val_per_class",
+    "model.backbone",
+    "model.pretrained",
+    "train.device",
+)
 
 
 class Section(BaseModel):
@@ -44,6 +56,8 @@ class DataSettings(Section):
     # how training batches are drawn: shuffled, class-balanced, square-root, or class-aware (k images per drawn class)
     sampler: Literal["instance", "class", "sqrt", "class_aware"] = "instance"
     samples_per_class: int = Field(4, ge=1)  # class_aware: consecutive images of each drawn class (the authors' 4)
+    # draws in an epoch: len(train), or max_j n_j x classes (the decoupling code's ClassAwareSampler; not "instance")
+    epoch_size: Literal["dataset", "max_class"] = "dataset"
     augment_on: Literal["batch", "sample"] = "batch"  # in-memory datasets: whole batches on the device, or per image
     # DataLoader workers; auto: 0 on the batch path, min(8, CPUs - 1) for per-sample work (batches.resolve_workers)
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
@@ -59,6 +73,14 @@ class DataSettings(Section):
     randaugment: str | None = None  # timm RandAugment config, e.g. "rand-n2-m10-mstd0.5" (the authors'); None: off
     crop: int | None = Field(None, ge=1)  # image files: side of the square the network sees; None: the manifest's
     max_bad_fraction: float = Field(0.001, ge=0.0, le=1.0)  # image files: undecodable share of an epoch that stops it
+
+    @model_validator(mode="after")
+    def _a_permutation_is_one_pass(self) -> DataSettings:
+        if self.sampler == "instance" and self.epoch_size != "dataset":
+            raise ValueError(
+                'epoch_size = "max_class" draws with replacement: it needs sampler = "class", "sqrt" or "class_aware"'
+            )
+        return self
 
 
 class ModelSettings(Section):
@@ -107,6 +129,11 @@ class OptimSettings(Section):
     nesterov: bool = False  # Nesterov momentum
     head_lr: float | None = Field(None, gt=0.0)  # the classifier head's peak learning rate; None: lr
     head_weight_decay: float | None = Field(None, ge=0.0)  # the head's weight decay; None: weight_decay
+    # the global batch that lr and head_lr are stated for (a preset's own); None: the run's train.batch_size
+    lr_batch: int | None = Field(None, ge=1)
+    # when the run's global batch differs from lr_batch: keep the stated lr, or scale lr and head_lr by
+    # batch / lr_batch (the linear rule of Goyal et al. 2017)
+    lr_scaling: Literal["keep", "linear"] = "keep"
 
 
 class ScheduleSettings(Section):
@@ -146,6 +173,48 @@ class Settings(Section):
     schedule: ScheduleSettings = ScheduleSettings()
     train: TrainSettings = TrainSettings()
     eval: EvalSettings = EvalSettings()
+    # Two-stage training: the keys that change stage 1's settings (the rest of this tree) for stage 2, which
+    # re-starts from stage 1's backbone (see `stages`). None: one stage.
+    stage2: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _stage2_is_a_valid_change(self) -> Settings:
+        if self.stage2 is not None:
+            self.stages()
+        return self
+
+    def stages(self) -> tuple[Settings, Settings | None]:
+        """(stage 1, stage 2) as one-stage settings; stage 2 is None for a one-stage run.
+
+        Stage 2 is stage 1 changed by the [stage2] keys, with its backbone from `model.weights`: the file the
+        [stage2] table names (stage 1 is then skipped), else left None for the trainer to point at stage 1's
+        selected checkpoint. Stage 2 never re-reads stage 1's own source of weights (`pretrained`, `weights`).
+        """
+        first = self.model_copy(update={"stage2": None})
+        if self.stage2 is None:
+            return first, None
+        changes = self.stage2
+        if not changes:
+            raise ValueError("[stage2] is empty: give the settings that change for stage 2, or leave it out")
+        flat = flatten_settings(changes)
+        fixed = sorted(key for key in flat if key in STAGE1_ONLY or key.startswith("stage2."))
+        if "description" in changes:
+            fixed = ["description", *fixed]
+        if fixed:
+            raise ValueError(f"stage2.{fixed[0]} cannot change between the stages: set it once, for both")
+        tree = _merge(first.model_dump(mode="json", exclude_none=True), {"model": {"pretrained": False}})
+        tree["model"].pop("weights", None)
+        try:
+            second = Settings.model_validate(_merge(tree, changes))
+        except ValidationError as exc:
+            raise ValueError(_describe(exc, changes, prefix="stage2.")) from None
+        return first, second
+
+    @property
+    def skips_stage1(self) -> bool:
+        """True when [stage2] names the backbone to start from (`model.weights`), so stage 1 does not run."""
+        model = (self.stage2 or {}).get("model")
+        return isinstance(model, dict) and model.get("weights") is not None
 
     def to_toml(self) -> str:
         """The settings as TOML text, as written to a run's config.toml."""
@@ -342,16 +411,18 @@ def _known_fields(loc: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(known) or loc
 
 
-def _describe(exc: ValidationError, tree: dict[str, Any]) -> str:
+def _describe(exc: ValidationError, tree: dict[str, Any], prefix: str = "") -> str:
+    """One line for the first error; `prefix` goes before every key (the stage2. of a [stage2] change)."""
     error = exc.errors()[0]
     loc = tuple(p for p in error["loc"] if isinstance(p, str))
     if error["type"] != "extra_forbidden":
         loc = _known_fields(loc)  # a union's member ("constrained-int") is no part of the key
-    key = ".".join(loc) or "settings"
+    key = prefix + ".".join(loc)
     if error["type"] == "extra_forbidden":
         hint = _did_you_mean(loc[-1], _fields_at(loc[:-1]))
         return f"unknown setting {key!r}{hint}"
     value = error.get("input")
     if error["type"] == "value_error" and isinstance(value, dict):  # a check across a section's keys
-        return f"settings {key}: {error['msg'].removeprefix('Value error, ')}"
-    return f"setting {key} = {value!r}: {error['msg'].lower()}"
+        message = error["msg"].removeprefix("Value error, ")
+        return f"settings {key}: {message}" if loc else message  # the whole tree's check words its own keys
+    return f"setting {key or 'settings'} = {value!r}: {error['msg'].lower()}"

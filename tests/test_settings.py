@@ -128,3 +128,42 @@ def test_resume_compares_every_setting_but_the_description():
     assert changed_settings(base, base.model_copy(update={"description": "other"})) == []
     changed = load_settings("digits_lt", overrides=["optim.lr=0.5", "train.device=cpu"])
     assert changed_settings(base, changed) == [("optim.lr", 0.1, 0.5), ("train.device", "auto", "cpu")]
+
+
+# -- two stages ----------------------------------------------------------------------------------
+
+
+def test_stage_2_is_stage_1_changed_by_the_stage2_keys():
+    settings = load_settings("cifar10_lt", overrides=["stage2.train.epochs=3", "stage2.loss.name=ce"])
+    first, second = settings.stages()
+    assert first.stage2 is None and first.train.epochs == 200 and first.loss.name == "bagmar"
+    assert second is not None and second.stage2 is None
+    assert (second.train.epochs, second.loss.name, second.optim.lr) == (3, "ce", first.optim.lr)
+    assert not settings.skips_stage1
+    assert load_settings("cifar10_lt").stages() == (load_settings("cifar10_lt"), None)
+
+
+def test_stage_2_never_rereads_stage_1s_weights_and_skips_stage_1_when_given_its_own(tmp_path):
+    settings = load_settings(overrides=["model.pretrained=true", "stage2.train.epochs=1"])
+    _, second = settings.stages()
+    assert second is not None and not second.model.pretrained and second.model.weights is None
+    given = load_settings(overrides=["model.pretrained=true", f"stage2.model.weights='{tmp_path / 'w.safetensors'}'"])
+    assert given.skips_stage1 and given.stages()[1].model.weights == tmp_path / "w.safetensors"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("stage2.model.backbone=resnet20_cifar", "stage2.model.backbone cannot change between the stages"),
+        ("stage2.data.dataset=digits", "stage2.data.dataset cannot change between the stages"),
+        ("stage2.train.device=cpu", "stage2.train.device cannot change between the stages"),
+        ("stage2.train.epocs=3", "unknown setting 'stage2.train.epocs' (did you mean 'epochs'?)"),
+        ("stage2.train.epochs=0", "setting stage2.train.epochs = 0: input should be greater than or equal to 1"),
+        ("stage2={}", "[stage2] is empty: give the settings that change for stage 2, or leave it out"),
+        ("stage2=3", "setting stage2 = 3: input should be a valid dictionary"),
+    ],
+)
+def test_a_stage2_table_that_cannot_be_stage_2_is_one_readable_error(override, message):
+    with pytest.raises(UsageError) as caught:
+        load_settings(overrides=[override])
+    assert str(caught.value).startswith(message)

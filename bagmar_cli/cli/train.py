@@ -36,6 +36,14 @@ def train_command(
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.")] = False,
+    stage1: Annotated[
+        Path | None,
+        typer.Option(
+            "--stage1",
+            help="Two-stage presets: skip stage 1 and start stage 2 from this file's backbone "
+            "(a bagmar checkpoint, or a timm state dict in safetensors).",
+        ),
+    ] = None,
     nproc_per_node: Annotated[
         int | None,
         typer.Option("--nproc-per-node", min=1, help="Start torchrun with N processes on this machine (one per GPU)."),
@@ -58,11 +66,15 @@ def train_command(
         "train.device": device,
         "train.seed": seed,
     }
+    if stage1 is not None:
+        flags["stage2.model.weights"] = str(stage1.resolve())
     if resume and out is not None:  # the run's own settings, under whatever the command line repeats or changes
         settings = load_settings(preset, config, overrides, flags, base=recorded_settings(out))
     else:
         default = None if preset else _default_preset(data)
         settings = load_settings(preset, config, overrides, flags, default_preset=default)
+    if stage1 is not None and settings.stage2 == {"model": {"weights": flags["stage2.model.weights"]}}:
+        raise UsageError("--stage1 skips the first of two stages, but these settings train one stage ([stage2] unset)")
     run_dir = out or Path("runs") / f"{Path(preset or 'run').stem}-{datetime.now():%Y%m%d-%H%M%S}"
     if nproc_per_node is not None:
         from bagmar_cli.engine import distributed
@@ -74,7 +86,7 @@ def train_command(
     try:
         checkpoint = train(settings, run_dir, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
-        if RunDir.last_of(run_dir).is_file():
+        if RunDir.resumable(run_dir):
             raise Interrupted(
                 f"interrupted; the last completed checkpoint is kept: {resume_command(run_dir)}"
             ) from None
@@ -104,6 +116,7 @@ def _train_args(
         "train.batch_size": "--batch-size",
         "train.device": "--device",
         "train.seed": "--seed",
+        "stage2.model.weights": "--stage1",
     }
     args = ["train", "--out", str(out)]
     args += ["--preset", preset] if preset else []

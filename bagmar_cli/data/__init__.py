@@ -10,7 +10,7 @@ from bagmar_cli.data.manifest import Manifest, SourceInfo, SplitInfo, load_manif
 from bagmar_cli.data.prepare import prepare_dataset
 from bagmar_cli.data.prepare_files import prepare_any, prepare_benchmark, prepare_folder
 from bagmar_cli.data.registry import DatasetSpec, dataset_names, get_dataset, register_dataset
-from bagmar_cli.data.samplers import epoch_indices, rank_share
+from bagmar_cli.data.samplers import epoch_indices, epoch_length, rank_share
 from bagmar_cli.data.store import default_data_dir, load_split
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "dataset_names",
     "default_data_dir",
     "epoch_indices",
+    "epoch_length",
     "get_dataset",
     "load_manifest",
     "load_split",

@@ -23,28 +23,50 @@ def sample_weights(labels: Tensor, num_classes: int, q: float) -> Tensor:
     return counts[labels] ** (q - 1)
 
 
+def epoch_length(epoch_size: str, labels: Tensor, num_classes: int) -> int:
+    """Draws in one epoch: len(labels) ("dataset"), or the largest class's count times the number of classes with
+    images ("max_class": the epoch of Kang et al.'s ClassAwareSampler, a balanced pass as long as the head class)."""
+    if epoch_size == "dataset":
+        return len(labels)
+    counts = torch.bincount(labels, minlength=num_classes)
+    return int(counts.max()) * int((counts > 0).sum())
+
+
 def epoch_indices(
-    kind: str, labels: Tensor, num_classes: int, generator: torch.Generator, samples_per_class: int = 4
+    kind: str,
+    labels: Tensor,
+    num_classes: int,
+    generator: torch.Generator,
+    samples_per_class: int = 4,
+    size: int | None = None,
 ) -> Tensor:
-    """One epoch's len(labels) indices: a permutation ("instance"), draws with replacement by class weight
-    ("class", "sqrt"), or runs of `samples_per_class` images of a uniformly drawn class ("class_aware")."""
+    """One epoch's `size` (default len(labels)) indices: a permutation ("instance", len(labels) only), draws with
+    replacement by class weight ("class", "sqrt"), or runs of `samples_per_class` images of a uniformly drawn
+    class ("class_aware")."""
     if kind not in SAMPLERS:
         hint = did_you_mean(kind, SAMPLERS, quote=False)
         raise UsageError(f"unknown sampler {kind!r}{hint}; choose from {', '.join(SAMPLERS)}")
+    size = len(labels) if size is None else size
     if kind == "instance":
+        if size != len(labels):
+            raise ValueError(f"a permutation has {len(labels)} indices, not {size}")
         return torch.randperm(len(labels), generator=generator)
     if kind == "class_aware":
-        return class_aware_indices(labels, num_classes, samples_per_class, generator)
+        return class_aware_indices(labels, num_classes, samples_per_class, generator, size)
     weights = sample_weights(labels, num_classes, SAMPLING_POWER[kind])
-    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+    return torch.multinomial(weights, size, replacement=True, generator=generator)
 
 
-def class_aware_indices(labels: Tensor, num_classes: int, k: int, generator: torch.Generator) -> Tensor:
-    """Class-aware sampling (Shen et al. 2016; Kang et al. 2020's ClassAwareSampler): ceil(n / k) groups, each a
+def class_aware_indices(
+    labels: Tensor, num_classes: int, k: int, generator: torch.Generator, size: int | None = None
+) -> Tensor:
+    """Class-aware sampling (Shen et al. 2016; Kang et al. 2020's ClassAwareSampler): ceil(size / k) groups, each a
     class drawn uniformly among those with images, then its next k images from a shuffled cycle over the class
-    (reshuffled when used up); the first n indices. The cycles restart each epoch, so (seed, epoch) fixes the draw."""
+    (reshuffled when used up); the first `size` (default len(labels)) indices. The cycles restart each epoch, so
+    (seed, epoch) fixes the draw."""
+    size = len(labels) if size is None else size
     present = torch.nonzero(torch.bincount(labels, minlength=num_classes)).flatten()
-    groups = -(-len(labels) // k)
+    groups = -(-size // k)
     drawn = present[torch.randint(len(present), (groups,), generator=generator)]
     counts = torch.bincount(labels, minlength=num_classes)
     by_class, starts = torch.argsort(labels, stable=True), (torch.cumsum(counts, 0) - counts).tolist()
@@ -55,10 +77,10 @@ def class_aware_indices(labels: Tensor, num_classes: int, k: int, generator: tor
         if not len(rows):
             continue
         members = by_class[starts[cls] : starts[cls] + counts_list[cls]]
-        need, size = len(rows) * k, len(members)
-        cycles = [members[torch.randperm(size, generator=generator)] for _ in range(-(-need // size))]
+        need, members_n = len(rows) * k, len(members)
+        cycles = [members[torch.randperm(members_n, generator=generator)] for _ in range(-(-need // members_n))]
         out[rows] = torch.cat(cycles)[:need].view(len(rows), k)
-    return out.flatten()[: len(labels)]
+    return out.flatten()[:size]
 
 
 def rank_share(order: Tensor, rank: int, world_size: int) -> Tensor:

@@ -26,7 +26,7 @@ from torch.utils.data import (
     get_worker_info,
 )
 
-from bagmar_cli.data import epoch_indices, rank_share
+from bagmar_cli.data import epoch_indices, epoch_length, rank_share
 from bagmar_cli.data.batch_augment import BatchAugment
 from bagmar_cli.data.images import collate_skipping
 from bagmar_cli.data.splits import SkipUndecodable
@@ -57,15 +57,22 @@ def _mix(*parts: int) -> int:
     return value
 
 
+def process_batch(batch_size: int, processes: int) -> int:
+    """Each process's share of the global `train.batch_size` (a remainder is left out); UsageError when there are
+    more processes than images in a batch."""
+    if batch_size < processes:
+        raise UsageError(f"train.batch_size {batch_size} is smaller than the {processes} processes")
+    return batch_size // processes
+
+
 class EpochOrder(Sampler[list[int]]):
     """The index batches of one epoch: the sampler's global order drawn from (seed, epoch), this rank's strided
     share of it under torchrun (so every sampler works there), cut into batches."""
 
     def __init__(self, settings: Settings, labels: Tensor, num_classes: int, world: World) -> None:
         self.settings, self.labels, self.num_classes, self.world = settings, labels, num_classes, world
-        self.batch = settings.train.batch_size // world.size
-        if self.batch < 1:
-            raise UsageError(f"train.batch_size {settings.train.batch_size} is smaller than the {world.size} processes")
+        self.batch = process_batch(settings.train.batch_size, world.size)
+        self.size = epoch_length(settings.data.epoch_size, labels, num_classes)  # the global draws of an epoch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -75,7 +82,9 @@ class EpochOrder(Sampler[list[int]]):
         """This rank's indices for the epoch, in order (the whole draw for a single process)."""
         data = self.settings.data
         generator = torch.Generator().manual_seed(self.settings.train.seed * 100_003 + self.epoch)
-        order = epoch_indices(data.sampler, self.labels, self.num_classes, generator, data.samples_per_class)
+        order = epoch_indices(
+            data.sampler, self.labels, self.num_classes, generator, data.samples_per_class, size=self.size
+        )
         return order if self.world.size == 1 else rank_share(order, self.world.rank, self.world.size)
 
     def _batches(self) -> BatchSampler:
@@ -86,7 +95,7 @@ class EpochOrder(Sampler[list[int]]):
         return iter(self._batches())
 
     def __len__(self) -> int:
-        n = len(self.labels) // self.world.size
+        n = self.size // self.world.size
         return n // self.batch if self.world.size > 1 else -(-n // self.batch)
 
 
@@ -153,7 +162,7 @@ class SampleBatches:
         max_bad_fraction: float | None = None,
     ) -> None:
         self.order, self.device, self.max_bad_fraction = order, device, max_bad_fraction
-        self.size, self.failed = len(order.labels), 0
+        self.size, self.failed = order.size, 0  # the epoch's draws: the share of undecodable images is of these
         self.loader = DataLoader(
             _Keyed(dataset, _mix(order.settings.train.seed, order.world.rank)),
             batch_sampler=_KeyedOrder(order),

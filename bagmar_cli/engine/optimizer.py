@@ -1,4 +1,5 @@
-"""The SGD optimiser over the trainable parameters, with the head in its own group when it has its own settings."""
+"""The SGD optimiser over the trainable parameters, with the head in its own group when it has its own settings,
+and the learning rates it starts from: as stated, or scaled to the run's global batch."""
 
 from __future__ import annotations
 
@@ -10,9 +11,39 @@ from torch import nn
 from bagmar_cli.settings import OptimSettings
 
 
-def param_groups(model: nn.Module, optim: OptimSettings) -> list[dict[str, Any]]:
+def effective_lrs(optim: OptimSettings, batch: int) -> tuple[float, float | None]:
+    """(lr, head_lr) of a run whose optimiser steps average over `batch` images: as stated, or both times
+    batch / optim.lr_batch under optim.lr_scaling = "linear" (Goyal et al. 2017). head_lr None: it follows lr.
+    These are the peaks the schedule warms up to and decays from; schedule.min_lr stays as stated."""
+    factor = batch / optim.lr_batch if optim.lr_scaling == "linear" and optim.lr_batch is not None else 1.0
+    return optim.lr * factor, None if optim.head_lr is None else optim.head_lr * factor
+
+
+def lr_rule_line(optim: OptimSettings, batch: int, processes: int) -> str | None:
+    """The sentence that says which rule sets the run's lr when optim.lr_batch is not the run's global batch
+    `batch` (`processes` each taking batch / processes); None when there is nothing to say."""
+    if optim.lr_batch is None or optim.lr_batch == batch:
+        return None
+    stated, verb, pronoun = f"optim.lr {optim.lr:.6g}", "is", "it"
+    if optim.head_lr is not None:
+        stated, verb, pronoun = f"{stated} and optim.head_lr {optim.head_lr:.6g}", "are", "them"
+    split = f" ({processes} processes x {batch // processes})" if processes > 1 else ""
+    said = f"{stated} {verb} stated for a global batch of {optim.lr_batch}; this run's is {batch}{split}"
+    linear = _lrs(*effective_lrs(optim.model_copy(update={"lr_scaling": "linear"}), batch))
+    if optim.lr_scaling == "linear":
+        return f'{said}: scaled linearly to {linear} (optim.lr_scaling = "linear")'
+    return f'{said}: keeping {pronoun} (optim.lr_scaling = "keep"; "linear" would give {linear})'
+
+
+def _lrs(lr: float, head_lr: float | None) -> str:
+    return f"{lr:.6g}" if head_lr is None else f"{lr:.6g} and {head_lr:.6g}"
+
+
+def param_groups(model: nn.Module, optim: OptimSettings, lrs: tuple[float, float | None]) -> list[dict[str, Any]]:
     """The parameters that learn (frozen ones are left out): one group, or backbone then head when `optim.head_lr`
-    or `optim.head_weight_decay` is set (None: the backbone's). Empty groups are dropped."""
+    or `optim.head_weight_decay` is set (None: the backbone's). `lrs`: the run's (lr, head_lr) from
+    `effective_lrs`. Empty groups are dropped."""
+    lr, head_lr = lrs
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if optim.head_lr is None and optim.head_weight_decay is None:
         return [{"params": [p for _, p in trainable]}]
@@ -20,17 +51,19 @@ def param_groups(model: nn.Module, optim: OptimSettings) -> list[dict[str, Any]]
     backbone = [p for name, p in trainable if not name.startswith("head.")]
     head_group = {
         "params": head,
-        "lr": optim.lr if optim.head_lr is None else optim.head_lr,
+        "lr": lr if head_lr is None else head_lr,
         "weight_decay": optim.weight_decay if optim.head_weight_decay is None else optim.head_weight_decay,
     }
     return [group for group in ({"params": backbone}, head_group) if group["params"]]
 
 
-def build_optimizer(model: nn.Module, optim: OptimSettings) -> torch.optim.SGD:
-    """SGD with momentum over `param_groups`; groups without their own lr and weight decay take `optim`'s."""
+def build_optimizer(model: nn.Module, optim: OptimSettings, batch: int) -> torch.optim.SGD:
+    """SGD with momentum over `param_groups` at the `effective_lrs` for a global batch of `batch` images; groups
+    without their own lr and weight decay take `optim`'s."""
+    lrs = effective_lrs(optim, batch)
     return torch.optim.SGD(
-        param_groups(model, optim),
-        lr=optim.lr,
+        param_groups(model, optim, lrs),
+        lr=lrs[0],
         momentum=optim.momentum,
         weight_decay=optim.weight_decay,
         nesterov=optim.nesterov,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data import Manifest, default_data_dir, get_dataset, load_manifest
-from bagmar_cli.engine.rundir import RunDir
+from bagmar_cli.engine.rundir import STAGES, RunDir
 from bagmar_cli.errors import TrainingError, UsageError
 from bagmar_cli.settings import (
     RESUMABLE,
@@ -20,6 +20,8 @@ from bagmar_cli.settings import (
 
 # Set from the manifest by bind_dataset; a checkpoint of an older bagmar may hold the unbound values.
 DATASET_KEYS = ("data.root", "data.dataset", "data.imb", "data.profile", "data.val_per_class")
+# Where stage 2's backbone comes from: set by the trainer (stage 1's checkpoint), so no config.toml records it.
+STAGE2_SOURCE = ("model.weights", "model.pretrained")
 
 
 def resolve_data_root(data: DataSettings) -> Path:
@@ -53,7 +55,7 @@ def bind_dataset(settings: Settings) -> tuple[Settings, Path, Manifest]:
 def recorded_settings(out: Path) -> Settings:
     """The settings a run directory recorded when its run started (its config.toml)."""
     run = RunDir.config_of(out)
-    if not RunDir.last_of(out).is_file():
+    if not RunDir.resumable(out):
         raise UsageError(f"--resume: {RunDir.last_of(out)} not found, nothing to resume")
     if not run.is_file():
         raise UsageError(f"--resume: {run} not found; the run's settings are unknown, so it cannot be continued")
@@ -63,7 +65,12 @@ def recorded_settings(out: Path) -> Settings:
 def check_resume(out: Path, settings: Settings) -> None:
     """UsageError naming the first setting in which `settings` would change the run recorded in `out`."""
     recorded, _, _ = bind_dataset(recorded_settings(out))
-    _check_trained_with(out, recorded)
+    first, second = recorded.stages()
+    if second is None:
+        _check_trained_with(out, recorded)
+    else:  # each stage's checkpoint against its stage's settings; stage 2's backbone source is the trainer's
+        _check_trained_with(out / STAGES[0], first, config=RunDir.config_of(out))
+        _check_trained_with(out / STAGES[1], second, config=RunDir.config_of(out), also=STAGE2_SOURCE)
     for key, old, new in changed_settings(recorded, settings):
         if key not in RESUMABLE:
             raise UsageError(
@@ -72,15 +79,21 @@ def check_resume(out: Path, settings: Settings) -> None:
             )
 
 
-def _check_trained_with(out: Path, recorded: Settings) -> None:
-    """TrainingError when config.toml no longer holds the settings last.safetensors was trained with."""
+def _check_trained_with(
+    out: Path, recorded: Settings, *, config: Path | None = None, also: tuple[str, ...] = ()
+) -> None:
+    """TrainingError when `config` (out's config.toml) no longer holds the settings out's last.safetensors was
+    trained with; a run directory without one has nothing to check. `also`: more keys that may differ."""
     last = RunDir.last_of(out)
+    if not last.is_file():
+        return
+    config = config or RunDir.config_of(out)
     trained = load_checkpoint(last, tensors=False).meta.settings
     then, now = flatten_settings(trained.model_dump(mode="json")), flatten_settings(recorded.model_dump(mode="json"))
     for key in sorted(then.keys() & now.keys()):
-        if key not in RESUMABLE + DATASET_KEYS and then[key] != now[key]:
+        if key not in RESUMABLE + DATASET_KEYS + also and then[key] != now[key]:
             raise TrainingError(
-                f"{RunDir.config_of(out)} says {key} = {now[key]!r} but {last} was trained with {then[key]!r}: "
+                f"{config} says {key} = {now[key]!r} but {last} was trained with {then[key]!r}: "
                 "restore config.toml, or start a new run"
             )
 

@@ -8,6 +8,7 @@ import fnmatch
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from bagmar_cli.files import atomic_write
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml")
+STAGES = ("stage1", "stage2")  # a two-stage run keeps each stage's run directory under its own
 # What bagmar writes into a run directory: the run's files, its lock, and what eval, tune-tau and export put
 # beside a checkpoint, with the temporaries of their atomic writes. `--overwrite` replaces a directory holding
 # only these.
@@ -50,10 +52,10 @@ class RunDir:
     def _check(self, overwrite: bool, resume: bool) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"--out {self.path} exists and is not a directory")
-        holds_run = self.path.is_dir() and any((self.path / name).exists() for name in RUN_FILES)
+        holds_run = self.path.is_dir() and any((self.path / name).exists() for name in (*RUN_FILES, *STAGES))
         if holds_run and not (overwrite or resume):
             raise UsageError(f"--out {self.path} already holds a run; pass --resume to continue it or --overwrite")
-        if resume and not self.last.exists():
+        if resume and not self.resumable(self.path):
             raise UsageError(f"--resume: {self.last} not found, nothing to resume")
         if self._overwrite and self.path.is_dir():
             foreign = not_written_by_bagmar(self.path)
@@ -74,6 +76,17 @@ class RunDir:
     def last_of(path: Path) -> Path:
         """The checkpoint of the last completed epoch in run directory `path`."""
         return Path(path) / "last.safetensors"
+
+    @staticmethod
+    def selected_of(path: Path) -> Path:
+        """The checkpoint a finished run in `path` selected: best.safetensors, else (no validation) the last."""
+        best = Path(path) / "best.safetensors"
+        return best if best.exists() else RunDir.last_of(path)
+
+    @staticmethod
+    def resumable(path: Path) -> bool:
+        """True when run directory `path` holds a completed epoch to continue from (in a stage's directory too)."""
+        return any(RunDir.last_of(folder).is_file() for folder in (Path(path), *(Path(path) / s for s in STAGES)))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Add one epoch's record to metrics.jsonl (one JSON object a line)."""
@@ -105,7 +118,9 @@ class RunDir:
                 leftover.unlink(missing_ok=True)
         if self._overwrite:  # the replaced run's files go, so nothing of it outlives an interrupted overwrite
             for name in not_written_by_bagmar(self.path, invert=True):
-                if name != LOCK_NAME:
+                if name in STAGES:
+                    shutil.rmtree(self.path / name)  # a stage's directory, holding only what bagmar wrote
+                elif name != LOCK_NAME:
                     (self.path / name).unlink(missing_ok=True)
         return self
 
@@ -120,15 +135,19 @@ class RunDir:
                 self.path.rmdir()
 
 
-def not_written_by_bagmar(path: Path, *, invert: bool = False) -> list[str]:
-    """Sorted names in run directory `path` that bagmar did not write (or, `invert`, the files it did)."""
+def not_written_by_bagmar(path: Path, *, invert: bool = False, stages: bool = True) -> list[str]:
+    """Sorted names in run directory `path` that bagmar did not write (or, `invert`, the ones it did); a stage's
+    directory of a two-stage run (`stages`) is bagmar's when it holds only what bagmar writes into a run."""
     names = []
     for entry in sorted(path.iterdir(), key=lambda p: p.name):
-        ours = (
-            entry.is_file()
-            and not entry.is_symlink()
-            and any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in WRITTEN_BY_BAGMAR)
-        )
+        if stages and entry.name in STAGES and entry.is_dir() and not entry.is_symlink():
+            ours = not not_written_by_bagmar(entry, stages=False)
+        else:
+            ours = (
+                entry.is_file()
+                and not entry.is_symlink()
+                and any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in WRITTEN_BY_BAGMAR)
+            )
         if ours == invert:
             names.append(entry.name)
     return names

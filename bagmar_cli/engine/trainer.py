@@ -24,9 +24,9 @@ from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list, open_eval_split, open_split
 from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
-from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, resolve_workers
+from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, process_batch, resolve_workers
 from bagmar_cli.engine.inference import sharded_outputs
-from bagmar_cli.engine.optimizer import build_optimizer
+from bagmar_cli.engine.optimizer import build_optimizer, lr_rule_line
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
@@ -56,6 +56,7 @@ def selection_split(data: DataSettings, manifest: Manifest) -> str:
 def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: bool = False) -> Path | None:
     """Run the recipe into run directory `out`; returns the selected checkpoint (None on ranks other than 0).
 
+    Settings with a [stage2] table train two stages under `out` (engine/stages.py) and return stage 2's.
     A resume refuses settings that would change the run recorded in `out` (see `check_resume`).
     """
     settings, root, manifest = bind_dataset(settings)
@@ -65,22 +66,43 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
     world = distributed.init_world(device)
     if world.size > 1 and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
-    run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
+
+    def run_stage(stage: Settings, folder: Path, continues: bool, replaces: bool) -> Path | None:
+        return _train_one(stage, root, manifest, device, world, folder, resume=continues, overwrite=replaces)
+
     try:
-        if run is None:
-            _fit(
-                _build(settings, root, manifest, device, world, resuming=resume),
-                None,
-                RunDir.last_of(out) if resume else None,
-            )
-            return None
-        with run:
-            info(f"run directory: {run.path}")
-            return _fit(
-                _build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None
-            )
+        if settings.stage2 is None:
+            return run_stage(settings, out, resume, overwrite)
+        from bagmar_cli.engine.stages import train_stages
+
+        return train_stages(settings, out, world, run_stage, resume=resume, overwrite=overwrite)
     finally:
         distributed.shutdown(world)
+
+
+def _train_one(
+    settings: Settings,
+    root: Path,
+    manifest: Manifest,
+    device: torch.device,
+    world: distributed.World,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+) -> Path | None:
+    """One stage of training into run directory `out` (rank 0 owns it; the other ranks only train)."""
+    run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
+    if run is None:
+        _fit(
+            _build(settings, root, manifest, device, world, resuming=resume),
+            None,
+            RunDir.last_of(out) if resume else None,
+        )
+        return None
+    with run:
+        info(f"run directory: {run.path}")
+        return _fit(_build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None)
 
 
 @dataclass
@@ -143,7 +165,10 @@ def _build(
     frozen_norms = freeze(built, settings.model.freeze)
     model = prepare_model(built, settings.train).to(device)
     loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
-    optimizer = build_optimizer(model, settings.optim)
+    batch = process_batch(settings.train.batch_size, world.size) * world.size  # the images one step averages over
+    optimizer = build_optimizer(model, settings.optim, batch)  # the schedule starts from its (maybe scaled) lrs
+    if world.is_main and (rule := lr_rule_line(settings.optim, batch, world.size)):
+        info(rule)
     scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
     val_name = selection_split(settings.data, manifest)
     return Job(
@@ -201,9 +226,7 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
             _save(job, run, record)
             info(_epoch_line(record, job.val_name))
     distributed.barrier(job.world)
-    if run is None:
-        return None
-    return run.best if run.best.exists() else run.last
+    return None if run is None else RunDir.selected_of(run.path)
 
 
 def _train_transform(job: Job) -> Any:

@@ -4,7 +4,7 @@ class-aware sampling, and every sampler's shards across ranks."""
 import pytest
 import torch
 
-from bagmar_cli.data import epoch_indices, rank_share
+from bagmar_cli.data import epoch_indices, epoch_length, rank_share
 from bagmar_cli.data.samplers import SAMPLERS, sample_weights
 from bagmar_cli.engine.batches import EpochOrder
 from bagmar_cli.engine.distributed import World
@@ -107,3 +107,42 @@ def test_rank_share_drops_the_uneven_tail():
 def test_unknown_sampler_is_a_usage_error():
     with pytest.raises(UsageError, match=r"unknown sampler 'sqr' \(did you mean sqrt\?\); choose from instance"):
         epoch_indices("sqr", LABELS, 4, torch.Generator())
+
+
+# -- epoch size -----------------------------------------------------------------------------------------------
+
+
+def test_a_max_class_epoch_is_the_largest_class_times_the_classes_with_images():
+    labels = torch.tensor([0] * 5 + [2] * 3)  # class 1 has no image: 2 classes x 5 draws
+    assert epoch_length("max_class", labels, 3) == 10 and epoch_length("dataset", labels, 3) == 8
+    assert epoch_length("max_class", LABELS, 4) == 4 * 400
+
+
+@pytest.mark.parametrize("kind", ["class", "sqrt", "class_aware"])
+def test_samplers_that_draw_with_replacement_draw_a_max_class_epoch(kind):
+    settings = load_settings(overrides=[f"data.sampler='{kind}'", "data.epoch_size='max_class'", "train.batch_size=64"])
+    order = EpochOrder(settings, LABELS, 4, World(0, 1))
+    drawn = order.indices()
+    assert len(drawn) == 1600 and len(order) == 25 and sum(len(batch) for batch in order) == 1600
+    if kind == "class_aware":  # runs of 4 images of one class, classes uniform
+        runs = LABELS[drawn].view(-1, 4)
+        assert (runs == runs[:, :1]).all()
+        assert _chi2_p_value(torch.bincount(runs[:, 0], minlength=4).double()) > CHI2_ALPHA
+
+
+def test_a_max_class_epoch_under_two_ranks_is_the_strided_share_of_the_whole():
+    sets = ["data.sampler='class_aware'", "data.epoch_size='max_class'", "train.batch_size=8"]
+    orders = [
+        EpochOrder(load_settings(overrides=sets), LABELS, 4, World(rank, size))
+        for rank, size in ((0, 1), (0, 2), (1, 2))
+    ]
+    whole, first, second = (order.indices() for order in orders)
+    assert torch.equal(torch.stack([first, second], 1).flatten(), whole)
+    assert [len(order) for order in orders] == [200, 200, 200]  # steps: 1600 draws in batches of 8, or 4 a rank
+
+
+def test_a_permutation_cannot_have_a_max_class_epoch():
+    with pytest.raises(UsageError, match='epoch_size = "max_class" draws with replacement: it needs sampler'):
+        load_settings(overrides=["data.epoch_size='max_class'"])
+    with pytest.raises(ValueError, match="a permutation has 529 indices, not 5"):
+        epoch_indices("instance", LABELS, 4, torch.Generator(), size=5)

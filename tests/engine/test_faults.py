@@ -231,6 +231,11 @@ RECIPES = {
         ],
         2,
     ),
+    # lr and head_lr stated for 256 images, scaled linearly to this run's 64: the resume keeps the scaled lrs
+    "lr-scaled-linearly-to-the-batch": (
+        ["optim.lr_batch=256", "optim.lr_scaling=linear", "optim.lr=0.4", "optim.head_lr=0.2"],
+        2,
+    ),
     "ema-bf16-channels-last-log-every-5": (
         ["train.ema=true", "train.precision=bf16", "train.channels_last=true", "train.log_every=5"],
         2,
@@ -263,6 +268,10 @@ def test_resume_after_an_interrupt_is_bit_identical_for_other_recipes(
     )
     assert_same_weights(tmp_path / "run" / "last.safetensors", whole_ckpt.section("model"))
     assert resumed_ckpt.meta.optimizer_param_groups == whole_ckpt.meta.optimizer_param_groups  # same lr
+    metrics = [(tmp_path / run / "metrics.jsonl").read_text() for run in ("whole", "run")]
+    assert [json.loads(line)["lr"] for line in metrics[1].splitlines()] == [
+        json.loads(line)["lr"] for line in metrics[0].splitlines()
+    ]
 
 
 def test_resume_with_only_the_run_directory_reaches_the_uninterrupted_weights(

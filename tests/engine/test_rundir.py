@@ -66,3 +66,41 @@ def test_truncate_keeps_checkpointed_epochs_and_drops_cut_lines(tmp_path):
             handle.write('{"epoch": 4, "lo')  # a write cut short by a kill
         run.truncate_metrics(2)
         assert [json.loads(line)["epoch"] for line in run.metrics.read_text().splitlines()] == [1, 2]
+
+
+def test_a_two_stage_run_is_resumable_from_either_stages_last_checkpoint(tmp_path):
+    assert not RunDir.resumable(tmp_path)
+    (tmp_path / "stage2").mkdir()
+    (tmp_path / "stage2" / "config.toml").write_text("")
+    assert not RunDir.resumable(tmp_path)  # a stage cut short before its first epoch has nothing to continue
+    for stage in ("stage1", "stage2"):
+        (tmp_path / stage).mkdir(exist_ok=True)
+        (tmp_path / stage / "last.safetensors").write_bytes(b"")
+        assert RunDir.resumable(tmp_path)
+        (tmp_path / stage / "last.safetensors").unlink()
+
+
+def test_the_selected_checkpoint_is_best_else_last(tmp_path):
+    assert RunDir.selected_of(tmp_path) == tmp_path / "last.safetensors"
+    (tmp_path / "best.safetensors").write_bytes(b"")
+    assert RunDir.selected_of(tmp_path) == tmp_path / "best.safetensors"
+
+
+def test_overwrite_replaces_stage_folders_holding_only_bagmar_files(tmp_path):
+    (tmp_path / "config.toml").write_text("")
+    for stage in ("stage1", "stage2"):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "last.safetensors").write_bytes(b"")
+    with RunDir(tmp_path, overwrite=True):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stranger", ["stage1/notes.txt", "stage1/stage1/last.safetensors", "stage3/config.toml"])
+def test_overwrite_refuses_a_stage_folder_that_is_not_a_run(tmp_path, stranger):
+    (tmp_path / "config.toml").write_text("")
+    (tmp_path / stranger).parent.mkdir(parents=True)
+    (tmp_path / stranger).write_text("mine")
+    with pytest.raises(UsageError, match=stranger.split("/")[0]):
+        RunDir(tmp_path, overwrite=True)
+    assert (tmp_path / stranger).read_text() == "mine"

@@ -52,3 +52,28 @@ def test_step_state_survives_json_and_still_decays():
     resumed_optimizer.step()
     resumed.step()  # the second epoch ends at the milestone
     assert resumed_optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_the_schedule_peaks_at_the_scaled_lr_and_decays_to_the_stated_min_lr():
+    """lr 0.2 stated for 512 images, linearly scaled to 0.05 for 128: warm-up at 0.05 * 0.5, the cosine from 0.05
+    (the head's from 0.005), and both end at schedule.min_lr as stated (a floor is not scaled)."""
+    from bagmar_cli.engine.optimizer import build_optimizer
+    from bagmar_cli.models import build_model
+    from bagmar_cli.settings import ModelSettings, OptimSettings
+
+    model = build_model(ModelSettings(backbone="resnet8_cifar"), 10, 3)
+    optim = OptimSettings(lr=0.2, head_lr=0.02, lr_batch=512, lr_scaling="linear")
+    optimizer = build_optimizer(model, optim, 128)
+    settings = ScheduleSettings(name="cosine", warmup_epochs=1, warmup_factor=0.5, min_lr=0.001)
+    scheduler = build_scheduler(optimizer, settings, 5)
+    seen = []
+    for _ in range(5):
+        seen.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    cosine = [
+        [m + (peak - m) * (1 + math.cos(math.pi * t / 4)) / 2 for peak, m in ((0.05, 0.001), (0.005, 0.001))]
+        for t in range(4)
+    ]
+    assert seen == [pytest.approx(lrs) for lrs in [[0.025, 0.0025], *cosine]]
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.001, 0.001])
