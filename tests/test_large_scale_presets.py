@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from bagmar_cli.data.benchmarks import BENCHMARKS
-from bagmar_cli.settings import Settings, flatten_settings, load_settings, preset_names, read_preset, validate
+from bagmar_cli.settings import Settings, changed_settings, flatten_settings, load_settings, preset_names
 
-STAGE2_KEY = "stage2"
 BACKBONES = {"imagenet_lt": ("resnext50", "resnet50"), "inat2018": ("resnet50",), "places_lt": ("resnet152",)}
 LARGE = sorted(
     [*BACKBONES]
@@ -77,18 +76,8 @@ PROMISED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 
 def stages(name: str) -> tuple[Settings, Settings | None]:
-    """A preset's stage 1 and its stage 2 (stage 1 changed by the [stage2] keys), None for a one-stage preset."""
-    tree = read_preset(name)
-    changes = tree.pop(STAGE2_KEY, None)
-    first = validate(tree)
-    return first, None if changes is None else validate(_merge(tree, changes))
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and key in merged else value
-    return merged
+    """A preset's stage 1 and stage 2 as the trainer runs them (None for a one-stage preset)."""
+    return load_settings(preset=name).stages()
 
 
 def flat(settings: Settings) -> dict[str, Any]:
@@ -118,11 +107,11 @@ def test_the_two_stages_hold_the_values_the_docs_promise(name):
     assert second is not None
     assert {key: flat(first)[key] for key in promised_first} == promised_first
     assert {key: flat(second)[key] for key in promised_second} == promised_second
-    # stage 2 changes only what the protocol changes: the backbone, data and the rest of the recipe carry over
+    # stage 2 changes only what the protocol changes (and starts from stage 1's backbone, never the hub's):
+    # the backbone, data, augmentation and the rest of the recipe carry over
+    protocol = {"model.freeze", "model.pretrained", "data.sampler", "data.samples_per_class", "train.epochs"}
     changed = {key for key, _, _ in _changes(first, second)}
-    assert changed <= {"model.freeze", "data.sampler", "data.samples_per_class", "train.epochs", "optim.lr"} | {
-        key for key in flat(second) if key.startswith("loss.")
-    }
+    assert changed <= protocol | {"optim.lr"} | {key for key in flat(second) if key.startswith("loss.")}
 
 
 @pytest.mark.parametrize(
@@ -151,13 +140,10 @@ def test_a_stage_2_only_preset_trains_exactly_stage_2_of_its_two_stage_preset(na
     _, second = stages(name.removesuffix("_stage2"))
     assert none is None and second is not None
     assert not alone.model.pretrained and alone.model.weights is None  # the backbone comes from --set model.weights
-    # the two-stage run turns model.pretrained off in stage 2 itself (its backbone is stage 1's)
-    assert {key for key, _, _ in _changes(second, alone)} <= {"model.pretrained"}
+    assert changed_settings(second, alone) == []
 
 
 def _changes(a: Settings, b: Settings) -> list[tuple[str, Any, Any]]:
-    from bagmar_cli.settings import changed_settings
-
     return changed_settings(a, b)
 
 
