@@ -36,6 +36,12 @@ def test_the_stage2_preset_takes_its_backbone_from_the_command_line(tmp_path: Pa
     assert settings.model.weights == given and settings.model.freeze == "backbone"
 
 
+def test_the_two_stage_preset_is_the_ce_recipe_then_the_stage2_preset():
+    first, second = load_settings("fashion_mnist_lt_two_stage").stages()
+    assert changed_settings(load_settings("fashion_mnist_lt_ce"), first) == []
+    assert second is not None and changed_settings(load_settings("fashion_mnist_lt_stage2"), second) == []
+
+
 def test_the_ce_preset_is_the_recipe_with_plain_cross_entropy():
     changed = changed_settings(load_settings("fashion_mnist_lt"), load_settings("fashion_mnist_lt_ce"))
     assert changed == [("loss.name", "bagmar", "ce")]
@@ -73,3 +79,20 @@ def test_stage2_on_real_fashion_mnist_changes_the_classifier_only(cli, tmp_path:
     for key in ("model.head.weight", "model.head.bias"):
         assert before[key].shape == after[key].shape and not torch.equal(before[key], after[key])
     assert "val top-1" in stage2.err
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_the_two_stage_preset_runs_both_stages_in_one_command_on_real_fashion_mnist(cli, tmp_path: Path):
+    prepared = cli("prepare", "fashion_mnist", "--imb", "100", "--val-per-class", "10", "--out", tmp_path / "d")
+    assert prepared.code == 0, prepared.err
+    run = tmp_path / "run"
+    args = ["--data", prepared.out.strip(), "--epochs", "1", "--set", "stage2.train.epochs=1", "--device", "cpu"]
+    outcome = cli("train", "--preset", "fashion_mnist_lt_two_stage", "--out", run, *args)
+    assert outcome.code == 0, outcome.err
+    assert outcome.out == f"{run / 'stage2' / 'best.safetensors'}\n"
+    before = load_checkpoint(run / "stage1" / "best.safetensors").tensors
+    after = load_checkpoint(run / "stage2" / "last.safetensors").tensors
+    backbone = [key for key in before if key.startswith("model.backbone.")]
+    assert backbone and all(torch.equal(before[key], after[key]) for key in backbone)
+    assert not torch.equal(before["model.head.weight"], after["model.head.weight"])
