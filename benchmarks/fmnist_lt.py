@@ -26,6 +26,7 @@ import platform
 import signal
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
 from bagmar_cli.engine.posthoc import resolve_posthoc
 from bagmar_cli.engine.trainer import train
 from bagmar_cli.engine.tuning import tune_tau
-from bagmar_cli.settings import load_settings
+from bagmar_cli.settings import Settings, load_settings
 
 PRESET = "fashion_mnist_lt"
 VAL_PER_CLASS = 50  # balanced validation split for best-epoch selection and PN's tau (500 images)
@@ -90,6 +91,9 @@ class RunSpec:
         return [item.format(drw=int(DRW_FRACTION * self.epochs)) for item in LOSSES[self.loss][1]]
 
 
+RunFn = Callable[[Any, Path], dict[str, Any]]  # (spec, runs dir) -> the run's record, saved under runs/
+
+
 # -- one run -----------------------------------------------------------------------------------
 
 
@@ -104,25 +108,27 @@ def run_one(spec: RunSpec, runs: Path) -> dict[str, Any]:
         overrides=spec.overrides(),
         flags={"data.root": spec.data, "data.imb": spec.imb, "train.seed": spec.seed, "train.epochs": spec.epochs},
     )
-    run_dir = runs / spec.name
+    scored = train_and_score(settings, runs / spec.name)
+    record = {**asdict(spec), "data": str(spec.data), "name": spec.name, **scored}
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    atomic_write(record_path, json.dumps(record, indent=1).encode())
+    return record
+
+
+def train_and_score(settings: Settings, run_dir: Path) -> dict[str, Any]:
+    """Train `settings` into `run_dir` (resuming from its last.safetensors), tune PN's tau on val, score test."""
     resume = (run_dir / "last.safetensors").exists()
     checkpoint = train(settings, run_dir, resume=resume, overwrite=not resume)
     tuned = tune_tau(checkpoint, method="pn")  # split: val; records tau and c in the checkpoint
     outputs = split_outputs(checkpoint, data=None, split="test")
     counts = outputs.counts
-    record = {
-        **asdict(spec),
-        "data": str(spec.data),
-        "name": spec.name,
+    return {
         "checkpoint": str(checkpoint),
         "best_epoch": outputs.ckpt.meta.best.epoch if outputs.ckpt.meta.best else None,
         "tau": tuned.search.best["tau"],
         "plain": _scores(evaluate(outputs), counts),
         "pn": _scores(evaluate(outputs, resolve_posthoc(outputs.ckpt, "auto", None)), counts),
-        "seconds": round(time.perf_counter() - start, 1),
     }
-    atomic_write(record_path, json.dumps(record, indent=1).encode())
-    return record
 
 
 def _scores(report: dict[str, Any], counts: list[int]) -> dict[str, Any]:
@@ -147,8 +153,9 @@ def prepared(imb: int, out: Path) -> Path:
     return root
 
 
-def run_grid(specs: list[RunSpec], runs: Path, jobs: int, threads: int) -> list[dict[str, Any]]:
-    """Every run of `specs`, finished ones read back; in `jobs` processes when jobs > 1."""
+def run_grid(specs: Sequence[Any], runs: Path, jobs: int, threads: int, run: RunFn = run_one) -> list[dict[str, Any]]:
+    """`run(spec, runs)` for every spec (run_one: a RunSpec), finished ones read back; in `jobs` processes when
+    jobs > 1 (`run` must then be a module-level function, which a spawned worker imports by name)."""
     records, started = [], time.perf_counter()
 
     def done(record: dict[str, Any]) -> None:
@@ -163,17 +170,18 @@ def run_grid(specs: list[RunSpec], runs: Path, jobs: int, threads: int) -> list[
     if jobs == 1:
         _start_worker(threads)
         for spec in specs:
-            done(run_one(spec, runs))
+            done(run(spec, runs))
         return records
     context = multiprocessing.get_context("spawn")  # no fork of a process that has started OpenMP threads
     with context.Pool(jobs, initializer=_start_worker, initargs=(threads,)) as pool:  # exit: SIGTERM to workers
-        for record in pool.imap_unordered(_run_packed, [(spec, runs) for spec in specs]):
+        for record in pool.imap_unordered(_run_packed, [(run, spec, runs) for spec in specs]):
             done(record)
     return records
 
 
-def _run_packed(args: tuple[RunSpec, Path]) -> dict[str, Any]:
-    return run_one(*args)
+def _run_packed(args: tuple[RunFn, Any, Path]) -> dict[str, Any]:
+    run, spec, runs = args
+    return run(spec, runs)
 
 
 def _interrupt(signum: int, frame: object) -> None:
