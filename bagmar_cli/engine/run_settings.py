@@ -7,8 +7,10 @@ from pathlib import Path
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data import Manifest, default_data_dir, get_dataset, load_manifest
+from bagmar_cli.data.benchmarks import benchmark_names
+from bagmar_cli.data.store import data_root
 from bagmar_cli.engine.rundir import STAGES, RunDir
-from bagmar_cli.errors import TrainingError, UsageError
+from bagmar_cli.errors import DatasetError, TrainingError, UsageError
 from bagmar_cli.settings import (
     RESUMABLE,
     DataSettings,
@@ -25,11 +27,14 @@ STAGE2_SOURCE = ("model.weights", "model.pretrained")
 
 
 def resolve_data_root(data: DataSettings) -> Path:
-    """`data.root`, or the default directory `bagmar prepare` writes for `data.dataset` at `data.imb`."""
+    """`data.root`, or the default directory `bagmar prepare` writes for `data.dataset` (at `data.imb` for the
+    in-memory datasets; a benchmark read from image files has one, $BAGMAR_DATA_DIR/<name>)."""
     if data.root is not None:
         return data.root
     if data.dataset is None:
         raise UsageError("no dataset: pass --data DIR (a directory written by `bagmar prepare`)")
+    if data.dataset in benchmark_names():
+        return data_root() / data.dataset
     get_dataset(data.dataset)  # an unknown name is a usage error, not a missing directory
     return default_data_dir(data.dataset, data.imb, data.profile)
 
@@ -38,6 +43,11 @@ def bind_dataset(settings: Settings) -> tuple[Settings, Path, Manifest]:
     """The settings with `data` describing the dataset actually read: its absolute root and the manifest's
     dataset, imb, profile and val_per_class (a preset's `imb = 100` must not be recorded for an imb-10 set)."""
     given = resolve_data_root(settings.data)
+    if settings.data.root is None and not given.exists():
+        raise DatasetError(
+            f"no prepared dataset at {given}, where `bagmar prepare {settings.data.dataset}` writes it: prepare it "
+            "first (`bagmar prepare --help`), or pass --data DIR"
+        )
     manifest = load_manifest(given)  # errors name the directory as the user gave it
     root = Path(given).resolve()
     data = settings.data.model_copy(

@@ -38,3 +38,19 @@ def test_resume_command_quotes_the_directory() -> None:
     out = Path("/runs/my run")
     command = resume_command(out)
     assert shlex.split(command) == ["bagmar", "train", "--out", "/runs/my run", "--resume"]
+
+
+@pytest.mark.parametrize("preset", ["imagenet_lt", "inat2018", "places_lt"])
+def test_a_large_scale_preset_reads_the_folder_prepare_writes_for_its_benchmark(tmp_path, monkeypatch, preset) -> None:
+    monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path))
+    assert resolve_data_root(load_settings(preset).data) == tmp_path / preset  # prepare_benchmark's default --out
+
+
+def test_a_preset_whose_dataset_was_never_prepared_says_how_to_prepare_it(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path))
+    outcome = cli("train", "--preset", "imagenet_lt", "--out", tmp_path / "run")
+    assert outcome.code == 1 and not (tmp_path / "run").exists()
+    assert outcome.err == (
+        f"Error: no prepared dataset at {tmp_path / 'imagenet_lt'}, where `bagmar prepare imagenet_lt` writes it: "
+        "prepare it first (`bagmar prepare --help`), or pass --data DIR\n"
+    )
