@@ -40,7 +40,7 @@ from bagmar_cli.functional.metrics import classification_report
 from bagmar_cli.losses import ClassWeightedLoss, build_loss
 from bagmar_cli.models import Classifier, build_model
 from bagmar_cli.models.freeze import freeze
-from bagmar_cli.settings import DataSettings, Settings
+from bagmar_cli.settings import DataSettings, ModelSettings, Settings
 from bagmar_cli.signals import sigterm_as_interrupt
 
 
@@ -92,6 +92,8 @@ def _train_one(
     overwrite: bool,
 ) -> Path | None:
     """One stage of training into run directory `out` (rank 0 owns it; the other ranks only train)."""
+    if not resume:
+        _check_frozen_start(settings.model, world)
     run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
     if run is None:
         _fit(
@@ -103,6 +105,21 @@ def _train_one(
     with run:
         info(f"run directory: {run.path}")
         return _fit(_build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None)
+
+
+def _check_frozen_start(model: ModelSettings, world: distributed.World) -> None:
+    """A frozen backbone must start from weights: random features that never learn are no classifier re-training."""
+    if model.freeze == "none" or model.pretrained or model.weights is not None:
+        return
+    if model.freeze == "backbone":
+        raise UsageError(
+            'model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: pass '
+            "--set model.weights=FILE (a stage-1 checkpoint or a timm state dict) or model.pretrained=true"
+        )
+    if world.is_main:
+        warn(
+            f'model.freeze = "{model.freeze}" keeps randomly initialised layers frozen: no model.weights or pretrained'
+        )
 
 
 @dataclass

@@ -84,3 +84,13 @@ def test_all_but_last_stage_trains_only_the_last_stage(cli, digits_data, digits_
     last = ("layers.6.", "layers.7.", "layers.8.")
     assert all(torch.equal(backbone[k], start[k]) for k in start if not k.startswith(last))
     assert not torch.equal(backbone["layers.8.conv2.weight"], start["layers.8.conv2.weight"])
+
+
+def test_a_frozen_backbone_without_weights_is_refused_before_the_run_starts(cli, digits_data, tmp_path):
+    args = ["train", "--data", digits_data, "--out", tmp_path / "run", "--epochs", "1", "--device", "cpu"]
+    outcome = cli(*args, "--set", "model.backbone=resnet20_cifar", "--set", "model.freeze=backbone")
+    assert outcome.code == 2 and not (tmp_path / "run").exists()
+    assert outcome.err == (
+        'Error: model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: pass '
+        "--set model.weights=FILE (a stage-1 checkpoint or a timm state dict) or model.pretrained=true\n"
+    )
