@@ -148,11 +148,14 @@ def _open_list(root: Path, manifest: Manifest, split: str, transform: Transform 
 class SkipUndecodable:
     """Training batches without the images that failed to decode; each is warned about with its path and counted.
 
-    More than `max_fraction` of the split's images failing in one epoch stops the run with one DatasetError.
+    More than `max_fraction` of the split's images failing in one epoch stops the run with one DatasetError. A
+    batch none of whose images decode is left out, except with `same_steps` (several processes, whose collective
+    gradient steps must line up): there the last good batch is taken again, and one at the start of an epoch,
+    with none before it, is a DatasetError (the run stops rather than hang the other processes).
     """
 
-    def __init__(self, loader: DataLoader[Any], split_size: int, max_fraction: float) -> None:
-        self.loader, self.failed = loader, 0
+    def __init__(self, loader: DataLoader[Any], split_size: int, max_fraction: float, same_steps: bool = False) -> None:
+        self.loader, self.failed, self.same_steps = loader, 0, same_steps
         self.limit = int(max_fraction * split_size)
         self.max_fraction = max_fraction
 
@@ -160,6 +163,7 @@ class SkipUndecodable:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        last: tuple[Tensor, Tensor] | None = None
         for batch in self.loader:
             if not isinstance(batch, Batch):
                 yield batch
@@ -167,7 +171,15 @@ class SkipUndecodable:
             for bad in batch.failed:
                 self._count(bad)
             if len(batch.labels):
-                yield batch.images, batch.labels
+                last = (batch.images, batch.labels)
+                yield last
+            elif self.same_steps:
+                if last is None:
+                    raise DatasetError(
+                        f"none of the {len(batch.failed)} images of an epoch's first batch decode (the first: "
+                        f"{batch.failed[0].path}); fix or remove them and prepare the dataset again"
+                    )
+                yield last  # the other processes take a step now: this one repeats its last batch
 
     def _count(self, bad: Undecodable) -> None:
         self.failed += 1

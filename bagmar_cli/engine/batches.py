@@ -180,7 +180,7 @@ class SampleBatches:
         self.order.set_epoch(epoch)
         skipping = None
         if self.max_bad_fraction is not None:
-            skipping = SkipUndecodable(self.loader, self.size, self.max_bad_fraction)
+            skipping = SkipUndecodable(self.loader, self.size, self.max_bad_fraction, self.order.world.size > 1)
         batches: Iterable[tuple[Tensor, Tensor]] = skipping if skipping is not None else self.loader
         for images, labels in batches:
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)

@@ -55,3 +55,40 @@ def test_tensor_batches_equal_the_per_image_path(digits_data):
     one_by_one = next(iter(DataLoader(per_image.dataset, 1000, collate_fn=collate_eval)))
     assert torch.equal(whole.images, one_by_one.images) and torch.equal(whole.labels, per_image.labels)
     assert len(whole.labels) == 100 and whole.failed == []
+
+
+# -- undecodable training images -------------------------------------------------------------------------------
+
+
+def _batches(*sizes: int) -> list:
+    """Collated batches: `n` decodable images labelled by their batch's position, or -n: n undecodable ones."""
+    from bagmar_cli.data.images import Batch, Undecodable
+
+    out = []
+    for at, n in enumerate(sizes):
+        bad = [Undecodable(f"b{at}-{i}.jpg", "broken") for i in range(-n)]
+        good = max(n, 0)
+        out.append(Batch(torch.zeros(good, 3, 2, 2), torch.full((good,), at, dtype=torch.int64), bad))
+    return out
+
+
+def test_one_process_leaves_out_a_batch_of_which_no_image_decodes():
+    from bagmar_cli.data.splits import SkipUndecodable
+
+    skipping = SkipUndecodable(_batches(2, -2, 2), split_size=6, max_fraction=1.0)
+    assert [labels.tolist() for _, labels in skipping] == [[0, 0], [2, 2]] and skipping.failed == 2
+
+
+def test_several_processes_repeat_the_last_good_batch_so_every_rank_takes_the_same_steps():
+    from bagmar_cli.data.splits import SkipUndecodable
+
+    skipping = SkipUndecodable(_batches(2, -2, 1), split_size=6, max_fraction=1.0, same_steps=True)
+    assert [labels.tolist() for _, labels in skipping] == [[0, 0], [0, 0], [2]] and skipping.failed == 2
+
+
+def test_several_processes_stop_when_an_epochs_first_batch_has_no_image_that_decodes():
+    from bagmar_cli.data.splits import SkipUndecodable
+
+    skipping = SkipUndecodable(_batches(-2, 2), split_size=4, max_fraction=1.0, same_steps=True)
+    with pytest.raises(DatasetError, match=r"none of the 2 images of an epoch's first batch decode \(the first: b0-0"):
+        list(skipping)
