@@ -292,6 +292,27 @@ def plot(summary: dict[str, Any], losses: list[str], path: Path) -> None:
 # -- main --------------------------------------------------------------------------------------
 
 
+def grid_meta(records: list[dict[str, Any]], jobs: int, threads: int, started: float) -> dict[str, Any]:
+    """The part of results.json's meta every grid records: processes, threads, times and the machine."""
+    return {
+        "jobs": jobs,
+        "threads": threads,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "run_seconds": round(sum(r["seconds"] for r in records), 1),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
+
+
+def save_results(
+    out: Path, meta: dict[str, Any], summary: dict[str, Any], records: list[dict[str, Any]], table: str
+) -> None:
+    """results.json (meta, summary, every run) and results.md (the tables) under `out`."""
+    everything = {"meta": meta, "summary": summary, "runs": records}
+    atomic_write(out / "results.json", json.dumps(everything, indent=1).encode())
+    atomic_write(out / "results.md", table.encode())
+
+
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
@@ -345,25 +366,22 @@ def main() -> None:
         "losses": args.losses,
         "val_per_class": VAL_PER_CLASS,
         "prepare_seed": PREPARE_SEED,
-        "jobs": args.jobs,
-        "threads": args.threads,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "run_seconds": round(sum(r["seconds"] for r in records), 1),
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+        **grid_meta(records, args.jobs, args.threads, started),
     }
-    atomic_write(
-        args.out / "results.json", json.dumps({"meta": meta, "summary": summary, "runs": records}, indent=1).encode()
-    )
-    atomic_write(args.out / "results.md", table.encode())
+    save_results(args.out, meta, summary, records, table)
     plot(summary, args.losses, args.out / "results.png")
     info(f"wrote {args.out / 'results.json'}, results.md, results.png in {meta['wall_seconds'] / 60:.1f} min")
     result(table)
 
 
-if __name__ == "__main__":
+def run_main(main: Callable[[], None]) -> None:
+    """Run a benchmark's main; Ctrl-C says the finished runs are kept and exits 130."""
     try:
         main()
     except KeyboardInterrupt:
         info("interrupted: finished runs are saved, run the same command again to go on")
         raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import signal
 import statistics
 import time
@@ -42,8 +41,11 @@ from fmnist_lt import (  # run as a script: its folder, benchmarks/, is on sys.p
     _interrupt,
     _ints,
     _mean_std,
+    grid_meta,
     prepared,
     run_grid,
+    run_main,
+    save_results,
     train_and_score,
 )
 
@@ -249,24 +251,12 @@ def main() -> None:
         "seeds": args.seeds,
         "imb": args.imb,
         "val_per_class": VAL_PER_CLASS,
-        "jobs": args.jobs,
-        "threads": args.threads,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "run_seconds": round(sum(r["seconds"] for r in records), 1),
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+        **grid_meta(records, args.jobs, args.threads, started),
     }
-    atomic_write(
-        args.out / "results.json", json.dumps({"meta": meta, "summary": summary, "runs": records}, indent=1).encode()
-    )
-    atomic_write(args.out / "results.md", table.encode())
+    save_results(args.out, meta, summary, records, table)
     info(f"wrote {args.out / 'results.json'} and results.md in {meta['wall_seconds'] / 60:.1f} min")
     result(table)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        info("interrupted: finished runs are saved, run the same command again to go on")
-        raise SystemExit(130) from None
+    run_main(main)
