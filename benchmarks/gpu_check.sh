@@ -6,7 +6,9 @@
 #     the torch version is checked unchanged afterwards;
 #  2. benchmarks/throughput.py on the GPU: the five pipelines in fp32, then the bare step against bagmar's own
 #     step (pipeline 5) in bf16 + channels-last, eager and compiled;
-#  3. 2 epochs of the real `cifar100_lt` recipe (`bagmar train`) on generated CIFAR-100-shaped data
+#  3. benchmarks/large_scale_gpu.py: the large-scale presets' backbones (ResNeXt-50, ResNet-50, ResNet-152) in
+#     each freezing mode, timed training steps at 224 px in bf16 + channels-last beside the README's estimate;
+#  4. 2 epochs of the real `cifar100_lt` recipe (`bagmar train`) on generated CIFAR-100-shaped data
 #     (benchmarks/fake_cifar.py, then `bagmar prepare cifar100 --source`), default settings and then
 #     bf16 + channels-last + compile, printing images/s of the second epoch and the projected wall time of the
 #     200 epochs the recipe trains.
@@ -88,6 +90,15 @@ if [[ "$DEVICE" == cuda ]]; then
   log "throughput: the same, compiled (compilation happens in the warm-up steps)"
   "$PYTHON" benchmarks/throughput.py --device "$DEVICE" --steps "$STEPS" --warmup 20 --threads 4 --only 1,5 \
     --precision bf16 --channels-last --compile > "$WORK/throughput_bf16_cl_compile.json"
+fi
+
+log "large-scale backbones: training steps, bf16 + channels-last, measured beside the README's estimate"
+if [[ "$DEVICE" == cuda ]]; then
+  "$PYTHON" benchmarks/large_scale_gpu.py --device cuda --batch 128 --steps 20 --warmup 5 --json \
+    | tee "$WORK/large_scale_gpu.md"
+else  # a dry run: 32-pixel images, one step each
+  "$PYTHON" benchmarks/large_scale_gpu.py --device cpu --size 32 --batch 2 --steps 1 --warmup 0 --json \
+    | tee "$WORK/large_scale_gpu.md"
 fi
 
 log "CIFAR-100-shaped data (random pixels) -> bagmar prepare cifar100 (imb 100)"

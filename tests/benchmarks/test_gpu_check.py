@@ -45,6 +45,9 @@ def test_cpu_dry_run_measures_and_trains(tmp_path):
     runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"train"')]
     assert [run["train"] for run in runs] == ["default", "bf16-cl"]
     assert all(run["images_per_s_last_epoch"] > 0 and run["projected_200_epochs_training_min"] > 0 for run in runs)
+    large = (tmp_path / "large_scale_gpu.md").read_text().splitlines()
+    assert len([line for line in large if line.startswith("| res")]) == 8  # 3 backbones x the presets' modes
+    assert json.loads(large[-1])["device"] == "cpu"
     fp32 = json.loads((tmp_path / "throughput_fp32.json").read_text())
     assert len(fp32["pipelines"]) == 5 and fp32["device"] == "cpu"
     assert (
