@@ -19,7 +19,10 @@ from bagmar_cli.errors import UsageError
 def eval_command(
     checkpoints: Annotated[list[Path], typer.Argument(help="One or more bagmar .safetensors checkpoints.")],
     data: options.Data = None,
-    split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Split to evaluate [default: the dataset's reported split: test; val for iNat]."),
+    ] = None,
     tau: Annotated[str, typer.Option("--tau", help="auto (what tune-tau recorded), none, or a number.")] = "none",
     method: Annotated[
         PosthocMethod | None,

@@ -44,15 +44,17 @@ def split_outputs(
     ckpt_path: Path,
     *,
     data: Path | None,
-    split: str,
+    split: str | None,
     device: str = "auto",
     batch_size: int = 256,
     features: bool = False,
     weights: str | None = None,
 ) -> SplitOutputs:
-    """Run the model of `ckpt_path` (its `weights`, see `restore.load_weights`) over `split` of its dataset."""
+    """Run the model of `ckpt_path` (its `weights`, see `restore.load_weights`) over `split` of its dataset; None:
+    the split the dataset's results are reported on (test; val for iNaturalist 2018, which has no test split)."""
     ckpt = load_weights(ckpt_path, weights)
     root, manifest = checkpoint_dataset(ckpt, data)
+    split = split or manifest.reported_split or "test"
     if split not in manifest.splits:
         raise UsageError(f"split {split!r} not in dataset {root} (has {', '.join(sorted(manifest.splits))})")
     torch_device = resolve_device(device)

@@ -95,7 +95,8 @@ def run_pipeline(cli, tree, tmp_path: Path, case: Case, *, backbone: str, crop: 
 
     outcome = cli("tune-tau", ckpt, "--method", "pn", "--grid", "0:2:0.5", "--json", "--device", "cpu")
     assert outcome.code == 0 and outcome.json()["split"] == "val", outcome.err
-    outcome = cli("eval", ckpt, "--split", case.eval_split, "--tau", "auto", "--json", "--no-plots", "--device", "cpu")
+    # no --split: eval reports the dataset's reported split (iNaturalist's val, the others' test)
+    outcome = cli("eval", ckpt, "--tau", "auto", "--json", "--no-plots", "--device", "cpu")
     assert outcome.code == 0, outcome.err
     report = outcome.json()
     assert (report["split"], report["n"]) == (case.eval_split, len(listed[case.eval_split]))
