@@ -160,7 +160,8 @@ class TrainSettings(Section):
 
 
 class EvalSettings(Section):
-    split: str = "test"  # split that `bagmar eval` reports
+    split: str = "test"  # not read: `bagmar eval --split` chooses (default: the dataset's reported split); kept so
+    # that the config.toml files of earlier runs, which record it, still load
     batch_size: int = Field(256, ge=1)  # inference batch size
 
 
