@@ -8,7 +8,6 @@ refused by `prepare` (tests/data/test_prepare_files.py); here: images that break
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,27 +16,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.bad_input import assert_one_error_line, snapshot
 from support.image_trees import write_jpeg
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data.benchmarks import get_benchmark
 
 TINY = ["--preset", "digits_lt", "--set", "model.backbone=resnet8_cifar", "--set", "data.crop=32", "--device", "cpu"]
-
-
-def one_error(outcome, code: int, *fragments: str) -> str:
-    """The single `Error:` line of a failed command (the last line of stderr), checked for fragments."""
-    assert outcome.code == code, outcome.err
-    assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
-    errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and errors[0] == outcome.err.strip().splitlines()[-1], outcome.err
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
-
-
-def hashes(*roots: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for r in roots for p in r.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +133,10 @@ def test_an_undecodable_training_image_is_skipped_counted_and_named(cli, folder_
     assert outcome.code == 0, outcome.err
     assert str(bad) in outcome.err and "does not decode" in outcome.err
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["undecodable"] == 1
-    before = hashes(tree)
+    before = snapshot(tree)
     outcome = cli(*args, "--out", tmp_path / "strict", "--set", "data.max_bad_fraction=0")
-    one_error(outcome, 1, "failed to decode", "data.max_bad_fraction", str(bad))
-    assert hashes(tree) == before and not (tmp_path / "strict" / "last.safetensors").exists()
+    assert_one_error_line(outcome, 1, "failed to decode", "data.max_bad_fraction", str(bad))
+    assert snapshot(tree) == before and not (tmp_path / "strict" / "last.safetensors").exists()
 
 
 def test_evaluation_names_an_undecodable_or_missing_image_instead_of_shrinking_the_split(cli, folder_run, tmp_path):
@@ -165,7 +150,9 @@ def test_evaluation_names_an_undecodable_or_missing_image_instead_of_shrinking_t
     (tree / "test" / "class2" / "0.jpg").unlink()
     before = ckpt.read_bytes()
     outcome = cli("eval", ckpt, "--data", moved, "--split", "test", "--device", "cpu")
-    one_error(outcome, 1, "cannot decode", str(tree / "test" / "class1" / "2.jpg"), "evaluation reads every image")
+    assert_one_error_line(
+        outcome, 1, "cannot decode", str(tree / "test" / "class1" / "2.jpg"), "evaluation reads every image"
+    )
     assert ckpt.read_bytes() == before
 
 
@@ -175,7 +162,7 @@ def test_a_list_changed_after_prepare_is_refused(cli, folder_run, tmp_path):
     with (moved / "val.txt").open("a") as f:
         f.write("val/class0/0.jpg 1\n")
     outcome = cli("eval", run / "best.safetensors", "--data", moved, "--split", "val", "--device", "cpu")
-    one_error(outcome, 1, "val.txt differs from the list this dataset was prepared with")
+    assert_one_error_line(outcome, 1, "val.txt differs from the list this dataset was prepared with")
 
 
 def test_a_tensor_model_on_a_file_list_dataset_is_one_clear_error(cli, digits_run, tmp_path):
@@ -187,14 +174,14 @@ def test_a_tensor_model_on_a_file_list_dataset_is_one_clear_error(cli, digits_ru
     before = digits_run.read_bytes()
     for command in ("eval", "tune-tau"):
         outcome = cli(command, digits_run, "--data", tmp_path / "ds", "--split", "test", "--device", "cpu")
-        one_error(outcome, 2, "is a list of image files, but the model records no image preprocessing")
+        assert_one_error_line(outcome, 2, "is a list of image files, but the model records no image preprocessing")
     assert digits_run.read_bytes() == before
 
 
 def test_train_without_a_preset_names_the_missing_recipe(cli, folder_run, tmp_path):
     ds, _ = folder_run
     outcome = cli("train", "--data", ds, "--epochs", "1", "--device", "cpu", "--out", tmp_path / "r")
-    one_error(outcome, 2, "names the preset 'folder', which this bagmar does not ship yet", "--preset")
+    assert_one_error_line(outcome, 2, "names the preset 'folder', which this bagmar does not ship yet", "--preset")
     assert not (tmp_path / "r").exists()
 
 
@@ -220,7 +207,7 @@ def imagenet_tree(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_imagenet_lt_format_from_prepare_to_predict(cli, imagenet_tree, tmp_path):
     root, splits = imagenet_tree
-    before = hashes(root, splits)
+    before = snapshot(root, splits)
     ds, run = tmp_path / "ds", tmp_path / "run"
     assert cli("prepare", "imagenet_lt", "--root", root, "--splits", splits, "--out", ds).code == 0
     outcome = cli("train", "--data", ds, *TINY, "--epochs", "1", "--batch-size", "128", "--out", run)
@@ -239,4 +226,4 @@ def test_imagenet_lt_format_from_prepare_to_predict(cli, imagenet_tree, tmp_path
     assert outcome.code == 0, outcome.err
     entries = [json.loads(line) for line in outcome.out.splitlines()]
     assert len(entries) == 40 and all(Path(e["path"]).name.startswith("ILSVRC2012_val_") for e in entries)
-    assert hashes(root, splits) == before  # nothing under --root or --splits was touched
+    assert snapshot(root, splits) == before  # nothing under --root or --splits was touched

@@ -9,27 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from support.bad_input import assert_one_error_line, snapshot
 from support.image_trees import benchmark_image_path
 
 from bagmar_cli.data import benchmarks, load_manifest
 from bagmar_cli.data.benchmarks import get_benchmark
 from bagmar_cli.data.longtail import lt_counts
 from bagmar_cli.data.manifest import ListSplitInfo
-
-
-def one_error(outcome, code: int, *fragments: str) -> str:
-    """The single `Error:` line of a failed command, checked for exit code and fragments."""
-    assert outcome.code == code, outcome.err
-    assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
-    errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and errors[0] == outcome.err.strip().splitlines()[-1], outcome.err
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
-
-
-def tree_hashes(*roots: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for r in roots for p in r.rglob("*") if p.is_file()}
 
 
 def benchmark_tree(tmp_path: Path, name: str, train_per_class=(3, 1)) -> tuple[Path, Path]:
@@ -59,7 +45,7 @@ def imagenet(tmp_path, monkeypatch):
 
 def test_prepare_imagenet_lt_writes_the_official_lists_and_a_version_2_manifest(cli, imagenet, tmp_path):
     root, splits = imagenet
-    before = tree_hashes(root, splits)
+    before = snapshot(root, splits)
     outcome = cli("prepare", "imagenet_lt", "--root", root, "--splits", splits)
     assert outcome.code == 0, outcome.err
     out = Path(outcome.out.strip())
@@ -80,7 +66,7 @@ def test_prepare_imagenet_lt_writes_the_official_lists_and_a_version_2_manifest(
     assert manifest.images_dir(out) == root.resolve() and manifest.source.verified is False
     assert manifest.reported_split == "test"
     assert "the official list has 115846" in outcome.err and "385 many" not in outcome.err
-    assert tree_hashes(root, splits) == before  # nothing copied, nothing touched
+    assert snapshot(root, splits) == before  # nothing copied, nothing touched
 
 
 def test_the_image_root_may_be_recorded_relative_to_the_dataset_directory(cli, imagenet, tmp_path):
@@ -97,7 +83,7 @@ def test_imagenet_val_images_not_sorted_into_class_folders_are_the_layout_error(
         for image in folder.iterdir():
             image.rename(root / "val" / image.name)
         folder.rmdir()
-    error = one_error(
+    error = assert_one_error_line(
         cli("prepare", "imagenet_lt", "--root", root, "--splits", splits),
         1,
         "ImageNet_LT_test.txt: 1000 images (val/n00000000/ILSVRC2012_val_00000000.JPEG,",
@@ -113,7 +99,7 @@ def test_imagenet_val_images_not_sorted_into_class_folders_are_the_layout_error(
 def test_a_missing_list_is_named_with_where_the_lists_come_from(cli, imagenet):
     root, splits = imagenet
     (splits / "ImageNet_LT_val.txt").unlink()
-    one_error(
+    assert_one_error_line(
         cli("prepare", "imagenet_lt", "--root", root, "--splits", splits),
         1,
         "lacks ImageNet_LT_val.txt",
@@ -125,7 +111,9 @@ def test_offline_without_splits_fails_in_seconds_naming_the_files_and_splits_opt
     root, _ = imagenet
     monkeypatch.setattr(benchmarks, "LISTS_URL", "http://127.0.0.1:9/data")
     start = time.monotonic()
-    error = one_error(cli("prepare", "imagenet_lt", "--root", root), 1, "could not download", "--splits DIR")
+    error = assert_one_error_line(
+        cli("prepare", "imagenet_lt", "--root", root), 1, "could not download", "--splits DIR"
+    )
     assert time.monotonic() - start < 10
     assert "ImageNet_LT_train.txt, ImageNet_LT_val.txt, ImageNet_LT_test.txt" in error
 
@@ -153,7 +141,7 @@ def test_bad_list_lines_are_one_error_line_with_file_and_line(cli, imagenet, lin
     root, splits = imagenet
     with open(splits / "ImageNet_LT_train.txt", "a") as f:
         f.write(line + "\n")
-    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, fragment)
+    assert_one_error_line(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, fragment)
     assert not (tmp_path / "data").exists()
 
 
@@ -161,7 +149,9 @@ def test_a_class_without_training_images_is_refused(cli, imagenet):
     root, splits = imagenet
     path = splits / "ImageNet_LT_train.txt"
     path.write_text("".join(line + "\n" for line in path.read_text().splitlines() if not line.endswith(" 7")))
-    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "class 7 has no training image")
+    assert_one_error_line(
+        cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "class 7 has no training image"
+    )
 
 
 def test_links_that_escape_the_root_or_loop_are_errors(cli, imagenet, tmp_path):
@@ -169,10 +159,10 @@ def test_links_that_escape_the_root_or_loop_are_errors(cli, imagenet, tmp_path):
     outside = tmp_path / "outside"
     (root / "train" / "n00000005").rename(outside)
     (root / "train" / "n00000005").symlink_to(outside)
-    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "resolve outside it")
+    assert_one_error_line(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "resolve outside it")
     (root / "train" / "n00000005").unlink()
     (root / "train" / "n00000005").symlink_to(root / "train" / "n00000005")
-    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "symbolic link loop")
+    assert_one_error_line(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits), 1, "symbolic link loop")
 
 
 def test_a_link_inside_the_root_is_followed(cli, imagenet, tmp_path):
@@ -215,7 +205,7 @@ def test_places_lt_prepares_from_its_lists(cli, tmp_path, monkeypatch):
 )
 def test_options_that_do_not_fit_the_dataset_are_refused(cli, imagenet, args, code, fragment):
     root, splits = imagenet
-    one_error(cli("prepare", *[a.format(root=root, splits=splits) for a in args]), code, fragment)
+    assert_one_error_line(cli("prepare", *[a.format(root=root, splits=splits) for a in args]), code, fragment)
 
 
 def test_overwrite_rules_hold_for_file_list_datasets(cli, imagenet, tmp_path):
@@ -223,8 +213,10 @@ def test_overwrite_rules_hold_for_file_list_datasets(cli, imagenet, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    one_error(cli("prepare", "imagenet_lt", "--root", root, "--splits", splits, "--out", out), 1, "already exists")
-    one_error(
+    assert_one_error_line(
+        cli("prepare", "imagenet_lt", "--root", root, "--splits", splits, "--out", out), 1, "already exists"
+    )
+    assert_one_error_line(
         cli("prepare", "imagenet_lt", "--root", root, "--splits", splits, "--out", out, "--overwrite"),
         1,
         "not a dataset directory",
@@ -293,5 +285,5 @@ def test_broken_folder_trees_are_one_error_line(cli, tmp_path, break_it, code, f
     root = folder_tree(tmp_path / "tree", {"train": {"a": 3, "b": 2}, "test": {"a": 1, "b": 1}})
     break_it(root)
     outcome = cli("prepare", "folder", "--root", root, "--val-per-class", "1", "--out", tmp_path / "d")
-    one_error(outcome, code, fragment)
+    assert_one_error_line(outcome, code, fragment)
     assert not (tmp_path / "d").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.bad_input import assert_one_error_line
 
 from bagmar_cli.data import load_manifest
 from bagmar_cli.data.benchmarks import IMAGENET_MEAN, IMAGENET_STD
@@ -16,17 +17,6 @@ from bagmar_cli.data.folders import split_by_fractions
 from bagmar_cli.data.image_stats import measure_stats
 from bagmar_cli.data.longtail import lt_counts
 from bagmar_cli.errors import UsageError
-
-
-def one_error(outcome, code: int, *fragments: str) -> str:
-    """The single `Error:` line of a failed command, checked for exit code and fragments."""
-    assert outcome.code == code, outcome.err
-    assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
-    errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and errors[0] == outcome.err.strip().splitlines()[-1], outcome.err
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def flat_tree(root: Path, classes: dict[str, int], suffix: str = ".png") -> Path:
@@ -126,7 +116,7 @@ def test_classes_missing_from_test_and_a_balanced_tree_are_warned_about(cli, tmp
 )
 def test_fractions_that_cannot_work_are_one_error_line(cli, tmp_path, args, code, fragment):
     root = flat_tree(tmp_path / "tree", {"big": 20, "tiny": 2})
-    one_error(cli("prepare", "folder", "--root", root, *args, "--out", tmp_path / "d"), code, fragment)
+    assert_one_error_line(cli("prepare", "folder", "--root", root, *args, "--out", tmp_path / "d"), code, fragment)
     assert not (tmp_path / "d").exists()
 
 
@@ -142,14 +132,14 @@ def test_fractions_that_cannot_work_are_one_error_line(cli, tmp_path, args, code
 def test_broken_flat_trees_are_one_error_line(cli, tmp_path, break_it, fragment):
     root = flat_tree(tmp_path / "tree", {"a": 5, "b": 5})
     break_it(root)
-    one_error(cli("prepare", "folder", "--root", root, "--out", tmp_path / "d"), 1, fragment)
+    assert_one_error_line(cli("prepare", "folder", "--root", root, "--out", tmp_path / "d"), 1, fragment)
     assert not (tmp_path / "d").exists()
 
 
 def test_fractions_are_refused_for_a_tree_with_split_folders(cli, tmp_path):
     root = flat_tree(tmp_path / "tree" / "train", {"a": 3, "b": 3})
     flat_tree(tmp_path / "tree" / "test", {"a": 1, "b": 1})
-    one_error(
+    assert_one_error_line(
         cli("prepare", "folder", "--root", root.parent, "--test-fraction", "0.2", "--out", tmp_path / "d"),
         2,
         "--test-fraction splits a flat tree ROOT/<class>/*",
@@ -222,13 +212,15 @@ def test_measure_stats_on_images_it_cannot_use_is_one_error_line(cli, tmp_path, 
             (tmp_path / "tree" / name).mkdir(parents=True, exist_ok=True)
             make(tmp_path / "tree" / name / f"{i}.png")
     outcome = cli("prepare", "folder", "--root", tmp_path / "tree", "--measure-stats", "--out", tmp_path / "d")
-    one_error(outcome, 1, fragment)
+    assert_one_error_line(outcome, 1, fragment)
     assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize("flag", [["--measure-stats"], ["--val-fraction", "0.1"], ["--test-fraction", "0.1"]])
 def test_folder_only_options_are_refused_elsewhere(cli, tmp_path, flag):
-    one_error(cli("prepare", "digits", *flag, "--out", tmp_path / "d"), 2, f"{flag[0]} does not apply to digits")
+    assert_one_error_line(
+        cli("prepare", "digits", *flag, "--out", tmp_path / "d"), 2, f"{flag[0]} does not apply to digits"
+    )
     assert not os.path.exists(tmp_path / "d")
 
 
@@ -236,7 +228,7 @@ def test_folder_only_options_are_refused_elsewhere(cli, tmp_path, flag):
 @pytest.mark.parametrize("dataset", ["digits", "imagenet_lt"])
 def test_input_size_options_are_folder_only(cli, tmp_path, flag, dataset):
     root = [] if dataset == "digits" else ["--root", tmp_path]  # an in-memory dataset refuses --root too
-    one_error(
+    assert_one_error_line(
         cli("prepare", dataset, *flag, *root, "--out", tmp_path / "d"), 2, f"{flag[0]} does not apply to {dataset}"
     )
     assert not os.path.exists(tmp_path / "d")
@@ -269,5 +261,5 @@ def test_image_size_and_eval_resize_are_recorded_and_used_by_evaluation(cli, tmp
 )
 def test_bad_input_sizes_are_one_error_line_and_nothing_written(cli, tmp_path, args, fragment):
     root = flat_tree(tmp_path / "tree", {"cat": 10, "dog": 10})
-    one_error(cli("prepare", "folder", "--root", root, *args, "--out", tmp_path / "ds"), 2, fragment)
+    assert_one_error_line(cli("prepare", "folder", "--root", root, *args, "--out", tmp_path / "ds"), 2, fragment)
     assert not (tmp_path / "ds").exists()

@@ -18,10 +18,13 @@ def expand(args: list[str], paths: dict[str, Path]) -> list[str]:
     return [arg.format(**{k: str(v) for k, v in paths.items()}) for arg in args]
 
 
-def assert_one_error_line(outcome: Any, code: int, fragment: str) -> None:
-    """Exit `code`, exactly one `Error:` line (the last on stderr) holding `fragment`, nothing unexpected."""
+def assert_one_error_line(outcome: Any, code: int, *fragments: str) -> str:
+    """Exit `code`, exactly one `Error:` line (the last on stderr) holding every fragment, nothing unexpected;
+    returns that line."""
     assert outcome.code == code, outcome.err
     assert "Traceback" not in outcome.err and "unexpected" not in outcome.err
     errors = [line for line in outcome.err.splitlines() if line.startswith("Error:")]
     assert errors == [outcome.err.strip().splitlines()[-1]], outcome.err
-    assert fragment in errors[0], errors[0]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
