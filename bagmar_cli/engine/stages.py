@@ -9,6 +9,7 @@ in which case stage 1 does not run. A resume continues whichever stage was cut s
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from bagmar_cli.checkpoint import load_checkpoint
@@ -29,7 +30,7 @@ def train_stages(
     first, second = settings.stages()
     assert second is not None, "train_stages runs two-stage settings"
     run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
-    with run if run is not None else _Unlocked():
+    with run if run is not None else nullcontext():  # rank 0 holds the run directory's lock
         if run is not None:
             plan = (
                 f"stage 2 only, into {out / STAGES[1]}: [stage2] names its backbone"
@@ -41,7 +42,7 @@ def train_stages(
                 atomic_write(run.config, settings.to_toml().encode())
         if not settings.skips_stage1:
             folder = out / STAGES[0]
-            if not _finished(folder, first.train.epochs):
+            if not (resume and _finished(folder, first.train.epochs)):  # an --overwrite's old stage 1 is going
                 _announce(world, 1, folder)
                 _run(run_stage, first, folder, resume)
             distributed.barrier(world)  # stage 1's checkpoint is written before any rank reads it
@@ -68,13 +69,3 @@ def _announce(world: distributed.World, stage: int, folder: Path, start: Path | 
     if world.is_main:
         source = f", from the backbone of {start}" if start is not None else ""
         info(f"stage {stage} of 2: {folder}{source}")
-
-
-class _Unlocked:
-    """The other ranks' stand-in for rank 0's lock on the run directory."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
