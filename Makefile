@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo lint test test-slow bench clean
+.PHONY: install demo lint test test-slow wheel-check docs bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,14 @@ lint: install
 
 test: lint
 	$(PY) -m pytest -q
+
+# the README's pip line in a fresh venv outside the checkout, then every subcommand from there (CI runs it)
+wheel-check: install
+	.ci/wheel-check
+
+# docs/cli.md and docs/settings.md from the code (a test fails when they are not current)
+docs: install
+	$(PY) -m bagmar_cli.reference docs
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

@@ -13,11 +13,15 @@ from bagmar_cli.settings import load_settings, preset_names
 
 @app.command("presets")
 def presets_command(
-    name: Annotated[str | None, typer.Argument(help="A preset to print as resolved TOML.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="A preset to print as resolved TOML, each value explained in a comment.")
+    ] = None,
 ) -> None:
-    """List presets with their descriptions, or print one preset's resolved settings."""
+    """List presets with their descriptions, or print one preset's resolved settings (unset ones commented out)."""
     if name:
-        result(load_settings(preset=name).to_toml().rstrip())
+        from bagmar_cli.reference import explained_toml
+
+        result(explained_toml(load_settings(preset=name)).rstrip())
         return
     names = preset_names()
     width = max(map(len, names), default=0)
