@@ -7,7 +7,7 @@
 #  2. benchmarks/throughput.py on the GPU: the five pipelines in fp32, then the bare step against bagmar's own
 #     step (pipeline 5) in bf16 + channels-last, eager and compiled;
 #  3. benchmarks/large_scale_gpu.py: the large-scale presets' backbones (ResNeXt-50, ResNet-50, ResNet-152) in
-#     each freezing mode, timed training steps at 224 px in bf16 + channels-last beside the README's estimate;
+#     each freezing mode, timed training steps at 224 px in bf16 + channels-last beside the estimate in docs/large-scale.md;
 #  4. 2 epochs of the real `cifar100_lt` recipe (`bagmar train`) on generated CIFAR-100-shaped data
 #     (benchmarks/fake_cifar.py, then `bagmar prepare cifar100 --source`), default settings and then
 #     bf16 + channels-last + compile, printing images/s of the second epoch and the projected wall time of the
@@ -92,7 +92,7 @@ if [[ "$DEVICE" == cuda ]]; then
     --precision bf16 --channels-last --compile > "$WORK/throughput_bf16_cl_compile.json"
 fi
 
-log "large-scale backbones: training steps, bf16 + channels-last, measured beside the README's estimate"
+log "large-scale backbones: training steps, bf16 + channels-last, measured beside the estimate in docs/large-scale.md"
 if [[ "$DEVICE" == cuda ]]; then
   "$PYTHON" benchmarks/large_scale_gpu.py --device cuda --batch 128 --steps 20 --warmup 5 --json \
     | tee "$WORK/large_scale_gpu.md"

@@ -1,5 +1,5 @@
-"""The large-scale presets: each validates, holds the values its header and README promise in each stage, and a
-stage-2-only preset trains exactly stage 2 of its two-stage preset."""
+"""The large-scale presets: each validates, holds the values its header and docs/large-scale.md promise in each
+stage, and a stage-2-only preset trains exactly stage 2 of its two-stage preset."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ AUGMENT = {
 CLASSIFIER_RETRAINING = {"model.freeze": "backbone", "data.sampler": "class_aware", "data.samples_per_class": 4}
 BAGMAR = {"loss.name": "bagmar", "loss.lambda1": 1.0, "loss.lambda2": 1.0, "loss.form": "paper"}
 
-# (stage 1, stage 2) of each BaGMar two-stage preset, as its header and README's table state them.
+# (stage 1, stage 2) of each BaGMar two-stage preset, as its header and docs/large-scale.md's table state them.
 PROMISED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "imagenet_lt_resnext50_bagmar": (
         {

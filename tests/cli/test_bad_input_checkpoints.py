@@ -349,9 +349,9 @@ def test_bad_sidecar_is_one_line_naming_the_field(cli, tmp_path, onnx_export, im
     assert f"{model}.json" in outcome.err and outcome.out == ""
 
 
-def test_readme_serving_snippet_runs_a_fixed_batch_export(cli, tmp_path, onnx_export, digits_data):
-    readme = (ROOT / "README.md").read_text()
-    snippet = re.search(r"Serving without bagmar.*?```python\n(.*?)```", readme, re.S).group(1)
+def test_serving_snippet_runs_a_fixed_batch_export(cli, tmp_path, onnx_export, digits_data):
+    page = (ROOT / "docs" / "export.md").read_text()
+    snippet = re.search(r"Serving without bagmar.*?```python\n(.*?)```", page, re.S).group(1)
     (tmp_path / "serve.py").write_text(snippet)
     images = []
     for i in range(5):  # not a multiple of the export's batch of 3
