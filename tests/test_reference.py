@@ -45,4 +45,5 @@ def test_presets_name_explains_each_value_and_lists_unset_settings(cli):
     assert shown.code == 0
     lines = shown.out.splitlines()
     assert 'backbone = "resnet8_s2_cifar"  # any timm model name, or our registered CIFAR ResNets' in lines
-    assert any(line.startswith("# weights: unset (path): backbone weights from a local safetensors file") for line in lines)
+    unset = "# weights: unset (path): backbone weights from a local safetensors file"
+    assert any(line.startswith(unset) for line in lines)

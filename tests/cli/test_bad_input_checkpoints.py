@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -19,6 +18,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save
 from support.bad_input import assert_one_error_line
+from support.snippets import serving_snippet
 
 from bagmar_cli import __version__
 from bagmar_cli.console import result_json
@@ -350,16 +350,12 @@ def test_bad_sidecar_is_one_line_naming_the_field(cli, tmp_path, onnx_export, im
 
 
 def test_serving_snippet_runs_a_fixed_batch_export(cli, tmp_path, onnx_export, digits_data):
-    page = (ROOT / "docs" / "export.md").read_text()
-    snippet = re.search(r"Serving without bagmar.*?```python\n(.*?)```", page, re.S).group(1)
-    (tmp_path / "serve.py").write_text(snippet)
+    serve = serving_snippet(tmp_path)
     images = []
     for i in range(5):  # not a multiple of the export's batch of 3
         images.append(tmp_path / f"{i}.png")
         Image.fromarray((np.arange(64).reshape(8, 8) * (i + 1) % 256).astype(np.uint8), mode="L").save(images[-1])
-    done = subprocess.run(
-        [sys.executable, tmp_path / "serve.py", onnx_export, *images], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([sys.executable, serve, onnx_export, *images], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     predicted = cli("predict", onnx_export, *images)
     assert predicted.code == 0, predicted.err

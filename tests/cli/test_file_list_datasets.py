@@ -227,3 +227,50 @@ def test_imagenet_lt_format_from_prepare_to_predict(cli, imagenet_tree, tmp_path
     entries = [json.loads(line) for line in outcome.out.splitlines()]
     assert len(entries) == 40 and all(Path(e["path"]).name.startswith("ILSVRC2012_val_") for e in entries)
     assert snapshot(root, splits) == before  # nothing under --root or --splits was touched
+
+
+@pytest.fixture(scope="module")
+def full_size_export(folder_tree, tmp_path_factory, cli_module) -> Path:
+    """The tree trained at the folder defaults (shorter side resized to 256, 224 center crop), exported to ONNX."""
+    work = tmp_path_factory.mktemp("full-size")
+    assert cli_module("prepare", "folder", "--root", folder_tree, "--out", work / "ds").code == 0
+    full_size = ["--preset", "digits_lt", "--set", "model.backbone=resnet8_cifar", "--device", "cpu"]
+    outcome = cli_module(
+        "train", "--data", work / "ds", *full_size, "--epochs", "1", "--batch-size", "8", "--out", work / "run"
+    )
+    assert outcome.code == 0, outcome.err
+    outcome = cli_module("export", work / "run" / "best.safetensors", "--out", work / "model.onnx")
+    assert outcome.code == 0, outcome.err
+    return work / "model.onnx"
+
+
+def test_serving_snippet_resizes_and_crops_like_predict(cli, full_size_export, tmp_path):
+    """docs/export.md's serve.py on a 256-resize, 224-crop model: predict's class and score for every image."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+    from support.snippets import serving_snippet
+
+    sidecar = json.loads(Path(f"{full_size_export}.json").read_text())
+    assert (sidecar["preprocess"]["resize"], sidecar["preprocess"]["crop"]) == (256, 224)
+    images = []
+    for i, (w, h) in enumerate([(400, 240), (240, 400), (300, 300), (512, 260)]):
+        x, y = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))  # structure that a stretch would move
+        pixels = np.stack([x * 255, y * 255, ((x * (i + 2) + y) % 1) * 255], axis=-1).astype(np.uint8)
+        pixels[:, : w // 6] = (0, 0, 255) if i % 2 else (255, 0, 0)  # a border that the center crop cuts away
+        images.append(tmp_path / f"{i}.png")
+        Image.fromarray(pixels).save(images[-1])
+    done = subprocess.run(
+        [sys.executable, serving_snippet(tmp_path), full_size_export, *images],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    predicted = cli("predict", full_size_export, *images, "--device", "cpu")
+    assert predicted.code == 0, predicted.err
+    served = [line.split() for line in done.stdout.splitlines()]
+    expected = [line.split() for line in predicted.out.splitlines()]
+    assert [row[:2] for row in served] == [row[:2] for row in expected]
+    assert np.allclose([float(row[2]) for row in served], [float(row[-1].strip("()")) for row in expected], atol=1e-3)
