@@ -137,10 +137,10 @@ class OptimSettings(Section):
 
 
 class ScheduleSettings(Section):
-    name: Literal["cosine", "step", "constant"] = "cosine"  # decay after warm-up, stepped per epoch
-    warmup_epochs: int = Field(1, ge=0)  # epochs at lr * warmup_factor before the decay starts
+    name: Literal["cosine", "step", "constant"] = "cosine"  # decay after warm-up, stepped per optimiser step
+    warmup_epochs: int = Field(1, ge=0)  # epochs (their steps, at most half the run) at lr * warmup_factor
     warmup_factor: float = Field(0.5, gt=0.0, le=1.0)  # 0.5: the authors' 0.05 in epoch 1, then 0.1
-    min_lr: float = Field(0.0, ge=0.0)  # cosine floor
+    min_lr: float = Field(0.0, ge=0.0)  # cosine floor, reached at the run's last step
     milestones: list[int] = []  # epochs at which "step" multiplies the lr by gamma
     gamma: float = Field(0.1, gt=0.0)  # "step" decay factor
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 import torch
 from timm.utils.model_ema import ModelEmaV3
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from bagmar_cli.settings import TrainSettings
 
@@ -22,7 +23,8 @@ M = TypeVar("M", bound=nn.Module)
 
 
 class TrainStep:
-    """forward (autocast) -> loss in fp32 -> backward -> SGD -> EMA; returns the detached loss on the device."""
+    """forward (autocast) -> loss in fp32 -> backward -> optimiser -> schedule -> EMA; returns the detached loss
+    on the device."""
 
     def __init__(
         self,
@@ -32,11 +34,15 @@ class TrainStep:
         settings: TrainSettings,
         device: torch.device,
         *,
+        scheduler: LRScheduler | None = None,
         ema: ModelEmaV3 | None = None,
         ema_source: nn.Module | None = None,
     ) -> None:
-        """`net` the module to run (DDP-wrapped or not); `ema_source` the plain model the EMA follows."""
+        """`net` the module to run (DDP-wrapped or not); `scheduler` steps after every optimiser step;
+        `ema_source` the plain model the EMA follows."""
         self.loss_fn, self.optimizer, self.ema, self.ema_source = loss_fn, optimizer, ema, ema_source
+        self.scheduler = scheduler
+        self.lr = float(optimizer.param_groups[0]["lr"])  # the first group's lr of the latest step
         self.channels_last = settings.channels_last
         # torch types compile as returning a Callable; of a Module it returns an OptimizedModule (a Module)
         self.net = cast(nn.Module, torch.compile(net)) if settings.compile else net
@@ -52,7 +58,10 @@ class TrainStep:
         loss = self.loss_fn(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.ema_source)
         detached: Tensor = loss.detach()

@@ -39,6 +39,7 @@ from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.metrics import classification_report
 from bagmar_cli.losses import ClassWeightedLoss, build_loss
 from bagmar_cli.models import Classifier, build_model
+from bagmar_cli.models.classifier import check_input_size
 from bagmar_cli.models.freeze import freeze
 from bagmar_cli.settings import DataSettings, ModelSettings, Settings
 from bagmar_cli.signals import sigterm_as_interrupt
@@ -62,6 +63,9 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
     settings, root, manifest = bind_dataset(settings)
     if resume:
         check_resume(out, settings)
+    for stage in settings.stages():
+        if stage is not None:  # before anything is written: a backbone that cannot take the images is refused
+            check_input_size(stage.model, network_size(manifest, stage.data.crop), image_files=_files(manifest))
     device = resolve_device(settings.train.device)
     world = distributed.init_world(device)
     if world.size > 1 and device.type == "cuda":
@@ -148,19 +152,38 @@ class Job:
     @property
     def preprocess(self) -> EvalPreprocess | None:
         """Image files: the evaluation preprocessing (recorded in checkpoints); None for tensor datasets."""
-        if not is_file_list(self.manifest, "train"):
+        if not _files(self.manifest):
             return None
         return dataset_preprocess(self.manifest, self.settings.data.crop)
 
     @property
     def input_size(self) -> list[int]:
         """[C, H, W] the network sees: the crop of image files, else the tensors' size."""
-        channels, height, width = self.manifest.image_size
-        return [channels, self.preprocess.crop, self.preprocess.crop] if self.preprocess else [channels, height, width]
+        return [self.manifest.image_size[0], *network_size(self.manifest, self.settings.data.crop)]
 
     @property
     def counts(self) -> list[int]:
         return self.manifest.splits["train"].counts
+
+
+def _files(manifest: Manifest) -> bool:
+    return is_file_list(manifest, "train")
+
+
+def network_size(manifest: Manifest, crop: int | None) -> tuple[int, int]:
+    """(height, width) of the images the network sees: the crop of image files, else the tensors' size."""
+    if _files(manifest):
+        side = dataset_preprocess(manifest, crop).crop
+        return side, side
+    _, height, width = manifest.image_size
+    return height, width
+
+
+def steps_per_epoch(settings: Settings, manifest: Manifest, world: distributed.World) -> int:
+    """Optimiser steps in one epoch: the batches of the sampler's epoch (the schedule is stated per step)."""
+    counts = torch.tensor(manifest.splits["train"].counts)
+    labels = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    return len(EpochOrder(settings, labels, manifest.num_classes, world))
 
 
 def _build(
@@ -186,7 +209,8 @@ def _build(
     optimizer = build_optimizer(model, settings.optim, batch)  # the schedule starts from its (maybe scaled) lrs
     if world.is_main and (rule := lr_rule_line(settings.optim, batch, world.size)):
         info(rule)
-    scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
+    steps = steps_per_epoch(settings, manifest, world)
+    scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs, steps)
     val_name = selection_split(settings.data, manifest)
     return Job(
         settings,
@@ -206,7 +230,7 @@ def _build(
 
 
 def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
-    """The epoch loop: train, step the schedule, validate, log, checkpoint (rank 0 only writes)."""
+    """The epoch loop: train (the schedule steps with the optimiser), validate, log, checkpoint (rank 0 writes)."""
     if resume_from is not None:
         job.state = restore_training(job, resume_from)
         info(f"resuming from {resume_from} after epoch {job.state.epoch}")
@@ -214,7 +238,16 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     train_split = open_split(job.root, "train", _train_transform(job))
     val_split = _open_val(job)
     batches = _loader(job, train_split)
-    step = TrainStep(net, job.loss_fn, job.optimizer, job.settings.train, job.device, ema=job.ema, ema_source=job.model)
+    step = TrainStep(
+        net,
+        job.loss_fn,
+        job.optimizer,
+        job.settings.train,
+        job.device,
+        scheduler=job.scheduler,
+        ema=job.ema,
+        ema_source=job.model,
+    )
     if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
     if run:
@@ -228,7 +261,6 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
             stats = _train_epoch(job, step, batches, epoch)
             if train_split.files:
                 stats["undecodable"] = distributed.sum_over_ranks(batches.failed, job.world, job.device)
-            job.scheduler.step()
             state.epoch = epoch + 1
             validates = state.epoch % job.settings.train.val_every == 0 or state.epoch == epochs
             report = _validate(job, val_split) if validates else None  # every rank evaluates its shard
@@ -302,7 +334,7 @@ def _train_epoch(job: Job, step: TrainStep, batches: DeviceBatches | SampleBatch
             total += _read_losses(job, window, sizes, epoch, first_step=len(batches) + 1 - len(window))
             seen += sum(sizes)
     elapsed = time.perf_counter() - start
-    return {"loss": total / max(seen, 1), "lr": _lr(job), "images_per_s": seen * scale / elapsed}
+    return {"loss": total / max(seen, 1), "lr": step.lr, "images_per_s": seen * scale / elapsed}
 
 
 def _read_losses(job: Job, window: list[torch.Tensor], sizes: list[int], epoch: int, first_step: int) -> float:

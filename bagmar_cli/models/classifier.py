@@ -14,6 +14,12 @@ from bagmar_cli.models.heads import HEADS, Head
 from bagmar_cli.models.weights import load_backbone_weights
 from bagmar_cli.settings import ModelSettings
 
+# where a network's input size comes from, by the kind of dataset: the setting (or command) that changes it
+SIZE_SOURCES = {
+    True: "set data.crop = {side} (the side of the square the network sees)",
+    False: "prepare the dataset at {side}x{side} pixels",
+}
+
 
 class Classifier(nn.Module):
     """Backbone (features) + head (logits); `features` and `head` are used by τ-norm and export."""
@@ -52,3 +58,29 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
         load_backbone_weights(backbone, settings.weights)
     num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
     return Classifier(backbone, HEADS[settings.head](num_features, num_classes, settings.head_scale))
+
+
+def fixed_input_size(backbone: str) -> tuple[int, int] | None:
+    """(height, width) a timm backbone accepts only (a ViT's patch grid, a Swin's windows), from its pretrained
+    config; None when it takes any size (CNNs pool globally) or timm records none."""
+    try:
+        cfg = timm.models.get_pretrained_cfg(backbone)
+    except (RuntimeError, ValueError):
+        return None
+    if cfg is None or not cfg.fixed_input_size:
+        return None
+    _, height, width = cfg.input_size
+    return int(height), int(width)
+
+
+def check_input_size(settings: ModelSettings, size: tuple[int, int], *, image_files: bool) -> None:
+    """UsageError before a run starts when `settings.backbone` takes one input size only and the dataset gives
+    another (`size`, the (height, width) it sees; `image_files`: a file-list dataset, whose crop is a setting)."""
+    fixed = fixed_input_size(settings.backbone)
+    if fixed is None or fixed == tuple(size):
+        return
+    change = SIZE_SOURCES[image_files].format(side=fixed[0])
+    raise UsageError(
+        f"model.backbone {settings.backbone!r} takes {fixed[0]}x{fixed[1]} images only and this dataset gives "
+        f"{size[0]}x{size[1]}: {change}, or set model.backbone to one that takes any size (a CNN such as resnet18)"
+    )
