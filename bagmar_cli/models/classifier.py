@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import cast
 
 import timm
@@ -9,8 +10,9 @@ import torch
 from torch import nn
 
 from bagmar_cli.choices import did_you_mean
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import DownloadError, UsageError
 from bagmar_cli.models.heads import HEADS, Head
+from bagmar_cli.models.pretrained import hub_access, pretrained_failure
 from bagmar_cli.models.weights import load_backbone_weights
 from bagmar_cli.settings import ModelSettings
 
@@ -44,16 +46,21 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
     if not timm.is_model(settings.backbone):
         hint = did_you_mean(settings.backbone, timm.list_models())
         raise UsageError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
-    try:
-        backbone = timm.create_model(
-            settings.backbone,
-            pretrained=settings.pretrained,
-            num_classes=0,
-            in_chans=in_chans,
-            drop_rate=settings.drop_rate,
-        )
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
+    with hub_access() if settings.pretrained else nullcontext(True) as online:
+        try:
+            backbone = timm.create_model(
+                settings.backbone,
+                pretrained=settings.pretrained,
+                num_classes=0,
+                in_chans=in_chans,
+                drop_rate=settings.drop_rate,
+            )
+        except OSError as exc:  # the hub's and urllib's errors: weights that could not be had
+            if settings.pretrained:
+                raise DownloadError(pretrained_failure(settings.backbone, online, exc)) from None
+            raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
+        except (RuntimeError, ValueError) as exc:
+            raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
     if settings.weights is not None:
         load_backbone_weights(backbone, settings.weights)
     num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
