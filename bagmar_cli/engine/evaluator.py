@@ -110,7 +110,7 @@ def evaluate(
     if save_logits is not None:
         atomic_write(Path(save_logits), save({"logits": outputs.logits.contiguous(), "labels": outputs.labels}))
     if plots is not None:
-        report["plots"] = _plots_or_warning(plots, outputs, scores, per_class, bins, asked=plots_asked)
+        report["plots"] = _plots_or_warning(plots, outputs, scores, per_class, bins, posthoc, asked=plots_asked)
     return report
 
 
@@ -138,12 +138,13 @@ def _plots_or_warning(
     scores: torch.Tensor,
     per_class: torch.Tensor,
     bins: ReliabilityBins,
+    posthoc: Posthoc | None,
     *,
     asked: bool,
 ) -> dict[str, str] | None:
     """The plots' paths; a default folder that cannot take them is a warning (None), an asked-for one an error."""
     try:
-        return _plots(folder, outputs, scores, per_class, bins)
+        return _plots(folder, outputs, scores, per_class, bins, posthoc)
     except WriteError as exc:
         if asked:
             raise
@@ -151,17 +152,34 @@ def _plots_or_warning(
         return None
 
 
+def plot_tag(posthoc: Posthoc | None) -> str:
+    """What a plot's name and title say of the scores: `raw` (the logits), else the method and τ (`pn-tau1.2`)."""
+    return "raw" if posthoc is None else f"{posthoc.method}-tau{posthoc.tau:g}"
+
+
 def _plots(
-    folder: Path, outputs: SplitOutputs, scores: torch.Tensor, per_class: torch.Tensor, bins: ReliabilityBins
+    folder: Path,
+    outputs: SplitOutputs,
+    scores: torch.Tensor,
+    per_class: torch.Tensor,
+    bins: ReliabilityBins,
+    posthoc: Posthoc | None,
 ) -> dict[str, str]:
-    stem = f"eval-{outputs.split}"
+    """The three plots, named eval-SPLIT-TAG-*.png (TAG from `plot_tag`), so raw and post-hoc runs keep theirs."""
+    tag = plot_tag(posthoc)
+    stem, said = f"eval-{outputs.split}-{tag}", f"{outputs.split}, {'raw logits' if posthoc is None else tag}"
     preds = predict(scores)
     cm = confusion_matrix(preds, outputs.labels, scores.shape[1])
     classes = outputs.ckpt.meta.classes
-    return {
-        "per_class": str(plot_per_class(per_class, torch.tensor(outputs.counts), folder / f"{stem}-per-class.png")),
-        "confused_pairs": str(
-            plot_confused_pairs(worst_confused_pairs(cm, 10), classes, folder / f"{stem}-confused.png")
-        ),
-        "reliability": str(plot_reliability(bins, folder / f"{stem}-reliability.png")),
-    }
+    per_class_plot = plot_per_class(
+        per_class,
+        torch.tensor(outputs.counts),
+        folder / f"{stem}-per-class.png",
+        class_names=classes,
+        title=f"Per-class accuracy ({said})",
+    )
+    confused = plot_confused_pairs(
+        worst_confused_pairs(cm, 10), classes, folder / f"{stem}-confused.png", title=f"Most confused pairs ({said})"
+    )
+    reliability = plot_reliability(bins, folder / f"{stem}-reliability.png", title=f"Reliability ({said})")
+    return {"per_class": str(per_class_plot), "confused_pairs": str(confused), "reliability": str(reliability)}
