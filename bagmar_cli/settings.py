@@ -120,9 +120,11 @@ class LossSettings(Section):
     accumulation: Literal["reference", "sum", "ema"] = "reference"  # how BaGMar statistics accumulate
     form: Literal["paper", "reference"] = "paper"  # paper: target logit unadjusted; reference: all
     ema_decay: float = Field(0.99, ge=0.0, lt=1.0)  # decay for accumulation = "ema"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # every loss: this weight of the target spread over classes
 
 
 class OptimSettings(Section):
+    name: Literal["sgd", "adamw"] = "sgd"  # timm's create_optimizer_v2: SGD with momentum, or AdamW
     lr: float = Field(0.1, gt=0.0)  # peak learning rate (after warm-up)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD momentum
     weight_decay: float = Field(5e-4, ge=0.0)  # L2 weight decay
@@ -134,6 +136,8 @@ class OptimSettings(Section):
     # when the run's global batch differs from lr_batch: keep the stated lr, or scale lr and head_lr by
     # batch / lr_batch (the linear rule of Goyal et al. 2017)
     lr_scaling: Literal["keep", "linear"] = "keep"
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0)  # lr x this per backbone layer down (timm's); None: off
+    clip_grad: float | None = Field(None, gt=0.0)  # clip the gradients' global L2 norm to this each step; None: off
 
 
 class ScheduleSettings(Section):
@@ -157,6 +161,8 @@ class TrainSettings(Section):
     compile: bool = False  # torch.compile the model's forward (the loss, backward and SGD step stay eager)
     ema: bool = False  # keep an exponential moving average of the weights (timm ModelEmaV3), validated on
     ema_decay: float = Field(0.9998, ge=0.0, lt=1.0)  # EMA decay per optimiser step
+    mixup_alpha: float = Field(0.0, ge=0.0)  # timm Mixup: blend image pairs by lambda ~ Beta(alpha, alpha); 0: off
+    cutmix_alpha: float = Field(0.0, ge=0.0)  # timm CutMix: paste a box of the pair; 0: off (both on: one per batch)
 
 
 class EvalSettings(Section):

@@ -32,7 +32,7 @@ from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import RunDir
 from bagmar_cli.engine.runtime import resolve_device, seed_everything
 from bagmar_cli.engine.schedule import build_scheduler
-from bagmar_cli.engine.step import TrainStep, build_ema, first_non_finite, prepare_model
+from bagmar_cli.engine.step import TrainStep, build_ema, build_mixup, first_non_finite, prepare_model
 from bagmar_cli.engine.training_state import TrainingProgress, restore_training, training_checkpoint
 from bagmar_cli.errors import TrainingError, UsageError
 from bagmar_cli.files import atomic_write
@@ -247,6 +247,8 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
         scheduler=job.scheduler,
         ema=job.ema,
         ema_source=job.model,
+        mixup=build_mixup(job.settings.train, job.manifest.num_classes),
+        clip_grad=job.settings.optim.clip_grad,
     )
     if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
