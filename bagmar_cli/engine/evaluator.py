@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save
 
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.console import warn
@@ -17,8 +16,8 @@ from bagmar_cli.engine.inference import split_outputs_of
 from bagmar_cli.engine.posthoc import Posthoc, posthoc_scores
 from bagmar_cli.engine.restore import checkpoint_dataset, load_weights, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
+from bagmar_cli.engine.saved_logits import save_logits as write_logits
 from bagmar_cli.errors import UsageError, WriteError
-from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins, nll, reliability_bins
 from bagmar_cli.functional.metrics import classification_report, confusion_matrix, predict, worst_confused_pairs
 from bagmar_cli.functional.posthoc import renormalise
@@ -38,6 +37,7 @@ class SplitOutputs:
     labels: torch.Tensor
     features: torch.Tensor | None
     counts: list[int]
+    root: Path | None = None  # the dataset directory the split was read from
 
 
 def split_outputs(
@@ -72,7 +72,8 @@ def split_outputs(
         workers=resolve_workers(ckpt.meta.settings.data.num_workers, per_sample=True),
         features=features,
     )
-    return SplitOutputs(ckpt, split, outputs.logits, outputs.labels, outputs.features, list(ckpt.meta.train_counts))
+    counts = list(ckpt.meta.train_counts)
+    return SplitOutputs(ckpt, split, outputs.logits, outputs.labels, outputs.features, counts, Path(root))
 
 
 def evaluate(
@@ -107,8 +108,8 @@ def evaluate(
             posthoc and meta.posthoc and meta.posthoc.split == outputs.split and posthoc.source == "recorded"
         ),
     }
-    if save_logits is not None:
-        atomic_write(Path(save_logits), save({"logits": outputs.logits.contiguous(), "labels": outputs.labels}))
+    if save_logits is not None:  # raw logits and the scores evaluated, with what names their rows and columns
+        report["saved_logits"] = str(write_logits(Path(save_logits), outputs, scores, posthoc))
     if plots is not None:
         report["plots"] = _plots_or_warning(plots, outputs, scores, per_class, bins, posthoc, asked=plots_asked)
     return report
