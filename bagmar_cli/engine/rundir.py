@@ -27,6 +27,7 @@ _OUTPUTS = (
     "eval-*-confused.png",
     "eval-*-reliability.png",
     "tau-*.png",
+    "events.out.tfevents.*",  # TensorBoard's (engine/tensorboard.py)
     *(
         f"{stem}{suffix}{sidecar}"
         for stem in ("best", "last")
@@ -136,6 +137,8 @@ class RunDir:
         same command works again (a stage's directory under a two-stage run has cleaned up after itself)."""
         for name in RUN_FILES:
             (self.path / name).unlink(missing_ok=True)
+        for events in self.path.glob("events.out.tfevents.*"):
+            events.unlink(missing_ok=True)
 
     def _remove_if_unused(self) -> None:
         """Remove the directory this run created when it failed before writing anything into it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,14 +26,16 @@ from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list
 from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, process_batch, resolve_workers
+from bagmar_cli.engine.eta import RunClock
 from bagmar_cli.engine.inference import sharded_outputs
 from bagmar_cli.engine.optimizer import build_optimizer, lr_rule_line
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
-from bagmar_cli.engine.rundir import RunDir
+from bagmar_cli.engine.rundir import STAGES, RunDir
 from bagmar_cli.engine.runtime import resolve_device, seed_everything
 from bagmar_cli.engine.schedule import build_scheduler
 from bagmar_cli.engine.step import TrainStep, build_ema, build_mixup, first_non_finite, prepare_model
+from bagmar_cli.engine.tensorboard import EpochLog
 from bagmar_cli.engine.training_state import TrainingProgress, restore_training, training_checkpoint
 from bagmar_cli.errors import TrainingError, UsageError
 from bagmar_cli.files import atomic_write
@@ -71,8 +74,14 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
     if world.size > 1 and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
 
+    _, second = settings.stages()
+    stage2_steps = 0 if second is None else second.train.epochs * steps_per_epoch(second, manifest, world)
+
     def run_stage(stage: Settings, folder: Path, continues: bool, replaces: bool) -> Path | None:
-        return _train_one(stage, root, manifest, device, world, folder, resume=continues, overwrite=replaces)
+        later = stage2_steps if folder == out / STAGES[0] else 0  # stage 1's ETA counts stage 2's steps
+        return _train_one(
+            stage, root, manifest, device, world, folder, resume=continues, overwrite=replaces, later=later
+        )
 
     try:
         if settings.stage2 is None:
@@ -94,21 +103,22 @@ def _train_one(
     *,
     resume: bool,
     overwrite: bool,
+    later: int = 0,
 ) -> Path | None:
-    """One stage of training into run directory `out` (rank 0 owns it; the other ranks only train)."""
+    """One stage of training into run directory `out` (rank 0 owns it; the other ranks only train); `later`: the
+    optimiser steps of the stages after it."""
     if not resume:
         _check_frozen_start(settings.model, world)
     run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
     if run is None:
-        _fit(
-            _build(settings, root, manifest, device, world, resuming=resume),
-            None,
-            RunDir.last_of(out) if resume else None,
-        )
+        job = _build(settings, root, manifest, device, world, resuming=resume)
+        _fit(job, None, RunDir.last_of(out) if resume else None)
         return None
     with run:
         info(f"run directory: {run.path}")
-        return _fit(_build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None)
+        job = _build(settings, root, manifest, device, world, resuming=resume)
+        job.later_steps = later
+        return _fit(job, run, run.last if resume else None)
 
 
 def _check_frozen_start(model: ModelSettings, world: distributed.World) -> None:
@@ -143,6 +153,7 @@ class Job:
     state: TrainingProgress
     ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema), validated instead of the model
     still_norms: list[nn.Module] = field(default_factory=list)  # frozen BatchNorms kept in eval mode in training
+    later_steps: int = 0  # optimiser steps of the stages after this one (the whole run's ETA counts them)
 
     @property
     def eval_model(self) -> Classifier:
@@ -257,7 +268,9 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
             atomic_write(run.config, job.settings.to_toml().encode())
         run.truncate_metrics(job.state.epoch)
     epochs, state = job.settings.train.epochs, job.state
-    with sigterm_as_interrupt():
+    board = EpochLog(run.path) if run else None
+    clock = RunClock(len(batches), epochs - state.epoch, job.later_steps)
+    with sigterm_as_interrupt(), contextlib.closing(board) if board else contextlib.nullcontext():
         for epoch in range(state.epoch, epochs):
             job.loss_fn.set_epoch(epoch)
             stats = _train_epoch(job, step, batches, epoch)
@@ -274,8 +287,10 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
                 if report["top1"] > state.best_top1:
                     state.best_top1, state.best_epoch = report["top1"], state.epoch
             run.append_metrics(record)  # first: a resume drops lines of epochs not checkpointed
+            if board:  # before the checkpoint too: a resume hides the points of epochs it trains again
+                board.epoch(record, job.val_name)
             _save(job, run, record)
-            info(_epoch_line(record, job.val_name))
+            info(f"{_epoch_line(record, job.val_name)}; {clock.line(epochs - state.epoch)}")
     distributed.barrier(job.world)
     return None if run is None else RunDir.selected_of(run.path)
 

@@ -157,13 +157,14 @@ def test_train_overwrite_replaces_every_file_of_the_old_run(cli, digits_data, di
         "--set", "model.backbone=resnet20_cifar", "--set", "data.val_split=test",
     )  # fmt: skip
     assert outcome.code == 0, outcome.err
-    assert sorted(p.name for p in run.iterdir()) == [
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith("events.out.tfevents.")) == [
         "best.safetensors",
         "config.toml",
         "last.safetensors",
         "metrics.jsonl",
     ]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert len(list(run.glob("events.out.tfevents.*"))) <= 1  # the old run's TensorBoard points went with it
 
 
 # -- settings: precedence and what config.toml records ---------------------------------------------------------
