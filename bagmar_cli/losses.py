@@ -27,7 +27,7 @@ LOSSES: dict[str, LossBuilder] = {}
 """Loss builders by registry name; `@register_loss` adds to it."""
 LOSS_PARAMETERS: dict[str, frozenset[str]] = {}
 """The `[loss]` settings each registered loss reads, besides the re-weighting ones every loss reads."""
-REWEIGHT_PARAMETERS = frozenset({"name", "reweight", "cb_beta", "reweight_epoch"})
+REWEIGHT_PARAMETERS = frozenset({"name", "reweight", "cb_beta", "reweight_epoch", "label_smoothing"})
 
 
 def register_loss(name: str, parameters: tuple[str, ...] = ()) -> Callable[[LossBuilder], LossBuilder]:
@@ -65,7 +65,9 @@ def build_loss(settings: LossSettings, counts: Sequence[int], head_scale: float 
         raise UsageError(f"unknown loss {settings.name!r}{hint}; choose from {', '.join(loss_names())}")
     for field in ignored_parameters(settings):
         warn(f"loss.{field} = {getattr(settings, field)!r} has no effect: loss {settings.name!r} does not use it")
-    return builder(settings, counts, head_scale)
+    loss = builder(settings, counts, head_scale)
+    loss.smoothing = settings.label_smoothing
+    return loss
 
 
 def ignored_parameters(settings: LossSettings) -> list[str]:
@@ -79,7 +81,8 @@ def ignored_parameters(settings: LossSettings) -> list[str]:
 
 
 class ClassWeightedLoss(nn.Module):
-    """Base of the registered losses: optional per-class weights, in force from an epoch on (DRW)."""
+    """Base of the registered losses: optional per-class weights, in force from an epoch on (DRW); label smoothing
+    (`smoothing`, in training only); and the mixed-pair loss of mixup and cutmix (`mixed`)."""
 
     class_weight: Tensor | None  # a buffer
 
@@ -89,6 +92,7 @@ class ClassWeightedLoss(nn.Module):
         self.register_buffer("class_weight", None if weight is None else weight.float(), persistent=False)
         self.weight_from_epoch = weight_from_epoch
         self.epoch = 0
+        self.smoothing = 0.0  # loss.label_smoothing, set by build_loss
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the current (0-based) epoch."""
@@ -100,12 +104,25 @@ class ClassWeightedLoss(nn.Module):
             return None
         return self.class_weight.to(logits.dtype)
 
+    @property
+    def label_smoothing(self) -> float:
+        """The smoothing in force: `smoothing` in training, none in evaluation."""
+        return self.smoothing if self.training else 0.0
+
+    def mixed(self, logits: Tensor, labels: Tensor, partners: Tensor, lam: Tensor) -> Tensor:
+        """The loss of images mixed from pairs (mixup, cutmix): lam * loss(labels) + (1 - lam) * loss(partners),
+        `labels` the images' own and `partners` those of the images mixed in; for a loss linear in its target
+        (cross-entropy) this is the loss on the mixed soft target."""
+        own: Tensor = self(logits, labels)
+        other: Tensor = self(logits, partners)
+        return lam * own + (1 - lam) * other
+
 
 class CrossEntropy(ClassWeightedLoss):
     """Softmax cross-entropy, optionally re-weighted."""
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        return F.cross_entropy(logits, labels, weight=self.weight_for(logits))
+        return F.cross_entropy(logits, labels, weight=self.weight_for(logits), label_smoothing=self.label_smoothing)
 
 
 class FocalLoss(ClassWeightedLoss):
@@ -116,7 +133,7 @@ class FocalLoss(ClassWeightedLoss):
         self.gamma = gamma
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        return LF.focal_loss(logits, labels, self.gamma, self.weight_for(logits))
+        return LF.focal_loss(logits, labels, self.gamma, self.weight_for(logits), self.label_smoothing)
 
 
 class LDAMLoss(ClassWeightedLoss):
@@ -144,7 +161,7 @@ class LDAMLoss(ClassWeightedLoss):
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         adjusted = LF.ldam_logits(logits, labels, self.margins, self.scale)
-        return F.cross_entropy(adjusted, labels, weight=self.weight_for(logits))
+        return F.cross_entropy(adjusted, labels, weight=self.weight_for(logits), label_smoothing=self.label_smoothing)
 
 
 class PriorAdjustedLoss(ClassWeightedLoss):
@@ -160,7 +177,7 @@ class PriorAdjustedLoss(ClassWeightedLoss):
         if not self.training:
             return F.cross_entropy(logits, labels)
         adjusted = logits + self.offset.to(logits.dtype)
-        return F.cross_entropy(adjusted, labels, weight=self.weight_for(logits))
+        return F.cross_entropy(adjusted, labels, weight=self.weight_for(logits), label_smoothing=self.label_smoothing)
 
 
 class BaGMarLoss(ClassWeightedLoss):
@@ -196,6 +213,7 @@ class BaGMarLoss(ClassWeightedLoss):
             self.register_buffer(name, torch.zeros(num_classes, dtype=torch.float64))
         self._twins_key: tuple[tuple[int, int], ...] = ()
         self._twins_value = False
+        self._observing = True  # off for the partner term of a mixed batch (see `mixed`)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         if not self.training:
@@ -208,9 +226,25 @@ class BaGMarLoss(ClassWeightedLoss):
             target = LF.bagmar_target(theta, phi, self.lambda1, self.lambda2, self.eps, dtype)
             adjusted.scatter_add_(1, labels.unsqueeze(1), target[labels].unsqueeze(1))
         log_probs = adjusted.log_softmax(1)
-        loss = F.nll_loss(log_probs, labels, weight=self.weight_for(logits))
-        self._observe(log_probs, labels, statistics)
+        weight = self.weight_for(logits)
+        if self.label_smoothing:  # log_softmax of log-probabilities is themselves: torch's smoothing on them
+            loss = F.cross_entropy(log_probs, labels, weight=weight, label_smoothing=self.label_smoothing)
+        else:
+            loss = F.nll_loss(log_probs, labels, weight=weight)
+        if self._observing:
+            self._observe(log_probs, labels, statistics)
         return loss
+
+    def mixed(self, logits: Tensor, labels: Tensor, partners: Tensor, lam: Tensor) -> Tensor:
+        """As every loss, lam * loss(labels) + (1 - lam) * loss(partners), both adjusted with the statistics from
+        before the step; the statistics then see each image once, under its own (original, hard) label."""
+        self._observing = False
+        try:
+            other: Tensor = self(logits, partners)
+        finally:
+            self._observing = True
+        own: Tensor = self(logits, labels)
+        return lam * own + (1 - lam) * other
 
     def _statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """theta, phi and their running totals (from `_buffers`: nn.Module's attribute lookup is slow)."""

@@ -21,6 +21,7 @@ from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins
 from bagmar_cli.functional.metrics import FEW_SHOT_BELOW, MANY_SHOT_ABOVE
 
 _DPI = 120
+NAMED_PER_KIND = 5  # the per-class plot names this many few-shot classes and this many worst classes
 
 
 class TauCurve(Protocol):
@@ -71,7 +72,7 @@ def plot_tau_curve(result: TauCurve, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_reliability(bins: ReliabilityBins, path: str | Path) -> Path:
+def plot_reliability(bins: ReliabilityBins, path: str | Path, *, title: str = "Reliability") -> Path:
     """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     width = (bins.upper - bins.lower).tolist()
@@ -84,30 +85,57 @@ def plot_reliability(bins: ReliabilityBins, path: str | Path) -> Path:
         label="accuracy",
     )
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    title = f"Reliability (ECE {float(ece_from_bins(bins)):.1%})"
+    title = f"{title} (ECE {float(ece_from_bins(bins)):.1%})"
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
     ax.legend(loc="best")
     return _save(fig, path)
 
 
-def plot_per_class(per_class_acc: Tensor | Sequence[float | None], train_counts: Tensor, path: str | Path) -> Path:
-    """Accuracy of each class against its number of training images (log x)."""
+def named_classes(per_class_acc: Tensor, train_counts: Tensor, k: int = NAMED_PER_KIND) -> list[int]:
+    """The classes the per-class plot names: the `k` with the fewest training images (the few-shot end) and the
+    `k` with the lowest accuracy (classes without test images never), each once, in that order."""
+    order = sorted(range(len(train_counts)), key=lambda j: (int(train_counts[j]), j))
+    scored = [j for j in range(len(per_class_acc)) if not torch.isnan(per_class_acc[j])]
+    worst = sorted(scored, key=lambda j: (float(per_class_acc[j]), j))
+    return list(dict.fromkeys([*order[:k], *worst[:k]]))
+
+
+def plot_per_class(
+    per_class_acc: Tensor | Sequence[float | None],
+    train_counts: Tensor,
+    path: str | Path,
+    *,
+    class_names: Sequence[str] | None = None,
+    title: str = "Per-class accuracy",
+) -> Path:
+    """Accuracy of each class against its number of training images (log x); the few-shot and worst classes
+    (`named_classes`) are labelled with their names."""
     fig, ax = plt.subplots(figsize=(6, 4))
     counts = train_counts.to(torch.float64).clamp_min(1).tolist()  # log axis: show empty classes at 1
-    ax.scatter(counts, _as_float_list(per_class_acc), s=8, alpha=0.6)
+    accuracy = _as_float_list(per_class_acc)
+    ax.scatter(counts, accuracy, s=8, alpha=0.6)
     for threshold in (FEW_SHOT_BELOW, MANY_SHOT_ABOVE):  # few | medium | many boundaries
         ax.axvline(threshold, color="grey", linestyle=":", linewidth=1)
+    if class_names is not None:
+        for j in named_classes(torch.tensor(accuracy, dtype=torch.float64), train_counts):
+            ax.annotate(class_names[j], (counts[j], accuracy[j]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set(ylim=(-0.02, 1.02), xlabel="training images", ylabel="accuracy", title="Per-class accuracy")
+    ax.set(ylim=(-0.02, 1.02), xlabel="training images", ylabel="accuracy", title=title)
     return _save(fig, path)
 
 
-def plot_confused_pairs(pairs: Sequence[tuple[int, int, int]], class_names: Sequence[str], path: str | Path) -> Path:
+def plot_confused_pairs(
+    pairs: Sequence[tuple[int, int, int]],
+    class_names: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "Most confused pairs (true → predicted)",
+) -> Path:
     """Horizontal bars of the most confused (true -> predicted) pairs, most confused on top."""
     fig, ax = plt.subplots(figsize=(6, 1 + 0.3 * max(len(pairs), 1)))
     labels = [f"{class_names[t]} → {class_names[p]}" for t, p, _ in pairs]
     ax.barh(range(len(pairs)), [n for _, _, n in pairs])
     ax.set_yticks(range(len(pairs)), labels)
     ax.invert_yaxis()
-    ax.set(xlabel="test images", title="Most confused pairs (true → predicted)")
+    ax.set(xlabel="test images", title=title)
     return _save(fig, path)

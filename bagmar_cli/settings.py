@@ -181,9 +181,13 @@ class LossSettings(Section):
     )
     form: Literal["paper", "reference"] = Field("paper", description="paper: target logit unadjusted; reference: all")
     ema_decay: float = Field(0.99, ge=0.0, lt=1.0, description='decay for accumulation = "ema"')
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="every loss: this weight of the target spread over classes"
+    )
 
 
 class OptimSettings(Section):
+    name: Literal["sgd", "adamw"] = Field("sgd", description="timm's create_optimizer_v2: SGD with momentum, or AdamW")
     lr: float = Field(0.1, gt=0.0, description="peak learning rate (after warm-up)")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     weight_decay: float = Field(5e-4, ge=0.0, description="L2 weight decay")
@@ -201,13 +205,21 @@ class OptimSettings(Section):
         description="when the run's global batch differs from lr_batch: keep the stated lr, or scale lr and head_lr by "
         "batch / lr_batch (the linear rule of Goyal et al. 2017)",
     )
+    layer_decay: float | None = Field(
+        None, gt=0.0, le=1.0, description="lr x this per backbone layer down (timm's); None: off"
+    )
+    clip_grad: float | None = Field(
+        None, gt=0.0, description="clip the gradients' global L2 norm to this each step; None: off"
+    )
 
 
 class ScheduleSettings(Section):
-    name: Literal["cosine", "step", "constant"] = Field("cosine", description="decay after warm-up, stepped per epoch")
-    warmup_epochs: int = Field(1, ge=0, description="epochs at lr * warmup_factor before the decay starts")
+    name: Literal["cosine", "step", "constant"] = Field(
+        "cosine", description="decay after warm-up, stepped per optimiser step"
+    )
+    warmup_epochs: int = Field(1, ge=0, description="epochs (their steps, at most half the run) at lr * warmup_factor")
     warmup_factor: float = Field(0.5, gt=0.0, le=1.0, description="0.5: the authors' 0.05 in epoch 1, then 0.1")
-    min_lr: float = Field(0.0, ge=0.0, description="cosine floor")
+    min_lr: float = Field(0.0, ge=0.0, description="cosine floor, reached at the run's last step")
     milestones: list[int] = Field([], description='epochs at which "step" multiplies the lr by gamma')
     gamma: float = Field(0.1, gt=0.0, description='"step" decay factor')
 
@@ -233,6 +245,12 @@ class TrainSettings(Section):
         description="keep an exponential moving average of the weights (timm ModelEmaV3), validated on",
     )
     ema_decay: float = Field(0.9998, ge=0.0, lt=1.0, description="EMA decay per optimiser step")
+    mixup_alpha: float = Field(
+        0.0, ge=0.0, description="timm Mixup: blend image pairs by lambda ~ Beta(alpha, alpha); 0: off"
+    )
+    cutmix_alpha: float = Field(
+        0.0, ge=0.0, description="timm CutMix: paste a box of the pair; 0: off (both on: one per batch)"
+    )
 
 
 class EvalSettings(Section):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from bagmar_cli.engine.tau_search import search_tau
 from bagmar_cli.functional.calibration import reliability_bins
-from bagmar_cli.plots import plot_confused_pairs, plot_per_class, plot_reliability, plot_tau_curve
+from bagmar_cli.plots import named_classes, plot_confused_pairs, plot_per_class, plot_reliability, plot_tau_curve
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -50,3 +50,14 @@ def test_confused_pairs(tmp_path):
     names = ["cat", "dog", "fox"]
     _assert_png(plot_confused_pairs([(0, 1, 7), (2, 1, 3)], names, tmp_path / "pairs.png"))
     _assert_png(plot_confused_pairs([], names, tmp_path / "none.png"))
+
+
+def test_the_per_class_plot_names_the_few_shot_and_the_worst_classes(tmp_path):
+    """Fewest training images first (ties by index), then the lowest accuracies; each class once, never a class
+    without test images among the worst."""
+    counts = torch.tensor([500, 3, 40, 8, 200, 1])
+    acc = torch.tensor([0.9, 0.8, 0.1, float("nan"), 0.05, 0.7], dtype=torch.float64)
+    assert named_classes(acc, counts, k=2) == [5, 1, 4, 2]
+    assert named_classes(acc, counts, k=3) == [5, 1, 3, 4, 2]
+    names = [f"class-{j}" for j in range(6)]
+    _assert_png(plot_per_class(acc, counts, tmp_path / "named.png", class_names=names, title="Per-class (pn τ=1)"))

@@ -42,7 +42,12 @@ def eval_command(
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no plots.")] = False,
     as_json: options.Json = False,
     save_logits: Annotated[
-        Path | None, typer.Option("--save-logits", help="Write logits and labels (safetensors).")
+        Path | None,
+        typer.Option(
+            "--save-logits",
+            help="Write raw logits, the evaluated scores, labels, image paths, class names, method and τ "
+            "(safetensors): to this file for one checkpoint, else into this folder, RUN-STEM.logits.safetensors each.",
+        ),
     ] = None,
     device: options.Device = None,
     weights: options.Weights = None,
@@ -51,12 +56,12 @@ def eval_command(
     """Evaluate checkpoints on a split of their dataset (or of --data); several give mean ± std too."""
     from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
     from bagmar_cli.engine.posthoc import resolve_posthoc
+    from bagmar_cli.engine.saved_logits import logits_paths
 
-    if save_logits is not None and len(checkpoints) > 1:
-        raise typer.BadParameter("--save-logits takes a single checkpoint")
     _refuse_repeats(checkpoints)
+    logits_files = logits_paths(save_logits, checkpoints) if save_logits else [None] * len(checkpoints)
     reports = []
-    for ckpt in checkpoints:
+    for ckpt, logits_file in zip(checkpoints, logits_files, strict=True):
         outputs = split_outputs(
             ckpt,
             data=data,
@@ -68,7 +73,7 @@ def eval_command(
         )
         posthoc = resolve_posthoc(outputs.ckpt, tau, method)
         folder = None if no_plots else (plots or ckpt.parent)
-        report = evaluate(outputs, posthoc, save_logits=save_logits, plots=folder, plots_asked=plots is not None)
+        report = evaluate(outputs, posthoc, save_logits=logits_file, plots=folder, plots_asked=plots is not None)
         _show(report, prior)
         reports.append(report)
     payload: dict[str, Any] = (

@@ -92,7 +92,7 @@ def train_command(
             ) from None
         raise Interrupted(
             "interrupted before the first epoch completed, so there is no checkpoint to resume; "
-            "start again with the same command and --overwrite"
+            "start again with the same command"
         ) from None
     if checkpoint is not None:  # None on the other ranks of a torchrun job
         result(str(checkpoint))

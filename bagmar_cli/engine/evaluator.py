@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save
 
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.console import warn
@@ -17,8 +16,8 @@ from bagmar_cli.engine.inference import split_outputs_of
 from bagmar_cli.engine.posthoc import Posthoc, posthoc_scores
 from bagmar_cli.engine.restore import checkpoint_dataset, load_weights, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
+from bagmar_cli.engine.saved_logits import save_logits as write_logits
 from bagmar_cli.errors import UsageError, WriteError
-from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins, nll, reliability_bins
 from bagmar_cli.functional.metrics import classification_report, confusion_matrix, predict, worst_confused_pairs
 from bagmar_cli.functional.posthoc import renormalise
@@ -38,6 +37,7 @@ class SplitOutputs:
     labels: torch.Tensor
     features: torch.Tensor | None
     counts: list[int]
+    root: Path | None = None  # the dataset directory the split was read from
 
 
 def split_outputs(
@@ -72,7 +72,8 @@ def split_outputs(
         workers=resolve_workers(ckpt.meta.settings.data.num_workers, per_sample=True),
         features=features,
     )
-    return SplitOutputs(ckpt, split, outputs.logits, outputs.labels, outputs.features, list(ckpt.meta.train_counts))
+    counts = list(ckpt.meta.train_counts)
+    return SplitOutputs(ckpt, split, outputs.logits, outputs.labels, outputs.features, counts, Path(root))
 
 
 def evaluate(
@@ -107,10 +108,10 @@ def evaluate(
             posthoc and meta.posthoc and meta.posthoc.split == outputs.split and posthoc.source == "recorded"
         ),
     }
-    if save_logits is not None:
-        atomic_write(Path(save_logits), save({"logits": outputs.logits.contiguous(), "labels": outputs.labels}))
+    if save_logits is not None:  # raw logits and the scores evaluated, with what names their rows and columns
+        report["saved_logits"] = str(write_logits(Path(save_logits), outputs, scores, posthoc))
     if plots is not None:
-        report["plots"] = _plots_or_warning(plots, outputs, scores, per_class, bins, asked=plots_asked)
+        report["plots"] = _plots_or_warning(plots, outputs, scores, per_class, bins, posthoc, asked=plots_asked)
     return report
 
 
@@ -138,12 +139,13 @@ def _plots_or_warning(
     scores: torch.Tensor,
     per_class: torch.Tensor,
     bins: ReliabilityBins,
+    posthoc: Posthoc | None,
     *,
     asked: bool,
 ) -> dict[str, str] | None:
     """The plots' paths; a default folder that cannot take them is a warning (None), an asked-for one an error."""
     try:
-        return _plots(folder, outputs, scores, per_class, bins)
+        return _plots(folder, outputs, scores, per_class, bins, posthoc)
     except WriteError as exc:
         if asked:
             raise
@@ -151,17 +153,34 @@ def _plots_or_warning(
         return None
 
 
+def plot_tag(posthoc: Posthoc | None) -> str:
+    """What a plot's name and title say of the scores: `raw` (the logits), else the method and τ (`pn-tau1.2`)."""
+    return "raw" if posthoc is None else f"{posthoc.method}-tau{posthoc.tau:g}"
+
+
 def _plots(
-    folder: Path, outputs: SplitOutputs, scores: torch.Tensor, per_class: torch.Tensor, bins: ReliabilityBins
+    folder: Path,
+    outputs: SplitOutputs,
+    scores: torch.Tensor,
+    per_class: torch.Tensor,
+    bins: ReliabilityBins,
+    posthoc: Posthoc | None,
 ) -> dict[str, str]:
-    stem = f"eval-{outputs.split}"
+    """The three plots, named eval-SPLIT-TAG-*.png (TAG from `plot_tag`), so raw and post-hoc runs keep theirs."""
+    tag = plot_tag(posthoc)
+    stem, said = f"eval-{outputs.split}-{tag}", f"{outputs.split}, {'raw logits' if posthoc is None else tag}"
     preds = predict(scores)
     cm = confusion_matrix(preds, outputs.labels, scores.shape[1])
     classes = outputs.ckpt.meta.classes
-    return {
-        "per_class": str(plot_per_class(per_class, torch.tensor(outputs.counts), folder / f"{stem}-per-class.png")),
-        "confused_pairs": str(
-            plot_confused_pairs(worst_confused_pairs(cm, 10), classes, folder / f"{stem}-confused.png")
-        ),
-        "reliability": str(plot_reliability(bins, folder / f"{stem}-reliability.png")),
-    }
+    per_class_plot = plot_per_class(
+        per_class,
+        torch.tensor(outputs.counts),
+        folder / f"{stem}-per-class.png",
+        class_names=classes,
+        title=f"Per-class accuracy ({said})",
+    )
+    confused = plot_confused_pairs(
+        worst_confused_pairs(cm, 10), classes, folder / f"{stem}-confused.png", title=f"Most confused pairs ({said})"
+    )
+    reliability = plot_reliability(bins, folder / f"{stem}-reliability.png", title=f"Reliability ({said})")
+    return {"per_class": str(per_class_plot), "confused_pairs": str(confused), "reliability": str(reliability)}

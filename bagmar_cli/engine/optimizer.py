@@ -1,13 +1,17 @@
-"""The SGD optimiser over the trainable parameters, with the head in its own group when it has its own settings,
-and the learning rates it starts from: as stated, or scaled to the run's global batch."""
+"""The optimiser (SGD or AdamW, through timm's `create_optimizer_v2`) over the trainable parameters, with the head
+in its own group when it has its own settings, layer-wise lr decay for the backbone (timm's param groups), and the
+learning rates it starts from: as stated, or scaled to the run's global batch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from timm.optim._optim_factory import create_optimizer_v2
+from timm.optim._param_groups import param_groups_layer_decay
 from torch import nn
 
+from bagmar_cli.console import warn
 from bagmar_cli.settings import OptimSettings
 
 
@@ -41,30 +45,47 @@ def _lrs(lr: float, head_lr: float | None) -> str:
 
 def param_groups(model: nn.Module, optim: OptimSettings, lrs: tuple[float, float | None]) -> list[dict[str, Any]]:
     """The parameters that learn (frozen ones are left out): one group, or backbone then head when `optim.head_lr`
-    or `optim.head_weight_decay` is set (None: the backbone's). `lrs`: the run's (lr, head_lr) from
-    `effective_lrs`. Empty groups are dropped."""
+    or `optim.head_weight_decay` is set (None: the backbone's), or, with `optim.layer_decay`, the backbone's
+    layer groups then the head. `lrs`: the run's (lr, head_lr) from `effective_lrs`. Empty groups are dropped."""
     lr, head_lr = lrs
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    if optim.head_lr is None and optim.head_weight_decay is None:
+    if optim.head_lr is None and optim.head_weight_decay is None and optim.layer_decay is None:
         return [{"params": [p for _, p in trainable]}]
     head = [p for name, p in trainable if name.startswith("head.")]
-    backbone = [p for name, p in trainable if not name.startswith("head.")]
     head_group = {
         "params": head,
         "lr": lr if head_lr is None else head_lr,
         "weight_decay": optim.weight_decay if optim.head_weight_decay is None else optim.head_weight_decay,
     }
-    return [group for group in ({"params": backbone}, head_group) if group["params"]]
+    if optim.layer_decay is not None:
+        backbone_groups = layer_decay_groups(model.get_submodule("backbone"), optim, lr, optim.layer_decay)
+    else:
+        backbone_groups = [{"params": [p for name, p in trainable if not name.startswith("head.")]}]
+    return [group for group in (*backbone_groups, head_group) if group["params"]]
 
 
-def build_optimizer(model: nn.Module, optim: OptimSettings, batch: int) -> torch.optim.SGD:
-    """SGD with momentum over `param_groups` at the `effective_lrs` for a global batch of `batch` images; groups
-    without their own lr and weight decay take `optim`'s."""
-    lrs = effective_lrs(optim, batch)
-    return torch.optim.SGD(
-        param_groups(model, optim, lrs),
-        lr=lrs[0],
-        momentum=optim.momentum,
-        weight_decay=optim.weight_decay,
-        nesterov=optim.nesterov,
+def layer_decay_groups(backbone: nn.Module, optim: OptimSettings, lr: float, decay: float) -> list[dict[str, Any]]:
+    """timm's layer-wise lr decay over the backbone (its `group_matcher`: the stem lowest, the last block highest):
+    layer k of L learns at lr * decay^(L - k); biases and norms without weight decay, as timm's fine-tuning
+    recipes have them. The head above the last layer keeps lr."""
+    no_decay = getattr(backbone, "no_weight_decay", None)
+    skip = no_decay() if callable(no_decay) else ()
+    groups = param_groups_layer_decay(
+        backbone, weight_decay=optim.weight_decay, no_weight_decay_list=skip, layer_decay=decay
     )
+    if len({g["lr_scale"] for g in groups}) == 1:
+        warn(f"optim.layer_decay has no effect: timm finds no layers in {type(backbone).__name__} (no group_matcher)")
+    return [{"params": g["params"], "lr": lr * g["lr_scale"], "weight_decay": g["weight_decay"]} for g in groups]
+
+
+def build_optimizer(model: nn.Module, optim: OptimSettings, batch: int) -> torch.optim.Optimizer:
+    """`optim.name` (SGD with momentum, or AdamW) from timm's `create_optimizer_v2` over `param_groups`, at the
+    `effective_lrs` for a global batch of `batch` images; groups without their own lr and weight decay take
+    `optim`'s."""
+    lrs = effective_lrs(optim, batch)
+    groups = param_groups(model, optim, lrs)
+    if optim.name == "adamw":
+        return create_optimizer_v2(groups, opt="adamw", lr=lrs[0], weight_decay=optim.weight_decay)
+    # timm's "sgd" is Nesterov momentum and its "momentum" the classical kind
+    kind = "sgd" if optim.nesterov else "momentum"
+    return create_optimizer_v2(groups, opt=kind, lr=lrs[0], weight_decay=optim.weight_decay, momentum=optim.momentum)

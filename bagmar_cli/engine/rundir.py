@@ -27,6 +27,7 @@ _OUTPUTS = (
     "eval-*-confused.png",
     "eval-*-reliability.png",
     "tau-*.png",
+    "events.out.tfevents.*",  # TensorBoard's (engine/tensorboard.py)
     *(
         f"{stem}{suffix}{sidecar}"
         for stem in ("best", "last")
@@ -47,6 +48,7 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"
         self.config = self.config_of(self.path)
         self._overwrite = overwrite and not resume
+        self._resume = resume
         self._check(overwrite, resume)
 
     def _check(self, overwrite: bool, resume: bool) -> None:
@@ -124,9 +126,19 @@ class RunDir:
                     (self.path / name).unlink(missing_ok=True)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, failure: type[BaseException] | None, *exc: object) -> None:
         self._lock.unlink(missing_ok=True)
+        if failure is not None and not self._resume and not self.resumable(self.path):
+            self._remove_started()
         self._remove_if_unused()
+
+    def _remove_started(self) -> None:
+        """A run that failed before its first checkpoint leaves nothing: its settings and empty metrics go, so the
+        same command works again (a stage's directory under a two-stage run has cleaned up after itself)."""
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        for events in self.path.glob("events.out.tfevents.*"):
+            events.unlink(missing_ok=True)
 
     def _remove_if_unused(self) -> None:
         """Remove the directory this run created when it failed before writing anything into it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,20 +26,23 @@ from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list
 from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, process_batch, resolve_workers
+from bagmar_cli.engine.eta import RunClock
 from bagmar_cli.engine.inference import sharded_outputs
 from bagmar_cli.engine.optimizer import build_optimizer, lr_rule_line
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
-from bagmar_cli.engine.rundir import RunDir
+from bagmar_cli.engine.rundir import STAGES, RunDir
 from bagmar_cli.engine.runtime import resolve_device, seed_everything
 from bagmar_cli.engine.schedule import build_scheduler
-from bagmar_cli.engine.step import TrainStep, build_ema, first_non_finite, prepare_model
+from bagmar_cli.engine.step import TrainStep, build_ema, build_mixup, first_non_finite, prepare_model
+from bagmar_cli.engine.tensorboard import EpochLog
 from bagmar_cli.engine.training_state import TrainingProgress, restore_training, training_checkpoint
 from bagmar_cli.errors import TrainingError, UsageError
 from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.metrics import classification_report
 from bagmar_cli.losses import ClassWeightedLoss, build_loss
 from bagmar_cli.models import Classifier, build_model
+from bagmar_cli.models.classifier import check_input_size
 from bagmar_cli.models.freeze import freeze
 from bagmar_cli.settings import DataSettings, ModelSettings, Settings
 from bagmar_cli.signals import sigterm_as_interrupt
@@ -62,13 +66,22 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
     settings, root, manifest = bind_dataset(settings)
     if resume:
         check_resume(out, settings)
+    for stage in settings.stages():
+        if stage is not None:  # before anything is written: a backbone that cannot take the images is refused
+            check_input_size(stage.model, network_size(manifest, stage.data.crop), image_files=_files(manifest))
     device = resolve_device(settings.train.device)
     world = distributed.init_world(device)
     if world.size > 1 and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
 
+    _, second = settings.stages()
+    stage2_steps = 0 if second is None else second.train.epochs * steps_per_epoch(second, manifest, world)
+
     def run_stage(stage: Settings, folder: Path, continues: bool, replaces: bool) -> Path | None:
-        return _train_one(stage, root, manifest, device, world, folder, resume=continues, overwrite=replaces)
+        later = stage2_steps if folder == out / STAGES[0] else 0  # stage 1's ETA counts stage 2's steps
+        return _train_one(
+            stage, root, manifest, device, world, folder, resume=continues, overwrite=replaces, later=later
+        )
 
     try:
         if settings.stage2 is None:
@@ -90,21 +103,22 @@ def _train_one(
     *,
     resume: bool,
     overwrite: bool,
+    later: int = 0,
 ) -> Path | None:
-    """One stage of training into run directory `out` (rank 0 owns it; the other ranks only train)."""
+    """One stage of training into run directory `out` (rank 0 owns it; the other ranks only train); `later`: the
+    optimiser steps of the stages after it."""
     if not resume:
         _check_frozen_start(settings.model, world)
     run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
     if run is None:
-        _fit(
-            _build(settings, root, manifest, device, world, resuming=resume),
-            None,
-            RunDir.last_of(out) if resume else None,
-        )
+        job = _build(settings, root, manifest, device, world, resuming=resume)
+        _fit(job, None, RunDir.last_of(out) if resume else None)
         return None
     with run:
         info(f"run directory: {run.path}")
-        return _fit(_build(settings, root, manifest, device, world, resuming=resume), run, run.last if resume else None)
+        job = _build(settings, root, manifest, device, world, resuming=resume)
+        job.later_steps = later
+        return _fit(job, run, run.last if resume else None)
 
 
 def _check_frozen_start(model: ModelSettings, world: distributed.World) -> None:
@@ -139,6 +153,7 @@ class Job:
     state: TrainingProgress
     ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema), validated instead of the model
     still_norms: list[nn.Module] = field(default_factory=list)  # frozen BatchNorms kept in eval mode in training
+    later_steps: int = 0  # optimiser steps of the stages after this one (the whole run's ETA counts them)
 
     @property
     def eval_model(self) -> Classifier:
@@ -148,19 +163,38 @@ class Job:
     @property
     def preprocess(self) -> EvalPreprocess | None:
         """Image files: the evaluation preprocessing (recorded in checkpoints); None for tensor datasets."""
-        if not is_file_list(self.manifest, "train"):
+        if not _files(self.manifest):
             return None
         return dataset_preprocess(self.manifest, self.settings.data.crop)
 
     @property
     def input_size(self) -> list[int]:
         """[C, H, W] the network sees: the crop of image files, else the tensors' size."""
-        channels, height, width = self.manifest.image_size
-        return [channels, self.preprocess.crop, self.preprocess.crop] if self.preprocess else [channels, height, width]
+        return [self.manifest.image_size[0], *network_size(self.manifest, self.settings.data.crop)]
 
     @property
     def counts(self) -> list[int]:
         return self.manifest.splits["train"].counts
+
+
+def _files(manifest: Manifest) -> bool:
+    return is_file_list(manifest, "train")
+
+
+def network_size(manifest: Manifest, crop: int | None) -> tuple[int, int]:
+    """(height, width) of the images the network sees: the crop of image files, else the tensors' size."""
+    if _files(manifest):
+        side = dataset_preprocess(manifest, crop).crop
+        return side, side
+    _, height, width = manifest.image_size
+    return height, width
+
+
+def steps_per_epoch(settings: Settings, manifest: Manifest, world: distributed.World) -> int:
+    """Optimiser steps in one epoch: the batches of the sampler's epoch (the schedule is stated per step)."""
+    counts = torch.tensor(manifest.splits["train"].counts)
+    labels = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    return len(EpochOrder(settings, labels, manifest.num_classes, world))
 
 
 def _build(
@@ -186,7 +220,8 @@ def _build(
     optimizer = build_optimizer(model, settings.optim, batch)  # the schedule starts from its (maybe scaled) lrs
     if world.is_main and (rule := lr_rule_line(settings.optim, batch, world.size)):
         info(rule)
-    scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs)
+    steps = steps_per_epoch(settings, manifest, world)
+    scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs, steps)
     val_name = selection_split(settings.data, manifest)
     return Job(
         settings,
@@ -206,7 +241,7 @@ def _build(
 
 
 def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
-    """The epoch loop: train, step the schedule, validate, log, checkpoint (rank 0 only writes)."""
+    """The epoch loop: train (the schedule steps with the optimiser), validate, log, checkpoint (rank 0 writes)."""
     if resume_from is not None:
         job.state = restore_training(job, resume_from)
         info(f"resuming from {resume_from} after epoch {job.state.epoch}")
@@ -214,7 +249,18 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
     train_split = open_split(job.root, "train", _train_transform(job))
     val_split = _open_val(job)
     batches = _loader(job, train_split)
-    step = TrainStep(net, job.loss_fn, job.optimizer, job.settings.train, job.device, ema=job.ema, ema_source=job.model)
+    step = TrainStep(
+        net,
+        job.loss_fn,
+        job.optimizer,
+        job.settings.train,
+        job.device,
+        scheduler=job.scheduler,
+        ema=job.ema,
+        ema_source=job.model,
+        mixup=build_mixup(job.settings.train, job.manifest.num_classes),
+        clip_grad=job.settings.optim.clip_grad,
+    )
     if job.val_name == "test" and job.world.is_main:
         warn("best epoch is selected on the test split (no val split): prepare with --val-per-class N to hold one out")
     if run:
@@ -222,13 +268,14 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
             atomic_write(run.config, job.settings.to_toml().encode())
         run.truncate_metrics(job.state.epoch)
     epochs, state = job.settings.train.epochs, job.state
-    with sigterm_as_interrupt():
+    board = EpochLog(run.path) if run else None
+    clock = RunClock(len(batches), epochs - state.epoch, job.later_steps)
+    with sigterm_as_interrupt(), contextlib.closing(board) if board else contextlib.nullcontext():
         for epoch in range(state.epoch, epochs):
             job.loss_fn.set_epoch(epoch)
             stats = _train_epoch(job, step, batches, epoch)
             if train_split.files:
                 stats["undecodable"] = distributed.sum_over_ranks(batches.failed, job.world, job.device)
-            job.scheduler.step()
             state.epoch = epoch + 1
             validates = state.epoch % job.settings.train.val_every == 0 or state.epoch == epochs
             report = _validate(job, val_split) if validates else None  # every rank evaluates its shard
@@ -240,8 +287,10 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
                 if report["top1"] > state.best_top1:
                     state.best_top1, state.best_epoch = report["top1"], state.epoch
             run.append_metrics(record)  # first: a resume drops lines of epochs not checkpointed
+            if board:  # before the checkpoint too: a resume hides the points of epochs it trains again
+                board.epoch(record, job.val_name)
             _save(job, run, record)
-            info(_epoch_line(record, job.val_name))
+            info(f"{_epoch_line(record, job.val_name)}; {clock.line(epochs - state.epoch)}")
     distributed.barrier(job.world)
     return None if run is None else RunDir.selected_of(run.path)
 
@@ -302,7 +351,7 @@ def _train_epoch(job: Job, step: TrainStep, batches: DeviceBatches | SampleBatch
             total += _read_losses(job, window, sizes, epoch, first_step=len(batches) + 1 - len(window))
             seen += sum(sizes)
     elapsed = time.perf_counter() - start
-    return {"loss": total / max(seen, 1), "lr": _lr(job), "images_per_s": seen * scale / elapsed}
+    return {"loss": total / max(seen, 1), "lr": step.lr, "images_per_s": seen * scale / elapsed}
 
 
 def _read_losses(job: Job, window: list[torch.Tensor], sizes: list[int], epoch: int, first_step: int) -> float:

@@ -15,7 +15,7 @@ import torch
 from bagmar_cli.checkpoint import file_sha256, load_checkpoint
 from bagmar_cli.checkpoint_meta import CheckpointMeta, DatasetRef, ModelSpec
 from bagmar_cli.engine.runtime import capture_rng, restore_rng
-from bagmar_cli.engine.schedule import load_scheduler_state
+from bagmar_cli.engine.schedule import load_scheduler_state, scheduler_state
 from bagmar_cli.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def training_checkpoint(job: Job, record: dict[str, Any]) -> tuple[dict[str, tor
         selection_split=job.val_name,
         metrics=record,
         optimizer_param_groups=optim_state["param_groups"],
-        scheduler=job.scheduler.state_dict(),
+        scheduler=scheduler_state(job.scheduler),
         rng=rng_meta,
     )
     return tensors, meta

@@ -14,6 +14,7 @@ from bagmar_cli.engine.evaluator import split_outputs
 from bagmar_cli.engine.posthoc import head_parameters
 from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split
 from bagmar_cli.engine.tau_search import TauSearchResult, parse_grid, search_tau
+from bagmar_cli.engine.tensorboard import log_tau_curve
 from bagmar_cli.errors import BagmarError, WriteError
 from bagmar_cli.files import check_writable
 from bagmar_cli.plots import plot_tau_curve
@@ -83,6 +84,7 @@ def tune_tau(
     if write:
         update_metadata(checkpoint, {"posthoc": _record(search, split)})
         plot = _plot(search, Path(checkpoint).parent / f"tau-{method}.png")
+        _log_curve(search, Path(checkpoint))
     return TuneResult(search, split, Path(checkpoint), plot, write)
 
 
@@ -101,6 +103,14 @@ def _plot(search: TauSearchResult, path: Path) -> Path | None:
     except WriteError as exc:
         warn(f"no plot: {exc}")
         return None
+
+
+def _log_curve(search: TauSearchResult, checkpoint: Path) -> None:
+    """The τ curve into the TensorBoard files beside the checkpoint (tensorboard installed); a warning on failure."""
+    try:
+        log_tau_curve(checkpoint.parent, checkpoint, str(search.method), search.rows)
+    except OSError as exc:
+        warn(f"no TensorBoard τ curve: {exc}")
 
 
 def _record(search: TauSearchResult, split: str) -> dict[str, Any]:

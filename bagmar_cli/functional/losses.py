@@ -51,12 +51,24 @@ def weighted_mean(values: Tensor, labels: Tensor, weight: Tensor | None = None) 
     return (w * values).sum() / w.sum()
 
 
-def focal_loss(logits: Tensor, labels: Tensor, gamma: float, weight: Tensor | None = None) -> Tensor:
-    """Focal loss -(1 - p_y)^gamma log p_y (Lin et al. 2017), averaged as weighted cross-entropy is."""
-    log_p = logits.log_softmax(1).gather(1, labels.unsqueeze(1)).squeeze(1)
-    # 1 - p_y from expm1 keeps precision near p_y = 1; the floor keeps d/dp (1 - p)^gamma finite there.
-    miss = (-torch.expm1(log_p)).clamp_min(torch.finfo(logits.dtype).tiny)
-    return weighted_mean(-miss.pow(gamma) * log_p, labels, weight)
+def focal_loss(
+    logits: Tensor, labels: Tensor, gamma: float, weight: Tensor | None = None, smoothing: float = 0.0
+) -> Tensor:
+    """Focal loss -(1 - p_y)^gamma log p_y (Lin et al. 2017), averaged as weighted cross-entropy is; with label
+    `smoothing` ε, (1 - ε) times it plus ε times the mean over classes c of -(1 - p_c)^gamma log p_c."""
+    log_probs = logits.log_softmax(1)
+    terms = _focal_terms(log_probs, gamma, logits.dtype)
+    loss = weighted_mean(terms.gather(1, labels.unsqueeze(1)).squeeze(1), labels, weight)
+    if smoothing == 0.0:
+        return loss
+    return (1 - smoothing) * loss + smoothing * weighted_mean(terms.mean(1), labels, weight)
+
+
+def _focal_terms(log_probs: Tensor, gamma: float, dtype: torch.dtype) -> Tensor:
+    """-(1 - p_c)^gamma log p_c for every class c."""
+    # 1 - p from expm1 keeps precision near p = 1; the floor keeps d/dp (1 - p)^gamma finite there.
+    miss = (-torch.expm1(log_probs)).clamp_min(torch.finfo(dtype).tiny)
+    return -miss.pow(gamma) * log_probs
 
 
 def bagmar_adjust(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import cast
 
 import timm
@@ -9,10 +10,17 @@ import torch
 from torch import nn
 
 from bagmar_cli.choices import did_you_mean
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import DownloadError, UsageError
 from bagmar_cli.models.heads import HEADS, Head
+from bagmar_cli.models.pretrained import hub_access, pretrained_failure
 from bagmar_cli.models.weights import load_backbone_weights
 from bagmar_cli.settings import ModelSettings
+
+# where a network's input size comes from, by the kind of dataset: the setting (or command) that changes it
+SIZE_SOURCES = {
+    True: "set data.crop = {side} (the side of the square the network sees)",
+    False: "prepare the dataset at {side}x{side} pixels",
+}
 
 
 class Classifier(nn.Module):
@@ -38,17 +46,48 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
     if not timm.is_model(settings.backbone):
         hint = did_you_mean(settings.backbone, timm.list_models())
         raise UsageError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
-    try:
-        backbone = timm.create_model(
-            settings.backbone,
-            pretrained=settings.pretrained,
-            num_classes=0,
-            in_chans=in_chans,
-            drop_rate=settings.drop_rate,
-        )
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
+    with hub_access() if settings.pretrained else nullcontext(True) as online:
+        try:
+            backbone = timm.create_model(
+                settings.backbone,
+                pretrained=settings.pretrained,
+                num_classes=0,
+                in_chans=in_chans,
+                drop_rate=settings.drop_rate,
+            )
+        except OSError as exc:  # the hub's and urllib's errors: weights that could not be had
+            if settings.pretrained:
+                raise DownloadError(pretrained_failure(settings.backbone, online, exc)) from None
+            raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
+        except (RuntimeError, ValueError) as exc:
+            raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
     if settings.weights is not None:
         load_backbone_weights(backbone, settings.weights)
     num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
     return Classifier(backbone, HEADS[settings.head](num_features, num_classes, settings.head_scale))
+
+
+def fixed_input_size(backbone: str) -> tuple[int, int] | None:
+    """(height, width) a timm backbone accepts only (a ViT's patch grid, a Swin's windows), from its pretrained
+    config; None when it takes any size (CNNs pool globally) or timm records none."""
+    try:
+        cfg = timm.models.get_pretrained_cfg(backbone)
+    except (RuntimeError, ValueError):
+        return None
+    if cfg is None or not cfg.fixed_input_size:
+        return None
+    _, height, width = cfg.input_size
+    return int(height), int(width)
+
+
+def check_input_size(settings: ModelSettings, size: tuple[int, int], *, image_files: bool) -> None:
+    """UsageError before a run starts when `settings.backbone` takes one input size only and the dataset gives
+    another (`size`, the (height, width) it sees; `image_files`: a file-list dataset, whose crop is a setting)."""
+    fixed = fixed_input_size(settings.backbone)
+    if fixed is None or fixed == tuple(size):
+        return
+    change = SIZE_SOURCES[image_files].format(side=fixed[0])
+    raise UsageError(
+        f"model.backbone {settings.backbone!r} takes {fixed[0]}x{fixed[1]} images only and this dataset gives "
+        f"{size[0]}x{size[1]}: {change}, or set model.backbone to one that takes any size (a CNN such as resnet18)"
+    )

@@ -21,6 +21,7 @@ from support.image_trees import write_jpeg
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data.benchmarks import get_benchmark
+from bagmar_cli.engine.saved_logits import load_logits
 
 TINY = ["--preset", "digits_lt", "--set", "model.backbone=resnet8_cifar", "--set", "data.crop=32", "--device", "cpu"]
 
@@ -101,6 +102,8 @@ def test_predict_on_the_jpegs_gives_what_eval_gives_for_them(cli, folder_run, fo
             scores[top["index"]] = top["score"]
         assert torch.allclose(scores, eval_probs[row], atol=1e-5), path
         assert predicted[path][0]["index"] == int(eval_probs[row].argmax())
+    saved = load_logits(tmp_path / "logits.safetensors")  # rows named by their image files, in list order
+    assert [Path(item).relative_to(folder_tree).as_posix() for item in saved.items] == [path for path, _ in listed]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

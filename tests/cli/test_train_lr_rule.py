@@ -19,6 +19,7 @@ RULES = {
 def test_train_says_the_lr_rule_on_stderr_and_trains_at_that_lr(cli, digits_data: Path, tmp_path: Path, scaling):
     run = tmp_path / "run"
     sets = ["model.backbone=resnet8_cifar", "optim.lr=0.2", "optim.lr_batch=128", f"optim.lr_scaling={scaling}"]
+    sets += ["schedule.name=constant", "schedule.warmup_epochs=0"]  # every step at the effective lr
     outcome = cli(
         "train", "--data", digits_data, "--out", run, "--epochs", "1", "--batch-size", "32", "--device", "cpu",
         *(arg for item in sets for arg in ("--set", item)),
@@ -28,7 +29,6 @@ def test_train_says_the_lr_rule_on_stderr_and_trains_at_that_lr(cli, digits_data
     lr, rule = RULES[scaling]
     said = [line for line in outcome.err.splitlines() if line.startswith("optim.lr")]
     assert said == [f"optim.lr 0.2 is stated for a global batch of 128; this run's is 32: {rule}"]
-    # one epoch: warm-up is capped at epochs - 1, so the epoch trains at the peak, the effective lr
     (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert record["lr"] == pytest.approx(lr)
     recorded = read_settings_file(run / "config.toml").optim

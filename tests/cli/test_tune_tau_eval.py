@@ -83,11 +83,22 @@ def test_eval_reports_calibration_priors_and_plots(cli, ckpt: Path, tmp_path: Pa
     assert 0 <= report["ece"] <= 1 and report["nll"] > 0
     assert report["shifted_priors"]["uniform"] == pytest.approx(report["macro"])
     assert {Path(p).name for p in report["plots"].values()} == {
-        "eval-test-per-class.png",
-        "eval-test-confused.png",
-        "eval-test-reliability.png",
+        "eval-test-raw-per-class.png",
+        "eval-test-raw-confused.png",
+        "eval-test-raw-reliability.png",
     }
     assert "backward-50" in out.err
+
+
+def test_eval_with_and_without_pn_keeps_both_sets_of_plots(cli, ckpt: Path, tmp_path: Path):
+    """The method and τ are in the plots' names, so a PN evaluation does not overwrite the raw one's."""
+    folder = tmp_path / "plots"
+    for extra in ([], ["--tau", "1.2", "--method", "pn"], ["--tau", "0.5", "--method", "logit-adjust"]):
+        assert cli("eval", ckpt, "--plots", folder, *extra).code == 0
+    kinds = ("per-class", "confused", "reliability")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"eval-test-{tag}-{kind}.png" for tag in ("raw", "pn-tau1.2", "logit-adjust-tau0.5") for kind in kinds
+    )
 
 
 @pytest.mark.parametrize("grid", ["abc", "0:2", "2:0:0.1", "0:2:0", "0:2:-1", "nan"])

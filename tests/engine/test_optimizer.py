@@ -44,7 +44,7 @@ def test_the_head_lr_follows_the_schedule():
     from bagmar_cli.settings import ScheduleSettings
 
     optimizer = build_optimizer(_model(), OptimSettings(lr=0.2, head_lr=0.02), 64)
-    scheduler = build_scheduler(optimizer, ScheduleSettings(warmup_epochs=0), epochs=4)
+    scheduler = build_scheduler(optimizer, ScheduleSettings(warmup_epochs=0), epochs=1, steps_per_epoch=5)
     for _ in range(2):
         optimizer.step()
         scheduler.step()
