@@ -7,7 +7,13 @@ from PIL import Image
 
 from bagmar_cli.engine.tau_search import search_tau
 from bagmar_cli.functional.calibration import reliability_bins
-from bagmar_cli.plots import plot_confused_pairs, plot_per_class, plot_reliability, plot_tau_curve
+from bagmar_cli.plots import (
+    plot_class_differences,
+    plot_confused_pairs,
+    plot_per_class,
+    plot_reliability,
+    plot_tau_curve,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -50,3 +56,8 @@ def test_confused_pairs(tmp_path):
     names = ["cat", "dog", "fox"]
     _assert_png(plot_confused_pairs([(0, 1, 7), (2, 1, 3)], names, tmp_path / "pairs.png"))
     _assert_png(plot_confused_pairs([], names, tmp_path / "none.png"))
+
+
+def test_class_differences(tmp_path):
+    diffs = [0.1, -0.05, None, 0.3]
+    _assert_png(plot_class_differences(diffs, torch.tensor([500, 60, 10, 0]), tmp_path / "diff.png"))
