@@ -229,7 +229,7 @@ class _ClassSums:
         self.num_classes, self.seeds = num_classes, correct.shape[0]
         n_c = torch.bincount(labels, minlength=num_classes)
         start = torch.cumsum(n_c, 0) - n_c
-        self.base = int(n_c.max()) + 1 if labels.numel() else 1
+        self.base = max(2, int(n_c.max()) + 1 if labels.numel() else 0)  # digits of base 1 would never end
         self.per_pack = _digits_per_int64(self.base)
         codes = [
             _pack(correct[first : first + self.per_pack, order], self.base)

@@ -177,3 +177,9 @@ def test_seed_groups_report_per_seed_values_and_a_bootstrap_p():
     assert top1.a_seeds == pytest.approx(a.double().mean(dim=1).tolist())
     assert top1.a == pytest.approx(sum(top1.a_seeds) / 3)
     assert top1.ci[0] > 0 and top1.p_value < 0.01
+
+
+def test_an_empty_split_has_no_values():
+    empty = torch.zeros(0, dtype=torch.bool)
+    results = compare_correct(empty, empty, torch.zeros(0, dtype=torch.int64), COUNTS, resamples=50)
+    assert all(result.a is None and result.ci is None for result in results.values())
