@@ -139,3 +139,20 @@ def plot_confused_pairs(
     ax.invert_yaxis()
     ax.set(xlabel="test images", title=title)
     return _save(fig, path)
+
+
+def plot_class_differences(diffs: Tensor | Sequence[float | None], train_counts: Tensor, path: str | Path) -> Path:
+    """Per-class accuracy of A minus B against training images (log x), the few / medium / many ranges shaded."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    counts = train_counts.to(torch.float64).clamp_min(1)
+    low, high = 0.8 * float(counts.min()), 1.25 * float(counts.max())
+    spans = (("few", low, FEW_SHOT_BELOW), ("medium", FEW_SHOT_BELOW, MANY_SHOT_ABOVE), ("many", MANY_SHOT_ABOVE, high))
+    for (name, start, end), shade in zip(spans, ("#f4cccc", "#fff2cc", "#d9ead3"), strict=True):
+        if end > low and start < high:
+            ax.axvspan(max(start, low), min(end, high), color=shade, alpha=0.6, label=name, linewidth=0)
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.scatter(counts.tolist(), _as_float_list(diffs), s=10, alpha=0.7, color="black")
+    ax.set_xscale("log")
+    ax.set(xlim=(low, high), xlabel="training images", ylabel="accuracy A − B", title="Per-class difference (A − B)")
+    ax.legend(loc="best", fontsize="small")
+    return _save(fig, path)

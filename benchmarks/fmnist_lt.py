@@ -7,7 +7,9 @@ The datasets are prepared once per imbalance (prepare seed 0, 50 val images per 
 the training only. Each finished run leaves `runs/<run>.json` under --out and is skipped on a restart; a run
 cut short resumes from its last.safetensors. Run names carry the epoch count, so budgets never mix.
 Progress goes to stderr, the markdown tables to stdout; --out receives results.json, results.md and
-results.png.
+results.png. Each run also records which test images it got right (plain and PN), so that every loss is compared
+with cross-entropy and with BaGMar by seed-level intervals (`bagmar compare`'s hierarchical bootstrap: seeds, then
+test images); records written before that are reported without intervals.
 
 Runs go to --jobs worker processes of --threads torch threads each: on a shared 2-core machine two
 one-thread processes beat one two-thread process, whose OpenMP waits for a busy core slowed it 5- to
@@ -31,15 +33,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bagmar_cli.checkpoint import atomic_write
 from bagmar_cli.console import info, result
-from bagmar_cli.data import load_manifest, prepare_dataset
+from bagmar_cli.data import load_manifest, load_split, prepare_dataset
+from bagmar_cli.engine.compare import metric_json
 from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
-from bagmar_cli.engine.posthoc import resolve_posthoc
+from bagmar_cli.engine.posthoc import posthoc_scores, resolve_posthoc
 from bagmar_cli.engine.trainer import train
 from bagmar_cli.engine.tuning import tune_tau
+from bagmar_cli.functional.metrics import predict
+from bagmar_cli.functional.paired import compare_correct
 from bagmar_cli.settings import Settings, load_settings
 
 PRESET = "fashion_mnist_lt"
@@ -49,6 +55,9 @@ DRW_FRACTION = 0.8  # LDAM-DRW re-weights from epoch 160 of 200 (Cao et al. 2019
 TAIL = 3  # the tail metric: mean test accuracy of the three classes with the fewest training images
 METRICS = ("top1", "many", "medium", "few", "macro", "tail")
 VARIANTS = ("plain", "pn")
+REFERENCES = ("ce", "bagmar")  # every loss is compared with these, variant for variant, with seed-level intervals
+HEADERS = {"top1": "top-1", "medium": "medium", "few": "few"}
+LEVEL, RESAMPLES = 0.95, 2000  # the intervals' confidence level and bootstrap draws (seeded: 0)
 
 # name -> (label, overrides on the preset). {drw} is the first DRW epoch (0-based) for the run's epoch count.
 LOSSES: dict[str, tuple[str, list[str]]] = {
@@ -122,13 +131,30 @@ def train_and_score(settings: Settings, run_dir: Path) -> dict[str, Any]:
     tuned = tune_tau(checkpoint, method="pn")  # split: val; records tau and c in the checkpoint
     outputs = split_outputs(checkpoint, data=None, split="test")
     counts = outputs.counts
+    posthoc = resolve_posthoc(outputs.ckpt, "auto", None)
+    pn_preds = predict(posthoc_scores(posthoc, outputs.ckpt, outputs.logits, None))
     return {
         "checkpoint": str(checkpoint),
         "best_epoch": outputs.ckpt.meta.best.epoch if outputs.ckpt.meta.best else None,
         "tau": tuned.search.best["tau"],
         "plain": _scores(evaluate(outputs), counts),
-        "pn": _scores(evaluate(outputs, resolve_posthoc(outputs.ckpt, "auto", None)), counts),
+        "pn": _scores(evaluate(outputs, posthoc), counts),
+        "correct": {
+            "plain": pack_correct(predict(outputs.logits) == outputs.labels),
+            "pn": pack_correct(pn_preds == outputs.labels),
+        },
     }
+
+
+def pack_correct(correct: torch.Tensor) -> str:
+    """Which test images a run got right, one bit each (numpy.packbits), as hex: 2,500 characters for 10,000."""
+    return np.packbits(correct.numpy().astype(np.uint8)).tobytes().hex()
+
+
+def unpack_correct(text: str, n: int) -> torch.Tensor:
+    """The (n,) booleans `pack_correct` packed."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n]
+    return torch.from_numpy(bits.astype(bool))
 
 
 def _scores(report: dict[str, Any], counts: list[int]) -> dict[str, Any]:
@@ -205,6 +231,80 @@ def summarise_grid(records: list[dict[str, Any]], imbs: list[int], losses: list[
     return summary
 
 
+def seed_intervals(records: list[dict[str, Any]], datasets: dict[int, Path], losses: list[str]) -> dict[str, Any]:
+    """Per imbalance, variant and reference loss (REFERENCES): each other loss's difference from it, with a
+    hierarchical-bootstrap interval over seeds then test images (`functional.paired.compare_correct`).
+
+    A loss or reference whose records hold no per-image results (written before they were recorded) is left out.
+    """
+    intervals: dict[str, Any] = {}
+    for imb, root in datasets.items():
+        labels = load_split(root, "test")[1]
+        counts = torch.tensor(load_manifest(root).splits["train"].counts)
+        sides = {loss: _seeds(records, imb, loss, labels.numel()) for loss in losses}
+        for variant in VARIANTS:
+            for ref in (ref for ref in REFERENCES if sides.get(ref)):
+                for loss in (loss for loss in losses if loss != ref and sides[loss]):
+                    a = torch.stack([seed[variant] for seed in sides[loss]])
+                    b = torch.stack([seed[variant] for seed in sides[ref]])
+                    results = compare_correct(a, b, labels, counts, resamples=RESAMPLES, seed=0, level=LEVEL)
+                    entry = intervals.setdefault(f"imb{imb}", {}).setdefault(variant, {}).setdefault(f"vs_{ref}", {})
+                    entry[loss] = {name: metric_json(value) for name, value in results.items()}
+    return intervals
+
+
+def _seeds(records: list[dict[str, Any]], imb: int, loss: str, n: int) -> list[dict[str, torch.Tensor]]:
+    """Each seed's per-image correctness (plain, pn) for `loss` at `imb`; empty when a record lacks it."""
+    mine = sorted((r for r in records if r["imb"] == imb and r["loss"] == loss), key=lambda r: r["seed"])
+    if not mine or any("correct" not in r for r in mine):
+        return []
+    return [{variant: unpack_correct(r["correct"][variant], n) for variant in VARIANTS} for r in mine]
+
+
+def intervals_markdown(intervals: dict[str, Any], imb: int, losses: list[str]) -> list[str]:
+    """Lines of a table: each loss minus CE and minus BaGMar (top-1 and few-shot), in points, with the interval;
+    * marks a difference the interval tells from 0."""
+    mine = intervals.get(f"imb{imb}")
+    if not mine:
+        return ["No seed-level intervals: these runs were recorded without per-image results; rerun them.", ""]
+    refs = [ref for ref in REFERENCES if f"vs_{ref}" in mine.get("plain", {})]
+    metrics = [metric for metric in ("top1", "medium", "few") if _has(mine, metric)]  # groups with classes only
+    header = [f"{HEADERS[metric]} − {LOSSES[ref][0].split(' ')[0]}" for ref in refs for metric in metrics]
+    lines = [
+        f"Differences in points, mean over seeds, with {100 * LEVEL:g} % hierarchical-bootstrap intervals (seeds, "
+        f"then test images; {RESAMPLES} resamples). * : the interval excludes 0; otherwise the data cannot tell.",
+        "",
+        "| loss | | " + " | ".join(header) + " |",
+        "|---|---|" + "---|" * len(header),
+    ]
+    for loss in losses:
+        for variant in VARIANTS:
+            against = mine.get(variant, {})
+            cells = [_diff_cell(against.get(f"vs_{ref}", {}).get(loss, {}).get(m)) for ref in refs for m in metrics]
+            label = LOSSES[loss][0] if variant == "plain" else ""
+            lines.append(f"| {label} | {variant if variant == 'plain' else 'PN'} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
+def _has(intervals: dict[str, Any], metric: str) -> bool:
+    """Whether any comparison at this imbalance has a value for `metric` (a shot group may hold no class)."""
+    return any(
+        entry[metric]["diff"] is not None
+        for refs in intervals.values()
+        for losses in refs.values()
+        for entry in losses.values()
+    )
+
+
+def _diff_cell(entry: dict[str, Any] | None) -> str:
+    """'+1.2 [+0.3, +2.1] *' (points), or – where there is nothing to compare."""
+    if not entry or entry["diff"] is None:
+        return "–"
+    low, high = entry["ci"]
+    mark = " *" if entry["distinguishable"] else ""
+    return f"{100 * entry['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark}"
+
+
 def _mean_std(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """The evaluator's summary (mean, sample std) plus the tail metric, which it does not know."""
     stats = summarise(reports)
@@ -213,8 +313,15 @@ def _mean_std(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return stats
 
 
-def markdown(summary: dict[str, Any], datasets: dict[int, Path], epochs: int, seeds: list[int]) -> str:
-    """One table per imbalance: rows loss x plain/PN, columns mean ± std (in %) over seeds."""
+def markdown(
+    summary: dict[str, Any],
+    datasets: dict[int, Path],
+    epochs: int,
+    seeds: list[int],
+    intervals: dict[str, Any] | None = None,
+) -> str:
+    """One table per imbalance: rows loss x plain/PN, columns mean ± std (in %) over seeds; then, with
+    `intervals`, each loss against cross-entropy and BaGMar with seed-level intervals."""
     lines = []
     for imb, root in datasets.items():
         splits = load_manifest(root).splits
@@ -247,6 +354,8 @@ def markdown(summary: dict[str, Any], datasets: dict[int, Path], epochs: int, se
                     f"{tau if variant == 'pn' else ''} |"
                 )
         lines.append("")
+        if intervals is not None:
+            lines += intervals_markdown(intervals, imb, list(summary[f"imb{imb}"]))
     return "\n".join(lines)
 
 
@@ -305,10 +414,16 @@ def grid_meta(records: list[dict[str, Any]], jobs: int, threads: int, started: f
 
 
 def save_results(
-    out: Path, meta: dict[str, Any], summary: dict[str, Any], records: list[dict[str, Any]], table: str
+    out: Path,
+    meta: dict[str, Any],
+    summary: dict[str, Any],
+    records: list[dict[str, Any]],
+    table: str,
+    intervals: dict[str, Any] | None = None,
 ) -> None:
-    """results.json (meta, summary, every run) and results.md (the tables) under `out`."""
-    everything = {"meta": meta, "summary": summary, "runs": records}
+    """results.json (meta, summary, seed-level intervals when given, every run) and results.md under `out`."""
+    everything = {"meta": meta, "summary": summary} | ({"intervals": intervals} if intervals is not None else {})
+    everything["runs"] = records
     atomic_write(out / "results.json", json.dumps(everything, indent=1).encode())
     atomic_write(out / "results.md", table.encode())
 
@@ -357,7 +472,8 @@ def main() -> None:
     )
     records = sorted(run_grid(specs, runs, args.jobs, args.threads), key=lambda r: r["name"])
     summary = summarise_grid(records, args.imbs, args.losses)
-    table = markdown(summary, datasets, epochs, args.seeds)
+    intervals = seed_intervals(records, datasets, args.losses)
+    table = markdown(summary, datasets, epochs, args.seeds, intervals)
     meta = {
         "preset": PRESET,
         "epochs": epochs,
@@ -368,7 +484,7 @@ def main() -> None:
         "prepare_seed": PREPARE_SEED,
         **grid_meta(records, args.jobs, args.threads, started),
     }
-    save_results(args.out, meta, summary, records, table)
+    save_results(args.out, meta, summary, records, table, intervals)
     plot(summary, args.losses, args.out / "results.png")
     info(f"wrote {args.out / 'results.json'}, results.md, results.png in {meta['wall_seconds'] / 60:.1f} min")
     result(table)

@@ -7,7 +7,14 @@ from PIL import Image
 
 from bagmar_cli.engine.tau_search import search_tau
 from bagmar_cli.functional.calibration import reliability_bins
-from bagmar_cli.plots import named_classes, plot_confused_pairs, plot_per_class, plot_reliability, plot_tau_curve
+from bagmar_cli.plots import (
+    named_classes,
+    plot_class_differences,
+    plot_confused_pairs,
+    plot_per_class,
+    plot_reliability,
+    plot_tau_curve,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -61,3 +68,8 @@ def test_the_per_class_plot_names_the_few_shot_and_the_worst_classes(tmp_path):
     assert named_classes(acc, counts, k=3) == [5, 1, 3, 4, 2]
     names = [f"class-{j}" for j in range(6)]
     _assert_png(plot_per_class(acc, counts, tmp_path / "named.png", class_names=names, title="Per-class (pn τ=1)"))
+
+
+def test_class_differences(tmp_path):
+    diffs = [0.1, -0.05, None, 0.3]
+    _assert_png(plot_class_differences(diffs, torch.tensor([500, 60, 10, 0]), tmp_path / "diff.png"))

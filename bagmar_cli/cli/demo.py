@@ -33,6 +33,8 @@ def demo_command(
     comparison = demo.comparison
     show(comparison_table(comparison))
     show(f"[bold]{comparison.claim()}[/bold]")
+    for line in comparison.intervals():
+        show(line)
     correct, total = demo.predicted
     info(f"bagmar predict (BaGMar's ONNX export) on {total} test images saved as PNG: {correct}/{total} correct")
     info(f"{'dataset:':<14} {comparison.data}")

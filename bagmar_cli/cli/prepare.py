@@ -23,6 +23,14 @@ def prepare_command(
     ] = None,
     profile: Annotated[str, typer.Option("--profile", help="Long-tail profile: exp or step.")] = "exp",
     seed: Annotated[int, typer.Option("--seed", help="Seed of which images are kept.")] = 0,
+    subset: Annotated[
+        str,
+        typer.Option(
+            "--subset",
+            help="cifar10/cifar100: bagmar (its own draw) or cao2019 (exactly the images of Cao et al.'s "
+            "LDAM-DRW imbalance_cifar.py; --seed is its rand_number).",
+        ),
+    ] = "bagmar",
     val_per_class: Annotated[
         int, typer.Option("--val-per-class", help="Hold out N images per class as a val split.")
     ] = 0,
@@ -72,6 +80,7 @@ def prepare_command(
         profile=profile,
         seed=seed,
         val_per_class=val_per_class,
+        subset=subset,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         measure_stats=measure_stats,

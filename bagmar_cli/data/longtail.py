@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 
@@ -54,6 +55,47 @@ def shuffled_by_class(labels: np.ndarray, num_classes: int, seed: int) -> list[n
     """
     rng = np.random.default_rng(seed)
     return [rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)]
+
+
+SUBSETS = ("bagmar", "cao2019")  # which images a long tail keeps: bagmar's own draw, or Cao et al.'s (LDAM-DRW)
+CAO2019_DATASETS = ("cifar10", "cifar100")  # the datasets Cao et al.'s imbalance_cifar.py draws from
+
+
+def check_subset(subset: str, dataset: str, val_per_class: int) -> str:
+    """`subset` when it is known and applies to `dataset` (cao2019: CIFAR only, no val split); UsageError otherwise."""
+    if subset not in SUBSETS:
+        hint = did_you_mean(str(subset), SUBSETS, quote=False)
+        raise UsageError(f"unknown subset {subset!r}{hint}; choose from {', '.join(SUBSETS)}")
+    if subset == "cao2019" and dataset not in CAO2019_DATASETS:
+        raise UsageError(
+            f"subset cao2019 is Cao et al.'s CIFAR-LT selection; it applies to cifar10 and cifar100, not {dataset}"
+        )
+    if subset == "cao2019" and val_per_class:
+        raise UsageError(
+            "subset cao2019 keeps every image Cao et al.'s code keeps for training, so it takes no val split"
+        )
+    return subset
+
+
+def select_cao2019(labels: np.ndarray, counts: list[int], seed: int) -> np.ndarray:
+    """The training images Cao et al.'s imbalance_cifar.py (LDAM-DRW, NeurIPS 2019) keeps, in its order.
+
+    Its IMBALANCECIFAR10 seeds numpy's legacy global generator (np.random.seed(rand_number), rand_number 0 by
+    default), then for each class in label order shuffles that class's indices with np.random.shuffle and keeps the
+    first n_c. A RandomState seeded alike draws the same numbers without touching numpy's global state.
+    """
+    legacy = np.random.RandomState(seed)
+    kept = []
+    for label, count in enumerate(counts):
+        pool = np.where(labels == label)[0]
+        legacy.shuffle(pool)
+        kept.append(pool[:count])
+    return np.concatenate(kept)
+
+
+def selection_sha256(indices: np.ndarray) -> str:
+    """SHA-256 of the kept source indices as little-endian int64, in the order kept: which images, told apart."""
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype="<i8").tobytes()).hexdigest()
 
 
 def select_long_tail(

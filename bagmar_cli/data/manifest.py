@@ -23,7 +23,7 @@ from pydantic import (
 
 from bagmar_cli.errors import DatasetError
 
-FORMAT_VERSION = 2  # 2 added file-list splits (ListSplitInfo) and image_root; version 1 still loads
+FORMAT_VERSION = 3  # 2 added file-list splits (ListSplitInfo) and image_root; 3 added selection; 1 and 2 still load
 MANIFEST_NAME = "manifest.json"
 PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a preset is named, never a path
 
@@ -91,6 +91,13 @@ class SourceInfo(_Strict):
     verified: bool  # True when the data checksums equal the official ones
 
 
+class Selection(_Strict):
+    """Which training images the long tail kept (format_version 3), so two copies can be told apart."""
+
+    subset: str  # "bagmar" (its own seeded draw) or "cao2019" (Cao et al.'s LDAM-DRW imbalance_cifar.py images)
+    train_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # of the kept source indices (int64 LE, in order)
+
+
 class Manifest(_Strict):
     """Everything a run needs to know about a prepared dataset, besides the images themselves."""
 
@@ -113,6 +120,7 @@ class Manifest(_Strict):
     # version 2, file-list splits: evaluation resizes the shorter side to eval_resize, then center-crops to
     # image_size; None: image_size * 256/224 (resize 256, crop 224, as ImageNet models are evaluated)
     eval_resize: PositiveInt | None = None
+    selection: Selection | None = None  # version 3, in-memory datasets: the subset and its fingerprint
 
     @property
     def num_classes(self) -> int:
@@ -134,6 +142,8 @@ class Manifest(_Strict):
         for name, split in self.splits.items():
             if len(split.counts) != self.num_classes:
                 raise ValueError(f"split {name!r} has {len(split.counts)} counts for {self.num_classes} classes")
+        if self.selection is not None and self.format_version < 3:
+            raise ValueError("a selection record needs format_version 3")
         if self.file_lists and (self.format_version < 2 or not self.image_root):
             raise ValueError("file-list splits need format_version 2 and an image_root")
         if self.eval_resize is not None and self.eval_resize < min(self.image_size[1:]):

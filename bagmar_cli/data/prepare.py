@@ -8,8 +8,16 @@ import numpy as np
 
 from bagmar_cli import __version__
 from bagmar_cli.console import info
-from bagmar_cli.data.longtail import check_imb, check_profile, select_long_tail
-from bagmar_cli.data.manifest import FORMAT_VERSION, Manifest, SplitInfo, write_manifest
+from bagmar_cli.data.longtail import (
+    check_imb,
+    check_profile,
+    check_subset,
+    lt_counts,
+    select_cao2019,
+    select_long_tail,
+    selection_sha256,
+)
+from bagmar_cli.data.manifest import FORMAT_VERSION, Manifest, Selection, SplitInfo, write_manifest
 from bagmar_cli.data.registry import DatasetSpec, SourceData, get_dataset
 from bagmar_cli.data.store import check_writable, default_data_dir, save_split, staged_directory
 from bagmar_cli.errors import UsageError
@@ -24,34 +32,60 @@ def prepare_dataset(
     profile: str = "exp",
     seed: int = 0,
     val_per_class: int = 0,
+    subset: str = "bagmar",
     source: Path | None = None,
     out: Path | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write the long-tailed dataset directory for `name` and return its path."""
+    """Write the long-tailed dataset directory for `name` and return its path.
+
+    `subset` says which images the long tail keeps: "bagmar" (its own seeded draw) or "cao2019" (exactly Cao et
+    al.'s CIFAR-LT images for this seed); the manifest records it with the kept indices' fingerprint.
+    """
     spec = get_dataset(name)
     imb, profile = check_imb(imb), check_profile(profile)
     _check_count_option("seed", seed)
     _check_count_option("val_per_class", val_per_class)
+    subset = check_subset(subset, spec.name, val_per_class)
     out = Path(out) if out is not None else default_data_dir(name, imb, profile)
     check_writable(out, overwrite)  # before the (possibly long) read of the source
     data = spec.load_source(Path(source) if source is not None else None)
-    splits = draw_splits(spec, data, imb, profile, seed, val_per_class)
+    train, val = select_splits(spec, data, imb, profile, seed, val_per_class, subset)
+    splits = _splits(data, train, val, val_per_class)
     with staged_directory(out, overwrite) as tmp:
         infos = {split: save_split(tmp, split, *arrays, spec.num_classes) for split, arrays in splits.items()}
-        write_manifest(tmp, _manifest(spec, data, infos, imb, profile, seed, val_per_class))
+        selection = Selection(subset=subset, train_sha256=selection_sha256(train))
+        write_manifest(tmp, _manifest(spec, data, infos, imb, profile, seed, val_per_class, selection))
     _report(out, infos)
     return out
 
 
 def draw_splits(
-    spec: DatasetSpec, data: SourceData, imb: float, profile: str, seed: int, val_per_class: int
+    spec: DatasetSpec,
+    data: SourceData,
+    imb: float,
+    profile: str,
+    seed: int,
+    val_per_class: int,
+    subset: str = "bagmar",
 ) -> dict[str, Split]:
-    """The long-tailed train split, the balanced val split (when val_per_class > 0) and the whole test split.
+    """The long-tailed train split, the balanced val split (when val_per_class > 0) and the whole test split."""
+    train, val = select_splits(spec, data, imb, profile, seed, val_per_class, subset)
+    return _splits(data, train, val, val_per_class)
 
-    The selection is `select_long_tail`'s, shared with `prepare folder`.
+
+def select_splits(
+    spec: DatasetSpec, data: SourceData, imb: float, profile: str, seed: int, val_per_class: int, subset: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training images the long tail keeps and of the val images.
+
+    "bagmar" is `select_long_tail`'s selection, shared with `prepare folder`; "cao2019" is `select_cao2019`'s.
     """
-    train, val = select_long_tail(
+    if subset == "cao2019":
+        n_max = len(data.train_labels) // len(data.classes)  # the code's img_max: the per-class pool of the source
+        counts = lt_counts(n_max, len(data.classes), imb, profile)
+        return select_cao2019(data.train_labels, counts, seed), np.empty(0, dtype=np.int64)
+    return select_long_tail(
         data.train_labels,
         data.classes,
         n_max=spec.n_max,
@@ -60,6 +94,10 @@ def draw_splits(
         seed=seed,
         val_per_class=val_per_class,
     )
+
+
+def _splits(data: SourceData, train: np.ndarray, val: np.ndarray, val_per_class: int) -> dict[str, Split]:
+    """The arrays of the train, val (when val_per_class > 0) and test splits."""
     splits = {"train": (data.train_images[train], data.train_labels[train])}
     if val_per_class:
         splits["val"] = (data.train_images[val], data.train_labels[val])
@@ -81,6 +119,7 @@ def _manifest(
     profile: str,
     seed: int,
     val_per_class: int,
+    selection: Selection,
 ) -> Manifest:
     """The manifest of the splits just written."""
     return Manifest(
@@ -95,6 +134,7 @@ def _manifest(
         profile=profile,
         seed=seed,
         val_per_class=val_per_class,
+        selection=selection,
         source=data.source,
         default_preset=spec.default_preset,
         created_by=f"bagmar {__version__}",

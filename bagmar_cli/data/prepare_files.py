@@ -50,6 +50,7 @@ def prepare_any(
     profile: str = "exp",
     seed: int = 0,
     val_per_class: int = 0,
+    subset: str = "bagmar",
     val_fraction: float | None = None,
     test_fraction: float | None = None,
     measure_stats: bool = False,
@@ -66,13 +67,14 @@ def prepare_any(
     kind = _kind(dataset)
     _check_options(
         dataset, kind, imb=imb, val_per_class=val_per_class, source=source, root=root, splits=splits,
+        subset=subset != "bagmar",
         val_fraction=val_fraction is not None, test_fraction=test_fraction is not None, measure_stats=measure_stats,
         image_size=image_size is not None, eval_resize=eval_resize is not None,
     )  # fmt: skip
     if kind == "tensors":
         return prepare_dataset(
             dataset, imb=100.0 if imb is None else imb, profile=profile, seed=seed, val_per_class=val_per_class,
-            source=source, out=out, overwrite=overwrite,
+            subset=subset, source=source, out=out, overwrite=overwrite,
         )  # fmt: skip
     assert root is not None  # _check_options refuses a missing --root
     if kind == "benchmark":
@@ -103,8 +105,14 @@ def _check_options(dataset: str, kind: str, **given: object) -> None:
     files_only |= {"image_size": "--image-size", "eval_resize": "--eval-resize"}
     unused = {
         "tensors": {"root": "--root", "splits": "--splits", "measure_stats": "--measure-stats", **files_only},
-        "benchmark": {"imb": "--imb", "val_per_class": "--val-per-class", "source": "--source", **files_only},
-        "folder": {"splits": "--splits", "source": "--source"},
+        "benchmark": {
+            "imb": "--imb",
+            "val_per_class": "--val-per-class",
+            "source": "--source",
+            "subset": "--subset",
+            **files_only,
+        },
+        "folder": {"splits": "--splits", "source": "--source", "subset": "--subset"},
     }[kind]
     for key, flag in unused.items():
         if given[key]:

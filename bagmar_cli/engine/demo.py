@@ -10,21 +10,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
 from bagmar_cli.data import load_manifest, load_split, prepare_dataset
+from bagmar_cli.engine.compare import claim
 from bagmar_cli.engine.evaluator import evaluate, split_outputs
 from bagmar_cli.engine.export import ExportOptions, export_model
-from bagmar_cli.engine.posthoc import resolve_posthoc
+from bagmar_cli.engine.posthoc import posthoc_scores, resolve_posthoc
 from bagmar_cli.engine.predictor import predict_images
 from bagmar_cli.engine.trainer import train
 from bagmar_cli.engine.tuning import tune_tau
 from bagmar_cli.errors import DatasetError
+from bagmar_cli.functional.metrics import predict
+from bagmar_cli.functional.paired import compare_correct
 from bagmar_cli.settings import Settings, load_settings
 
 DEMO_PRESETS = {"cross-entropy": "digits_lt_ce", "BaGMar": "digits_lt"}  # same data and recipe, only the loss differs
 FEW_LABELS = {"ce": "CE", "ce_pn": "CE + PN", "bagmar": "BaGMar", "bagmar_pn": "BaGMar + PN"}
 SAMPLES = 20  # test images written as PNG files for the predict step
+LEVEL = 0.95  # confidence level of the demo's intervals
+RESAMPLES = 2000  # bootstrap and permutation draws behind them
 
 
 @dataclass
@@ -39,6 +45,9 @@ class Arm:
     raw: dict[str, Any]  # test report on the raw logits
     tuned: dict[str, Any]  # test report with PN at `tau`
     plot: Path  # the τ curve drawn from `curve`
+    correct: dict[str, torch.Tensor] = field(default_factory=dict)  # "raw" / "tuned": (N,) right on each test image
+    labels: torch.Tensor | None = None  # the test labels, in the order of `correct`
+    train_counts: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +90,22 @@ class Comparison:
             on_bagmar,
         )
         return f"{'; '.join(verdicts)} (few-shot on test: {numbers} %)"
+
+    def intervals(self, level: float = LEVEL, resamples: int = RESAMPLES) -> list[str]:
+        """The claim's three few-shot differences with paired intervals (`bagmar compare`'s statistics), in words:
+        BaGMar over cross-entropy, PN over cross-entropy alone, PN on BaGMar over BaGMar alone."""
+        pairs = (
+            ("BaGMar", "cross-entropy", self.bagmar.correct["raw"], self.ce.correct["raw"]),
+            ("PN", "cross-entropy alone", self.ce.correct["tuned"], self.ce.correct["raw"]),
+            ("PN on BaGMar", "BaGMar alone", self.bagmar.correct["tuned"], self.bagmar.correct["raw"]),
+        )
+        labels, counts = self.ce.labels, torch.tensor(self.ce.train_counts)
+        assert labels is not None  # compare() fills it
+        lines = []
+        for who, over, a, b in pairs:
+            few = compare_correct(a, b, labels, counts, resamples=resamples, seed=self.seed, level=level)["few"]
+            lines.append(claim(who, over, "few", few, level))
+        return lines
 
 
 def _verdict(who: str, after: float, before: float, what: str) -> str:
@@ -127,10 +152,17 @@ def _arm(name: str, settings: Settings, run: Path, device: str) -> Arm:
     tuning = tune_tau(checkpoint, method="pn", device=device)
     assert tuning.plot is not None  # tune_tau writes (and plots) by default
     outputs = split_outputs(checkpoint, data=None, split="test", device=device)
+    posthoc = resolve_posthoc(outputs.ckpt, "auto", None)
     raw = evaluate(outputs, plots=run)
-    tuned = evaluate(outputs, resolve_posthoc(outputs.ckpt, "auto", None))
+    tuned = evaluate(outputs, posthoc)
     tau = float(tuning.search.best["tau"] or 0.0)
-    return Arm(name, run, checkpoint, tau, tuning.search.rows, raw, tuned, tuning.plot)
+    correct = {
+        "raw": predict(outputs.logits) == outputs.labels,
+        "tuned": predict(posthoc_scores(posthoc, outputs.ckpt, outputs.logits, None)) == outputs.labels,
+    }
+    return Arm(
+        name, run, checkpoint, tau, tuning.search.rows, raw, tuned, tuning.plot, correct, outputs.labels, outputs.counts
+    )
 
 
 def _sample_pngs(data: Path, folder: Path) -> tuple[Path, dict[str, int]]:

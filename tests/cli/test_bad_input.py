@@ -303,6 +303,17 @@ CASES = {
         1,
         "train-images-idx3-ubyte is truncated",
     ),
+    "subset-unknown": (["prepare", "cifar10", "--subset", "cao", "--out", "{bad}/c"], 2, "unknown subset 'cao'"),
+    "subset-cao2019-digits": (
+        ["prepare", "digits", "--subset", "cao2019", "--out", "{bad}/d"],
+        2,
+        "applies to cifar10 and cifar100, not digits",
+    ),
+    "subset-folder": (
+        ["prepare", "folder", "--root", "{bad}", "--subset", "cao2019", "--out", "{bad}/f"],
+        2,
+        "--subset does not apply to folder",
+    ),
     "digits-takes-no-source": (
         ["prepare", "digits", "--source", "{fashion}", "--out", "{bad}/d"],
         2,

@@ -20,3 +20,6 @@ def test_demo_one_epoch(cli, tmp_path: Path):
         assert re.search(rf"│ {re.escape(row)}.*│( +[\d.]+ │){{4}}", out.err), row
     claims = [line for line in out.err.splitlines() if "few-shot" in line and "CE + PN" in line]
     assert len(claims) == 1 and "bagmar predict" in out.err
+    intervals = [line for line in out.err.splitlines() if "(95 % CI " in line]
+    assert len(intervals) == 3, out.err
+    assert intervals[0].startswith(("BaGMar raises few-shot", "BaGMar lowers few-shot", "BaGMar vs cross-entropy:"))

@@ -13,7 +13,7 @@ from bagmar_cli.data.cifar import CIFAR10, CIFAR100, LT_MEAN, LT_STD, load_cifar
 from bagmar_cli.data.download import file_md5
 from bagmar_cli.data.prepare import draw_splits
 from bagmar_cli.data.registry import get_dataset
-from bagmar_cli.errors import DatasetError, DownloadError
+from bagmar_cli.errors import DatasetError, DownloadError, UsageError
 
 TINY = dataclasses.replace(CIFAR10, train_per_class=10, test_per_class=2)  # 100 training images in 5 batches
 
@@ -165,3 +165,66 @@ def test_offline_without_source_fails_fast_with_a_hint(tmp_path, monkeypatch):
 
 def _offline(url, timeout):
     raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+
+def _cao2019_reference(targets: np.ndarray, num_classes: int, imb: float, rand_number: int) -> np.ndarray:
+    """Cao et al.'s IMBALANCECIFAR10 (LDAM-DRW imbalance_cifar.py), written out again: its indices, in its order."""
+    img_max = len(targets) / num_classes
+    img_num_per_cls = [int(img_max * ((1 / imb) ** (i / (num_classes - 1.0)))) for i in range(num_classes)]
+    state = np.random.get_state()
+    try:
+        np.random.seed(rand_number)
+        kept = []
+        for the_class, the_img_num in zip(np.unique(targets), img_num_per_cls, strict=True):
+            idx = np.where(targets == the_class)[0]
+            np.random.shuffle(idx)
+            kept.append(idx[:the_img_num])
+    finally:
+        np.random.set_state(state)
+    return np.concatenate(kept)
+
+
+@pytest.mark.parametrize(
+    ("name", "archive", "imb", "seed"),
+    [
+        ("cifar10", "cifar10_archive", 100, 0),
+        ("cifar100", "cifar100_archive", 50, 0),
+        ("cifar100", "cifar100_archive", 100, 3),
+    ],
+)
+def test_cao2019_keeps_exactly_caos_images(request, tmp_path, helpers, name, archive, imb, seed):
+    source = request.getfixturevalue(archive)
+    root = prepare_dataset(name, imb=imb, seed=seed, subset="cao2019", source=source, out=tmp_path / "ds")
+    layout = CIFAR10 if name == "cifar10" else CIFAR100
+    targets = np.arange(layout.num_classes * layout.train_per_class) % layout.num_classes  # the archives' labels
+    expected = _cao2019_reference(targets, layout.num_classes, imb, seed)
+    images, labels = load_split(root, "train")
+    assert np.array_equal(helpers.image_ids(images), expected)
+    assert np.array_equal(labels.numpy(), targets[expected])
+    selection = load_manifest(root).selection
+    assert selection.subset == "cao2019"
+    assert selection.train_sha256 == hashlib.sha256(expected.astype("<i8").tobytes()).hexdigest()
+
+
+def test_the_fingerprint_tells_the_subsets_apart(cifar10_archive, tmp_path, helpers):
+    ours = prepare_dataset("cifar10", source=cifar10_archive, out=tmp_path / "ours")
+    cao = prepare_dataset("cifar10", subset="cao2019", source=cifar10_archive, out=tmp_path / "cao")
+    ours_ids, cao_ids = (helpers.image_ids(load_split(root, "train")[0]) for root in (ours, cao))
+    assert load_manifest(ours).splits["train"].counts == load_manifest(cao).splits["train"].counts
+    assert not np.array_equal(np.sort(ours_ids), np.sort(cao_ids))
+    fingerprints = {load_manifest(root).selection.train_sha256 for root in (ours, cao)}
+    assert len(fingerprints) == 2
+    assert load_manifest(ours).selection.subset == "bagmar"
+    assert load_manifest(ours).selection.train_sha256 == hashlib.sha256(ours_ids.astype("<i8").tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "options", "message"),
+    [
+        ("digits", {}, "applies to cifar10 and cifar100, not digits"),
+        ("cifar10", {"val_per_class": 10}, "takes no val split"),
+    ],
+)
+def test_cao2019_refuses_what_caos_code_does_not_do(tmp_path, dataset, options, message):
+    with pytest.raises(UsageError, match=message):
+        prepare_dataset(dataset, subset="cao2019", out=tmp_path / "ds", **options)

@@ -34,7 +34,7 @@ def _edit(root, change):
 def test_manifest_is_indented_json_with_every_field(root):
     text = (root / "manifest.json").read_text()
     raw = json.loads(text)
-    assert text.startswith('{\n  "format_version": 2,') and raw["created_by"] == f"bagmar {__version__}"
+    assert text.startswith('{\n  "format_version": 3,') and raw["created_by"] == f"bagmar {__version__}"
     assert set(raw) == set(Manifest.model_fields)
     assert set(raw["splits"]) == {"train", "val", "test"}
     assert raw["splits"]["train"] == {
@@ -57,7 +57,7 @@ def test_load_split_returns_uint8_images_and_int64_labels(root, split):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m.update(format_version=3), "format_version 3, newer than this bagmar reads"),
+        (lambda m: m.update(format_version=4), "format_version 4, newer than this bagmar reads"),
         (lambda m: m.update(colour="red"), "colour: Extra inputs are not permitted"),
         (lambda m: m.pop("classes"), "classes: Field required"),
         (lambda m: m.update(mean=[0.1, 0.2]), "mean and std need 1 values"),
@@ -134,11 +134,27 @@ def test_a_version_1_manifest_still_loads_with_its_splits(digits_data, tmp_path)
     assert (old / "manifest.json").read_bytes() == (FIXTURES / "manifest_v1_digits.json").read_bytes()
 
 
+def test_a_version_2_manifest_still_loads_without_a_selection(digits_data, tmp_path):
+    """manifest_v2_digits.json is what bagmar wrote before format_version 3 (the same `prepare digits` call)."""
+    old = shutil.copytree(digits_data, tmp_path / "v2")
+    shutil.copyfile(FIXTURES / "manifest_v2_digits.json", old / "manifest.json")
+    manifest = load_manifest(old)
+    assert manifest.format_version == 2 and manifest.selection is None
+    assert manifest.splits["train"].counts == load_manifest(digits_data).splits["train"].counts
+
+
+def test_a_version_2_manifest_cannot_hold_a_selection(root):
+    _edit(root, lambda m: m.update(format_version=2))
+    with pytest.raises(DatasetError, match="a selection record needs format_version 3"):
+        load_manifest(root)
+
+
 def test_a_version_1_manifest_cannot_hold_file_lists(root):
     _edit(
         root,
         lambda m: m.update(
             format_version=1,
+            selection=None,
             image_root="/images",
             splits=m["splits"] | {"test": {"list_file": "test.txt", "sha256": "0" * 64, "n": 0, "counts": [0] * 10}},
         ),

@@ -56,7 +56,7 @@ def test_prepare_imagenet_lt_writes_the_official_lists_and_a_version_2_manifest(
         assert (out / file).read_bytes() == (splits / file).read_bytes()
     manifest = load_manifest(out)
     raw = json.loads((out / "manifest.json").read_text())
-    assert raw["format_version"] == 2 and raw["image_root"] == str(root.resolve())
+    assert raw["format_version"] == 3 and raw["image_root"] == str(root.resolve())
     assert manifest.num_classes == 1000 and manifest.classes[:2] == ["n00000000", "n00000001"]
     train = manifest.splits["train"]
     assert isinstance(train, ListSplitInfo) and train.n == 2000 and train.counts[:4] == [3, 1, 3, 1]

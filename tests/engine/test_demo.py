@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from bagmar_cli.engine.demo import Arm, Comparison, compare
 
@@ -49,6 +50,34 @@ def test_claim_says_what_happened_otherwise(ce, bagmar, expected):
     assert not comparison.claim_holds()
     assert comparison.claim().startswith(expected + " (few-shot on test: CE ")
     assert "each raise" not in comparison.claim()
+
+
+def _scored_arm(name: str, raw: torch.Tensor, tuned: torch.Tensor) -> Arm:
+    """An arm with per-image correctness on 200 test images: 10 classes, classes 7-9 few-shot."""
+    arm = _arm(name, float(raw.double().mean()), float(tuned.double().mean()))
+    labels = torch.arange(200) % 10
+    counts = [500, 300, 200, 90, 60, 40, 25, 15, 10, 5]
+    correct = {"raw": raw, "tuned": tuned}
+    return Arm(name, arm.run, arm.checkpoint, 1.0, [], arm.raw, arm.tuned, arm.plot, correct, labels, counts)
+
+
+def test_intervals_say_when_the_data_can_tell_and_when_not():
+    few = (torch.arange(200) % 10) >= 7
+    generator = torch.Generator().manual_seed(0)
+    ce_raw = torch.rand(200, generator=generator) < 0.3
+    bagmar_raw = ce_raw | few  # BaGMar right on every few-shot image: a clear gain
+    comparison = Comparison(
+        Path("data"), 0, _scored_arm("cross-entropy", ce_raw, ce_raw), _scored_arm("BaGMar", bagmar_raw, bagmar_raw)
+    )
+    bagmar, pn, pn_on_bagmar = comparison.intervals(resamples=500)
+    assert bagmar.startswith("BaGMar raises few-shot accuracy over cross-entropy by ")
+    assert "(95 % CI " in bagmar and "cannot tell" not in bagmar
+    assert pn == (
+        "PN vs cross-entropy alone: few-shot accuracy differs by +0.0 points (95 % CI 0.0 to 0.0); "
+        "the interval covers 0, so the data cannot tell"
+    )
+    assert pn_on_bagmar.endswith("the data cannot tell")
+    assert comparison.intervals(resamples=500) == [bagmar, pn, pn_on_bagmar]  # seeded by the demo's seed
 
 
 def _accuracy_at(curve: list[dict], tau: float) -> float:
