@@ -1,29 +1,19 @@
-"""The one typed settings tree, and how presets, config files and overrides build it.
+"""The settings schema: one typed tree of sections, each field with the description the docs render.
 
-Precedence, lowest first: defaults < preset (`--preset NAME|FILE`) < config file (`--config FILE`)
-< `--set section.key=value` overrides < explicit command-line flags.
+Precedence of the sources that fill it is in `sources`; `stages` of a two-stage run are derived here.
 """
 
 from __future__ import annotations
 
-import importlib.resources
-import os
-import re
-import stat
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bagmar_cli.choices import did_you_mean
-from bagmar_cli.errors import UsageError
+from bagmar_cli.settings.messages import describe
+from bagmar_cli.settings.trees import flatten_settings, merge
 
-PRESET_PACKAGE = "bagmar_cli.presets"
-INHERIT_KEY = "inherit"
-PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a shipped preset's name: no path, no leading dot
-MAX_SETTINGS_FILE = 1 << 20  # 1 MiB: a config or preset file larger than this is refused unread
 # the only settings a resume may change: none of them alters the weights
 RESUMABLE = ("train.device", "data.num_workers", "train.log_every")
 # what a [stage2] table may not change: stage 2 trains the same network on the same data, where stage 1 ran
@@ -301,12 +291,12 @@ class Settings(Section):
             fixed = ["description", *fixed]
         if fixed:
             raise ValueError(f"stage2.{fixed[0]} cannot change between the stages: set it once, for both")
-        tree = _merge(first.model_dump(mode="json", exclude_none=True), {"model": {"pretrained": False}})
+        tree = merge(first.model_dump(mode="json", exclude_none=True), {"model": {"pretrained": False}})
         tree["model"].pop("weights", None)
         try:
-            second = Settings.model_validate(_merge(tree, changes))
+            second = Settings.model_validate(merge(tree, changes))
         except ValidationError as exc:
-            raise ValueError(_describe(exc, changes, prefix="stage2.")) from None
+            raise ValueError(describe(exc, changes, Settings, prefix="stage2.")) from None
         return first, second
 
     @property
@@ -318,210 +308,3 @@ class Settings(Section):
     def to_toml(self) -> str:
         """The settings as TOML text, as written to a run's config.toml."""
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
-
-
-def load_settings(
-    preset: str | None = None,
-    config: str | Path | None = None,
-    overrides: list[str] | None = None,
-    flags: dict[str, Any] | None = None,
-    *,
-    default_preset: str | None = None,
-    base: Settings | None = None,
-) -> Settings:
-    """Build Settings from the sources in order of precedence (later wins), over `base` (else the defaults).
-
-    `default_preset` (a shipped preset's name, e.g. a dataset's) stands in for `preset` when none is given.
-    """
-    tree: dict[str, Any] = base.model_dump(mode="json", exclude_none=True) if base is not None else {}
-    if preset:
-        tree = _merge(tree, read_preset(preset))
-    elif default_preset:
-        tree = _merge(tree, read_preset(default_preset, by_name=True))
-    if config:
-        tree = _merge(tree, _read_settings_file(Path(config), "config file"))
-    for item in overrides or []:
-        tree = _merge(tree, _nest(*parse_override(item)))
-    for key, value in (flags or {}).items():
-        if value is not None:
-            tree = _merge(tree, _nest(key, value))
-    return validate(tree)
-
-
-def validate(tree: dict[str, Any]) -> Settings:
-    """Validate a raw settings tree, turning pydantic's errors into one readable line."""
-    try:
-        return Settings.model_validate(tree)
-    except ValidationError as exc:
-        raise UsageError(_describe(exc, tree)) from None
-
-
-def read_settings_file(path: Path, what: str = "config file") -> Settings:
-    """Settings from a TOML file (a run's config.toml), with the checks of `--config`."""
-    return validate(_read_settings_file(Path(path), what))
-
-
-def changed_settings(recorded: Settings, given: Settings) -> list[tuple[str, Any, Any]]:
-    """(dotted key, recorded value, given value) of every setting that differs, except the description."""
-    old, new = flatten_settings(recorded.model_dump(mode="json")), flatten_settings(given.model_dump(mode="json"))
-    return [
-        (key, old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
-    ]
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """Parse `section.key=value`; the value is read as TOML where it parses, else as a string."""
-    if "=" not in item:
-        raise UsageError(f"--set {item!r}: expected section.key=value")
-    key, raw = (part.strip() for part in item.split("=", 1))
-    if not key:
-        raise UsageError(f"--set {item!r}: missing key before '='")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    except RecursionError:
-        raise UsageError(f"--set {key}: the value is nested too deeply") from None
-    return key, value
-
-
-# -- presets -----------------------------------------------------------------------------------
-
-
-def preset_names() -> list[str]:
-    """Names of the presets shipped with the package, sorted."""
-    root = importlib.resources.files(PRESET_PACKAGE)
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
-
-
-def read_preset(name_or_file: str, *, by_name: bool = False) -> dict[str, Any]:
-    """A preset's raw tree, following `inherit = "other"` chains; `by_name`: a shipped preset only, never a file."""
-    return _resolve(name_or_file, seen=(), by_name=by_name)
-
-
-def _resolve(name_or_file: str, seen: tuple[str, ...], by_name: bool) -> dict[str, Any]:
-    if name_or_file in seen:
-        raise UsageError(f"preset {name_or_file!r} inherits from itself ({' -> '.join(seen)})")
-    tree = _read_settings_file(_preset_path(name_or_file, by_name), "preset")
-    parent = tree.pop(INHERIT_KEY, None)
-    if parent is None:
-        return tree
-    return _merge(_resolve(str(parent), (*seen, name_or_file), by_name), tree)
-
-
-def _preset_path(name_or_file: str, by_name: bool = False) -> Path:
-    path = Path(name_or_file)
-    if not by_name and (path.suffix == ".toml" or os.sep in name_or_file or path.exists()):
-        if not path.exists():
-            raise UsageError(f"preset file {name_or_file!r} not found")
-        return path  # a directory, device or FIFO is refused by _read_settings_file without being read
-    packaged = importlib.resources.files(PRESET_PACKAGE) / f"{name_or_file}.toml"
-    if not PRESET_NAME.fullmatch(name_or_file) or not packaged.is_file():
-        names = preset_names()
-        hint = _did_you_mean(name_or_file, names)
-        raise UsageError(f"unknown preset {name_or_file!r}{hint}; `bagmar presets` lists them")
-    return Path(str(packaged))
-
-
-def _read_settings_file(path: Path, what: str) -> dict[str, Any]:
-    """The TOML tree of a regular file of at most MAX_SETTINGS_FILE bytes (never a device, FIFO or huge file)."""
-    name = str(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise UsageError(f"{what} {name!r} not found") from None
-    except OSError as exc:
-        raise UsageError(f"{what} {name!r} cannot be read: {exc.strerror}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise UsageError(f"{what} {name!r} is a directory, expected a TOML file")
-    if not stat.S_ISREG(info.st_mode):
-        raise UsageError(f"{what} {name!r} is not a regular file, expected a TOML file")
-    if info.st_size > MAX_SETTINGS_FILE:
-        raise UsageError(f"{what} {name!r} is {info.st_size} bytes; settings files are at most 1 MiB")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_SETTINGS_FILE + 1)
-        if len(data) > MAX_SETTINGS_FILE:  # grew since stat
-            raise UsageError(f"{what} {name!r} is larger than 1 MiB; settings files are at most 1 MiB")
-        return tomllib.loads(data.decode("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{what} {name!r} cannot be read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{what} {name!r} is not valid TOML: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"{what} {name!r} nests tables or arrays too deeply") from None
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def _nest(dotted: str, value: Any) -> dict[str, Any]:
-    *parents, leaf = dotted.split(".")
-    tree: dict[str, Any] = {leaf: value}
-    for part in reversed(parents):
-        tree = {part: tree}
-    return tree
-
-
-def flatten_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A raw settings tree as {"section.key": value}, without the top-level description."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= flatten_settings(value, f"{prefix}{key}.")
-        elif key != "description" or prefix:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    return did_you_mean(word, choices, cutoff=0.5)
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Settings
-    for part in loc:
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None or not hasattr(field.annotation, "model_fields"):
-            break
-        model = field.annotation
-    return list(model.model_fields)
-
-
-def _known_fields(loc: tuple[str, ...]) -> tuple[str, ...]:
-    model: Any = Settings
-    known: list[str] = []
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            break
-        known.append(part)
-        model = fields[part].annotation
-    return tuple(known) or loc
-
-
-def _describe(exc: ValidationError, tree: dict[str, Any], prefix: str = "") -> str:
-    """One line for the first error; `prefix` goes before every key (the stage2. of a [stage2] change)."""
-    error = exc.errors()[0]
-    loc = tuple(p for p in error["loc"] if isinstance(p, str))
-    if error["type"] != "extra_forbidden":
-        loc = _known_fields(loc)  # a union's member ("constrained-int") is no part of the key
-    key = prefix + ".".join(loc)
-    if error["type"] == "extra_forbidden":
-        hint = _did_you_mean(loc[-1], _fields_at(loc[:-1]))
-        return f"unknown setting {key!r}{hint}"
-    value = error.get("input")
-    if error["type"] == "value_error" and isinstance(value, dict):  # a check across a section's keys
-        message = error["msg"].removeprefix("Value error, ")
-        return f"settings {key}: {message}" if loc else message  # the whole tree's check words its own keys
-    return f"setting {key or 'settings'} = {value!r}: {error['msg'].lower()}"
