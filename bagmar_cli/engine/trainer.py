@@ -5,56 +5,44 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from timm.utils.model_ema import ModelEmaV3
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.lr_scheduler import LRScheduler
 
 from bagmar_cli.checkpoint import save_checkpoint
 from bagmar_cli.console import err, info, warn
 from bagmar_cli.data import Manifest
-from bagmar_cli.data.batch_augment import BatchAugment
-from bagmar_cli.data.image_transforms import image_train_transform
-from bagmar_cli.data.images import EvalPreprocess
-from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list, open_eval_split, open_split
-from bagmar_cli.data.transforms import TensorImages, train_transform
+from bagmar_cli.data.splits import OpenedSplit, open_split
 from bagmar_cli.engine import distributed
-from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, process_batch, resolve_workers
+from bagmar_cli.engine.batches import DeviceBatches, SampleBatches, resolve_workers
+from bagmar_cli.engine.build import (
+    Job,
+    batch_source,
+    build,
+    check_frozen_start,
+    is_image_files,
+    network_size,
+    open_selection_split,
+    steps_per_epoch,
+    train_transform_of,
+)
 from bagmar_cli.engine.eta import RunClock
 from bagmar_cli.engine.inference import sharded_outputs
-from bagmar_cli.engine.optimizer import build_optimizer, lr_rule_line
-from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import STAGES, RunDir
-from bagmar_cli.engine.runtime import resolve_device, seed_everything
-from bagmar_cli.engine.schedule import build_scheduler
-from bagmar_cli.engine.step import TrainStep, build_ema, build_mixup, first_non_finite, prepare_model
+from bagmar_cli.engine.runtime import resolve_device
+from bagmar_cli.engine.step import TrainStep, build_mixup, first_non_finite
 from bagmar_cli.engine.tensorboard import EpochLog
-from bagmar_cli.engine.training_state import TrainingProgress, restore_training, training_checkpoint
-from bagmar_cli.errors import TrainingError, UsageError
+from bagmar_cli.engine.training_state import restore_training, training_checkpoint
+from bagmar_cli.errors import TrainingError
 from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.metrics import classification_report
-from bagmar_cli.losses import ClassWeightedLoss, build_loss
-from bagmar_cli.models import Classifier, build_model
 from bagmar_cli.models.classifier import check_input_size
-from bagmar_cli.models.freeze import freeze
-from bagmar_cli.settings import DataSettings, ModelSettings, Settings
+from bagmar_cli.settings import Settings
 from bagmar_cli.signals import sigterm_as_interrupt
-
-
-def selection_split(data: DataSettings, manifest: Manifest) -> str:
-    """The split for best-epoch selection: `val` when the dataset has one (auto), else `test`."""
-    if data.val_split != "auto":
-        if data.val_split not in manifest.splits:
-            raise UsageError(f"data.val_split {data.val_split!r} not in the dataset (has {sorted(manifest.splits)})")
-        return data.val_split
-    return evaluation_split(manifest)
 
 
 def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: bool = False) -> Path | None:
@@ -68,7 +56,7 @@ def train(settings: Settings, out: Path, *, resume: bool = False, overwrite: boo
         check_resume(out, settings)
     for stage in settings.stages():
         if stage is not None:  # before anything is written: a backbone that cannot take the images is refused
-            check_input_size(stage.model, network_size(manifest, stage.data.crop), image_files=_files(manifest))
+            check_input_size(stage.model, network_size(manifest, stage.data.crop), image_files=is_image_files(manifest))
     device = resolve_device(settings.train.device)
     world = distributed.init_world(device)
     if world.size > 1 and device.type == "cuda":
@@ -108,136 +96,17 @@ def _train_one(
     """One stage of training into run directory `out` (rank 0 owns it; the other ranks only train); `later`: the
     optimiser steps of the stages after it."""
     if not resume:
-        _check_frozen_start(settings.model, world)
+        check_frozen_start(settings.model, world)
     run = RunDir(out, overwrite=overwrite, resume=resume) if world.is_main else None
     if run is None:
-        job = _build(settings, root, manifest, device, world, resuming=resume)
+        job = build(settings, root, manifest, device, world, resuming=resume)
         _fit(job, None, RunDir.last_of(out) if resume else None)
         return None
     with run:
         info(f"run directory: {run.path}")
-        job = _build(settings, root, manifest, device, world, resuming=resume)
+        job = build(settings, root, manifest, device, world, resuming=resume)
         job.later_steps = later
         return _fit(job, run, run.last if resume else None)
-
-
-def _check_frozen_start(model: ModelSettings, world: distributed.World) -> None:
-    """A frozen backbone must start from weights: random features that never learn are no classifier re-training."""
-    if model.freeze == "none" or model.pretrained or model.weights is not None:
-        return
-    if model.freeze == "backbone":
-        raise UsageError(
-            'model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: pass '
-            "--set model.weights=FILE (a stage-1 checkpoint or a timm state dict) or model.pretrained=true"
-        )
-    if world.is_main:
-        warn(
-            f'model.freeze = "{model.freeze}" keeps randomly initialised layers frozen: no model.weights or pretrained'
-        )
-
-
-@dataclass
-class Job:
-    """What one training process holds: settings, data, model, loss, optimiser, schedule and progress."""
-
-    settings: Settings
-    root: Path
-    manifest: Manifest
-    device: torch.device
-    world: distributed.World
-    model: Classifier
-    loss_fn: ClassWeightedLoss
-    optimizer: torch.optim.Optimizer
-    scheduler: LRScheduler
-    val_name: str  # the split that selects the best epoch
-    state: TrainingProgress
-    ema: ModelEmaV3 | None = None  # the weights' moving average (train.ema), validated instead of the model
-    still_norms: list[nn.Module] = field(default_factory=list)  # frozen BatchNorms kept in eval mode in training
-    later_steps: int = 0  # optimiser steps of the stages after this one (the whole run's ETA counts them)
-
-    @property
-    def eval_model(self) -> Classifier:
-        """The weights validation scores (and eval/export use by default): the EMA's when train.ema is on."""
-        return cast(Classifier, self.ema.module) if self.ema is not None else self.model  # EMA: a deep copy of it
-
-    @property
-    def preprocess(self) -> EvalPreprocess | None:
-        """Image files: the evaluation preprocessing (recorded in checkpoints); None for tensor datasets."""
-        if not _files(self.manifest):
-            return None
-        return dataset_preprocess(self.manifest, self.settings.data.crop)
-
-    @property
-    def input_size(self) -> list[int]:
-        """[C, H, W] the network sees: the crop of image files, else the tensors' size."""
-        return [self.manifest.image_size[0], *network_size(self.manifest, self.settings.data.crop)]
-
-    @property
-    def counts(self) -> list[int]:
-        return self.manifest.splits["train"].counts
-
-
-def _files(manifest: Manifest) -> bool:
-    return is_file_list(manifest, "train")
-
-
-def network_size(manifest: Manifest, crop: int | None) -> tuple[int, int]:
-    """(height, width) of the images the network sees: the crop of image files, else the tensors' size."""
-    if _files(manifest):
-        side = dataset_preprocess(manifest, crop).crop
-        return side, side
-    _, height, width = manifest.image_size
-    return height, width
-
-
-def steps_per_epoch(settings: Settings, manifest: Manifest, world: distributed.World) -> int:
-    """Optimiser steps in one epoch: the batches of the sampler's epoch (the schedule is stated per step)."""
-    counts = torch.tensor(manifest.splits["train"].counts)
-    labels = torch.repeat_interleave(torch.arange(len(counts)), counts)
-    return len(EpochOrder(settings, labels, manifest.num_classes, world))
-
-
-def _build(
-    settings: Settings,
-    root: Path,
-    manifest: Manifest,
-    device: torch.device,
-    world: distributed.World,
-    *,
-    resuming: bool = False,
-) -> Job:
-    """Seed, then create the model, loss, SGD and schedule the settings describe (a resumed model takes its
-    weights from the checkpoint, so pretrained or `model.weights` files are not read again)."""
-    seed_everything(settings.train.seed + world.rank)
-    model_settings = settings.model
-    if resuming:
-        model_settings = model_settings.model_copy(update={"pretrained": False, "weights": None})
-    built = build_model(model_settings, manifest.num_classes, manifest.image_size[0])
-    frozen_norms = freeze(built, settings.model.freeze)
-    model = prepare_model(built, settings.train).to(device)
-    loss_fn = build_loss(settings.loss, manifest.splits["train"].counts, settings.model.head_scale).to(device)
-    batch = process_batch(settings.train.batch_size, world.size) * world.size  # the images one step averages over
-    optimizer = build_optimizer(model, settings.optim, batch)  # the schedule starts from its (maybe scaled) lrs
-    if world.is_main and (rule := lr_rule_line(settings.optim, batch, world.size)):
-        info(rule)
-    steps = steps_per_epoch(settings, manifest, world)
-    scheduler = build_scheduler(optimizer, settings.schedule, settings.train.epochs, steps)
-    val_name = selection_split(settings.data, manifest)
-    return Job(
-        settings,
-        root,
-        manifest,
-        device,
-        world,
-        model,
-        loss_fn,
-        optimizer,
-        scheduler,
-        val_name,
-        TrainingProgress(),
-        build_ema(model, settings.train),
-        frozen_norms if settings.model.frozen_bn == "eval" else [],
-    )
 
 
 def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
@@ -246,9 +115,9 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
         job.state = restore_training(job, resume_from)
         info(f"resuming from {resume_from} after epoch {job.state.epoch}")
     net = DistributedDataParallel(job.model) if job.world.size > 1 else job.model
-    train_split = open_split(job.root, "train", _train_transform(job))
-    val_split = _open_val(job)
-    batches = _loader(job, train_split)
+    train_split = open_split(job.root, "train", train_transform_of(job))
+    val_split = open_selection_split(job)
+    batches = batch_source(job, train_split)
     step = TrainStep(
         net,
         job.loss_fn,
@@ -293,36 +162,6 @@ def _fit(job: Job, run: RunDir | None, resume_from: Path | None) -> Path | None:
             info(f"{_epoch_line(record, job.val_name)}; {clock.line(epochs - state.epoch)}")
     distributed.barrier(job.world)
     return None if run is None else RunDir.selected_of(run.path)
-
-
-def _train_transform(job: Job) -> Any:
-    """The training augmentation: timm's large-scale recipe for image files, the CIFAR recipe for tensors."""
-    if job.preprocess is not None:
-        return image_train_transform(job.settings.data, job.preprocess)
-    return train_transform(job.settings.data, job.manifest.image_size, job.manifest.mean, job.manifest.std)
-
-
-def _open_val(job: Job) -> OpenedSplit:
-    """The selection split, preprocessed as `bagmar eval` will preprocess it for the checkpoint."""
-    return open_eval_split(job.root, job.val_name, job.preprocess, job.manifest.mean, job.manifest.std)
-
-
-def _loader(job: Job, split: OpenedSplit) -> DeviceBatches | SampleBatches:
-    """The run's batch source; each epoch's order is a function of (seed, epoch), so resume replays it.
-
-    In-memory splits are augmented a batch at a time on the device (`data.augment_on = "batch"`) or image by
-    image; image files are decoded in worker processes, and one that does not decode is skipped and counted.
-    """
-    settings, manifest = job.settings, job.manifest
-    order = EpochOrder(settings, split.labels, manifest.num_classes, job.world)
-    if not split.files and settings.data.augment_on == "batch":
-        dataset = split.dataset
-        assert isinstance(dataset, TensorImages)  # a tensor split opens as TensorImages
-        augment = BatchAugment.from_settings(settings.data, manifest.image_size, manifest.mean, manifest.std)
-        return DeviceBatches(dataset.images, split.labels, order, augment, job.device)
-    workers = resolve_workers(settings.data.num_workers, per_sample=True)
-    bad = settings.data.max_bad_fraction if split.files else None
-    return SampleBatches(split.dataset, order, workers, job.device, max_bad_fraction=bad)
 
 
 def _train_epoch(job: Job, step: TrainStep, batches: DeviceBatches | SampleBatches, epoch: int) -> dict[str, float]:

@@ -19,7 +19,7 @@ from bagmar_cli.engine.schedule import load_scheduler_state, scheduler_state
 from bagmar_cli.errors import CheckpointError
 
 if TYPE_CHECKING:
-    from bagmar_cli.engine.trainer import Job
+    from bagmar_cli.engine.build import Job
 
 
 @dataclass

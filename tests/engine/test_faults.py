@@ -23,7 +23,7 @@ import torch
 from bagmar_cli import files
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.cli import main
-from bagmar_cli.engine import trainer
+from bagmar_cli.engine import build, trainer
 
 EPOCHS = 2
 TINY = ["--device", "cpu", "--batch-size", "16", "--set", "model.backbone=resnet20_cifar"]  # 34 steps an epoch
@@ -371,7 +371,7 @@ def test_non_finite_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint
     checkpoints = [finished_run / "last.safetensors", finished_run / "best.safetensors"]
     before = [path.read_bytes() for path in checkpoints]
     steps = []
-    build_loss = trainer.build_loss
+    build_loss = build.build_loss
 
     def poisoned(settings, counts, head_scale=1.0):
         loss_fn = build_loss(settings, counts, head_scale)
@@ -385,7 +385,7 @@ def test_non_finite_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint
         loss_fn.forward = nan_at_step_3
         return loss_fn
 
-    monkeypatch.setattr(trainer, "build_loss", poisoned)
+    monkeypatch.setattr(build, "build_loss", poisoned)
     outcome = cli(*continue_args(digits_data, finished_run))
     assert outcome.code == 1 and "Traceback" not in outcome.err
     assert error_lines(outcome.err) == [

@@ -80,10 +80,10 @@ def test_batch_and_sample_paths_see_the_same_batches(digits_data):
 
 def test_non_finite_loss_names_its_first_step_inside_a_log_interval(cli, digits_data, tmp_path, monkeypatch):
     """log_every 4: the loss is read after step 4, yet the error names step 3 where it first appeared."""
-    from bagmar_cli.engine import trainer
+    from bagmar_cli.engine import build
 
     calls: list[int] = []
-    real = trainer.build_loss
+    real = build.build_loss
 
     def poisoned(settings, counts, head_scale=1.0):
         loss_fn = real(settings, counts, head_scale)
@@ -97,7 +97,7 @@ def test_non_finite_loss_names_its_first_step_inside_a_log_interval(cli, digits_
         loss_fn.forward = nan_from_step_3
         return loss_fn
 
-    monkeypatch.setattr(trainer, "build_loss", poisoned)
+    monkeypatch.setattr(build, "build_loss", poisoned)
     outcome = cli(*train_args(digits_data, tmp_path / "run", "--set", "train.log_every=4"))
     assert outcome.code == 1
     [line] = error_lines(outcome.err)

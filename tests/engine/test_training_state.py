@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from bagmar_cli.checkpoint import save_checkpoint
+from bagmar_cli.engine.build import Job, build
 from bagmar_cli.engine.distributed import World
 from bagmar_cli.engine.run_settings import bind_dataset
-from bagmar_cli.engine.trainer import Job, _build
 from bagmar_cli.engine.training_state import restore_training, training_checkpoint
 from bagmar_cli.settings import load_settings
 
@@ -21,7 +21,7 @@ def _job(data: Path, seed: int) -> Job:
         flags={"data.root": data, "train.device": "cpu", "train.seed": seed, "train.epochs": 3},
     )
     settings, root, manifest = bind_dataset(settings)
-    return _build(settings, root, manifest, torch.device("cpu"), World())
+    return build(settings, root, manifest, torch.device("cpu"), World())
 
 
 def _one_step(job: Job) -> None:
