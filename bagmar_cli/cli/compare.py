@@ -27,7 +27,7 @@ def compare_command(
         list[str],
         typer.Argument(
             help="A B (two checkpoints), or A1 A2 ... --vs B1 B2 ... (groups of seeds, resampled hierarchically).",
-            metavar="A [A2 ...] [--vs] B [B2 ...]",
+            metavar="CHECKPOINT",
         ),
     ],
     data: options.Data = None,
@@ -61,6 +61,8 @@ def compare_command(
     from bagmar_cli.engine.compare import CompareOptions, compare_checkpoints, verdict
 
     a, b = split_sides(checkpoints)
+    if not 0.0 < level < 1.0:
+        raise UsageError(f"--level {level:g}: expected a number between 0 and 1, such as 0.95")
     comparison = compare_checkpoints(
         CompareOptions(
             a, b, split, tau, method, data, device or "auto", batch_size, weights, resamples, seed, level, plot

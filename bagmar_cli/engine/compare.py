@@ -211,9 +211,9 @@ def _check(options: CompareOptions) -> None:
     if not options.a or not options.b:
         raise UsageError("compare needs at least one checkpoint on each side")
     if not 0.0 < options.level < 1.0:
-        raise UsageError(f"--level {options.level:g}: expected a number between 0 and 1, such as 0.95")
+        raise UsageError(f"level {options.level:g}: expected a number between 0 and 1, such as 0.95")
     if options.resamples < 1:
-        raise UsageError(f"--resamples {options.resamples}: expected at least 1")
+        raise UsageError(f"resamples {options.resamples}: expected at least 1")
     for side in (options.a, options.b):
         resolved = [path.resolve() for path in side]
         for index, path in enumerate(resolved):

@@ -267,14 +267,19 @@ class _ClassSums:
         self.last = offset[order] + size[order] - 1
 
     def draw(self, resamples: int, generator: torch.Generator) -> Tensor:
-        """(R, C, S) float64 resampled correct counts per class and model."""
-        picks = torch.rand(resamples, self.slots, generator=generator, dtype=torch.float64)
-        index = torch.minimum(torch.addcmul(self.offset, picks, self.size).long(), self.last).view(-1)
+        """(R, C, S) float64 resampled correct counts per class and model.
+
+        The draws are laid out slot by slot (class-major), so the gathers of one class's resamples stay within
+        that class's small table while it is in cache.
+        """
+        picks = torch.rand(self.slots, resamples, generator=generator, dtype=torch.float64)
+        index = torch.addcmul(self.offset[:, None], picks, self.size[:, None]).long()
+        index = torch.minimum(index, self.last[:, None]).view(-1)
         digits = []
         for pack, table in enumerate(self.tables):
-            sums = torch.zeros(resamples, self.num_classes, dtype=torch.int64)
-            sums.index_add_(1, self.slot_class, table.index_select(0, index).view(resamples, -1))
-            digits.append(_unpack(sums, self.base, min(self.per_pack, self.seeds - pack * self.per_pack)))
+            sums = torch.zeros(self.num_classes, resamples, dtype=torch.int64)
+            sums.index_add_(0, self.slot_class, table.index_select(0, index).view(self.slots, resamples))
+            digits.append(_unpack(sums.T, self.base, min(self.per_pack, self.seeds - pack * self.per_pack)))
         return torch.cat(digits, dim=2).double()
 
 
