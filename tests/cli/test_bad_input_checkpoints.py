@@ -231,7 +231,9 @@ def test_training_files_follow_the_umask(tmp_path, digits_data, umask_027):
     )
     best = train(settings, tmp_path / "run")
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in best.parent.iterdir() if not p.name.startswith(".")}
-    assert modes == dict.fromkeys(["best.safetensors", "last.safetensors", "config.toml", "metrics.jsonl"], 0o640)
+    events = [name for name in modes if name.startswith("events.out.tfevents.")]  # TensorBoard's, when installed
+    expected = ["best.safetensors", "last.safetensors", "config.toml", "metrics.jsonl", *events]
+    assert modes == dict.fromkeys(expected, 0o640)
 
 
 # stdout that lies: real processes, real file descriptors
