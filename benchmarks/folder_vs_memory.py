@@ -183,7 +183,11 @@ def as_rgb(mem: Path, out: Path) -> Path:
     for split in manifest.splits:
         images, labels = load_split(mem, split)
         splits[split] = save_split(out, split, images.repeat(1, 3, 1, 1).numpy(), labels.numpy(), manifest.num_classes)
-    rgb = manifest.model_dump() | {"image_size": [3, 28, 28], "mean": manifest.mean * 3, "std": manifest.std * 3}
+    rgb = manifest.model_dump() | {
+        "image_size": [3, *manifest.image_size[1:]],
+        "mean": manifest.mean * 3,
+        "std": manifest.std * 3,
+    }
     write_manifest(out, Manifest.model_validate(rgb | {"splits": {k: v.model_dump() for k, v in splits.items()}}))
     return out
 
@@ -198,36 +202,43 @@ def comparison_table(runs: dict) -> str:
     """Markdown: per epochs, per path, each seed's last-epoch test top-1, mean ± std; then the gap."""
     seeds = sorted(next(iter(runs["memory"].values())))
     lines = [
-        "| epochs | path | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | seconds per run |",
-        "|---|---|" + "---|" * len(seeds) + "---|---|",
+        "| epochs | path | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " | mean ± std | last epoch's training loss, mean | seconds per run |",
+        "|---|---|" + "---|" * len(seeds) + "---|---|---|",
     ]
     for epochs in runs["memory"]:
         for path in ("memory", "folder"):
             got = runs[path][epochs]
             cells = " | ".join(f"{100 * got[s]['top1']:.1f}" for s in seeds)
             secs = [got[s]["seconds"] for s in seeds]
+            loss = statistics.mean(got[s]["loss_last_epoch"] for s in seeds)
             lines.append(
-                f"| {epochs} | {path} | {cells} | {mean_std([got[s]['top1'] for s in seeds])} | "
+                f"| {epochs} | {path} | {cells} | {mean_std([got[s]['top1'] for s in seeds])} | {loss:.3f} | "
                 f"{min(secs):.0f}–{max(secs):.0f} |"
             )
         gap = [runs["folder"][epochs][s]["top1"] - runs["memory"][epochs][s]["top1"] for s in seeds]
         lines.append(f"| {epochs} | gap (folder − memory) | " + " | ".join(f"{100 * g:+.1f}" for g in gap)
-                     + f" | {mean_std(gap)} | |")  # fmt: skip
+                     + f" | {mean_std(gap)} | | |")  # fmt: skip
     return "\n".join(lines)
 
 
 def ablation_table(rows: dict) -> str:
-    """Markdown: per variant, each seed's test top-1 after one epoch, mean ± std."""
-    seeds = sorted(next(iter(rows.values())))
+    """Markdown: per variant, each seed's test top-1 after one epoch ("—": not run), mean ± std, training loss."""
+    seeds = sorted({seed for got in rows.values() for seed in got})
     lines = [
-        "| variant (one epoch) | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | seconds per run |",
-        "|---|" + "---|" * len(seeds) + "---|---|",
+        "| variant (one epoch) | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " | mean ± std | training loss, mean | seconds per run |",
+        "|---|" + "---|" * len(seeds) + "---|---|---|",
     ]
     for variant, got in rows.items():
-        cells = " | ".join(f"{100 * got[s]['top1']:.1f}" for s in seeds)
-        secs = [got[s]["seconds"] for s in seeds]
+        cells = " | ".join(f"{100 * got[s]['top1']:.1f}" if s in got else "—" for s in seeds)
+        secs = [run["seconds"] for run in got.values()]
+        loss = statistics.mean(run["loss_last_epoch"] for run in got.values())
         lines.append(
-            f"| {variant} | {cells} | {mean_std([got[s]['top1'] for s in seeds])} | {min(secs):.0f}–{max(secs):.0f} |"
+            f"| {variant} | {cells} | {mean_std([run['top1'] for run in got.values()])} | {loss:.3f} | "
+            f"{min(secs):.0f}–{max(secs):.0f} |"
         )
     return "\n".join(lines)
 
