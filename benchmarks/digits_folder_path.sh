@@ -4,6 +4,9 @@
 # Run: OMP_NUM_THREADS=1 BAGMAR=.venv/bin/bagmar PYTHON=.venv/bin/python benchmarks/digits_folder_path.sh [WORKDIR]
 # The folder is prepared with --image-size 8 --eval-resize 8 (evaluation sees the 8x8 images as they are);
 # RandomResizedCrop keeps at least 70 % of an image (data.crop_scale_min = 0.7), the in-memory recipe pads and crops.
+# Since issue 24 a folder prepared by bagmar records its images' size, and small ones (<= 64 px) train with the
+# in-memory recipe's pad-and-crop: data.crop_scale_min below no longer applies to them (the README's numbers were
+# taken before).
 set -e
 absolute() { local found; found=$(command -v "$1"); echo "$(cd "$(dirname "$found")" && pwd)/$(basename "$found")"; }
 B=$(absolute "${BAGMAR:-bagmar}")  # absolute, not resolved: a venv's python is a link that must stay one

@@ -11,6 +11,9 @@
 # images, where the in-memory manifest records Fashion-MNIST's 0.2860/0.3530), hflip off as the preset; the random
 # crop is a RandomResizedCrop keeping at least 85 % of an image (data.crop_scale_min = 0.85: the in-memory recipe's
 # 2-pixel pad-and-crop keeps at least 26x26 of 28x28, 86 %), aspect 3/4 to 4/3, where memory shifts without scaling.
+# Since issue 24 a folder prepared by bagmar records its images' size, and small ones (<= 64 px) train with the
+# in-memory recipe's pad-and-crop: data.crop_scale_min below no longer applies to them. The results in
+# benchmarks/results/fmnist_folder_path.txt were taken before; benchmarks/folder_vs_memory.py is the comparison now.
 set -e
 absolute() { local found; found=$(command -v "$1"); echo "$(cd "$(dirname "$found")" && pwd)/$(basename "$found")"; }
 B=$(absolute "${BAGMAR:-bagmar}")  # absolute, not resolved: a venv's python is a link that must stay one

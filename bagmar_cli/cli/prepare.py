@@ -51,7 +51,10 @@ def prepare_command(
     ] = None,
     eval_resize: Annotated[
         int | None,
-        typer.Option("--eval-resize", help="folder: evaluation resizes the shorter side to N (image size * 256/224)."),
+        typer.Option(
+            "--eval-resize",
+            help="folder: evaluation resizes the shorter side to N (image size * 256/224; small images: image size).",
+        ),
     ] = None,
     source: Annotated[Path | None, typer.Option("--source", help="Official archive or folder (else download).")] = None,
     root: Annotated[

@@ -1,4 +1,5 @@
-"""Per-channel mean and std of a training split's images, measured on a seeded sample decoded in threads."""
+"""What `prepare folder` measures on a training split's images: their size (read from the file headers of a seeded
+sample) and their per-channel mean and std (measured on a seeded sample decoded in threads)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from bagmar_cli.errors import DatasetError
 
 STATS_SAMPLE = 5000  # images measured at most: the mean and std settle to about 3 decimals well before this
 STATS_SIDE = 256  # JPEGs are decoded at a reduced scale that keeps both sides >= this (evaluation resizes to 256)
+SIZE_SAMPLE = 1000  # images whose size is read (headers only): enough for the median of a folder of mixed sizes
+SMALL_SIDE = 64  # images whose stored longer side is at most this are padded and cropped, not random-resized-cropped
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,34 @@ def measure_stats(root: Path, paths: Sequence[str], *, sample: int = STATS_SAMPL
                 sums += moments
             bar.advance(task)
     return _finish(sums, len(chosen) - len(failed), failed)
+
+
+def is_small(native_size: Sequence[int] | None) -> bool:
+    """Whether images stored at `native_size` ([H, W], the manifest's) are trained with the pad-and-crop of small
+    images (`data.image_transforms`); None (a benchmark's or an older manifest's: not read) keeps the resized crop."""
+    return native_size is not None and max(native_size) <= SMALL_SIDE
+
+
+def measure_size(root: Path, paths: Sequence[str], *, sample: int = SIZE_SAMPLE, seed: int = 0) -> list[int] | None:
+    """The median [height, width] of (a seeded sample of at most `sample` of) the images `paths` under `root`, read
+    from their headers (nothing is decoded); None when no file's header can be read."""
+    chosen = _sample(len(paths), sample, seed)
+    with ThreadPoolExecutor(_workers()) as pool:
+        sizes = [size for size in pool.map(lambda i: _size(Path(root) / paths[i]), chosen) if size is not None]
+    if not sizes:
+        return None
+    median: list[int] = np.median(np.asarray(sizes), axis=0).round().astype(int).tolist()
+    return median
+
+
+def _size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the file's header; None when it is not an image PIL can open."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return height, width
 
 
 def _sample(n: int, sample: int, seed: int) -> list[int]:

@@ -4,6 +4,12 @@ RandomResizedCrop to the network's input size, horizontal flip, ColorJitter and 
 implementation, as the authors' pipeline uses it), then the model's own normalisation. Evaluation
 preprocessing is `data.images.EvalPreprocess`.
 
+Small images (a stored longer side of at most `image_stats.SMALL_SIDE`, 64 pixels: CIFAR, MNIST, Tiny-ImageNet
+sizes) are cropped as the in-memory recipes crop them instead: resized to the input size, then shifted by a random
+crop after zero padding (`data.crop_padding`, in the images' own pixels). RandomResizedCrop's smallest crop, 8 % of
+the area, would leave a 28-pixel image an 8x8 patch blown up to the input size (issue 24); flip, jitter and
+RandAugment are the same.
+
 The random-resized crop is done while decoding (`TrainTransform.decode`): its box is drawn on the full-size
 image first, then a JPEG is decoded at the largest reduced scale (PIL's draft mode: 1/2, 1/4 or 1/8) at which the
 box still holds at least the output resolution, and the box is mapped onto it. The crop sees the same region at
@@ -24,6 +30,7 @@ from timm.data.transforms_factory import transforms_imagenet_train
 from torch import Tensor
 from torchvision import transforms
 
+from bagmar_cli.data.image_stats import is_small
 from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.settings import DataSettings
 
@@ -121,11 +128,17 @@ class TrainTransform:
 
 
 def image_train_transform(
-    data: DataSettings, preprocess: EvalPreprocess, *, draft: bool = True, normalize: bool = True
+    data: DataSettings,
+    preprocess: EvalPreprocess,
+    *,
+    native_size: Sequence[int] | None = None,
+    draft: bool = True,
+    normalize: bool = True,
 ) -> Callable[[Image.Image], Tensor]:
     """PIL image -> float32 (3, crop, crop) tensor, augmented as `data` says and normalised as `preprocess` does.
 
-    The result is a `TrainTransform`: `ImageListDataset` lets it decode (with `draft`, JPEGs at reduced scale).
+    Images stored at a small `native_size` ([H, W], `is_small`) get a `PadCropTransform`, others a `TrainTransform`;
+    both decode the file themselves in `ImageListDataset` (a `TrainTransform` JPEGs at reduced scale with `draft`).
     `normalize` False: uint8 tensors instead, for `normalize_uint8` on the batch (cheaper through worker queues).
     """
     timm_transform = transforms_imagenet_train(
@@ -147,4 +160,40 @@ def image_train_transform(
         # timm's layout changed: fail here, not hours into training
         raise TypeError(f"unexpected timm training transform: {timm_transform}")
     finish = ToNormalizedTensor(preprocess.mean, preprocess.std) if normalize else ToUint8Tensor()
-    return TrainTransform(crop, transforms.Compose([*augment, finish]), draft)
+    rest = transforms.Compose([*augment, finish])
+    if native_size is not None and is_small(native_size):
+        padding = round(data.crop_padding * preprocess.crop / min(native_size)) if data.random_crop else 0
+        return PadCropTransform(preprocess.crop, padding, data.random_crop, preprocess.interpolation, rest)
+    return TrainTransform(crop, rest, draft)
+
+
+class PadCropTransform:
+    """Small images: PIL image -> RGB, shorter side resized to `size`, a random `size` square of it after `padding`
+    pixels of zeros on every side (the CIFAR recipe's crop; a center crop without `random_crop`), then `rest`."""
+
+    def __init__(
+        self, size: int, padding: int, random_crop: bool, interpolation: str, rest: transforms.Compose
+    ) -> None:
+        self.size = size
+        self.crop = transforms.RandomCrop(size, padding=padding) if random_crop else transforms.CenterCrop(size)
+        self.resample = RESAMPLE[interpolation]
+        self.rest = rest
+
+    def decode(self, image: Image.Image) -> Image.Image:
+        """An opened image file -> RGB, resized (when its shorter side is not the output size) and cropped."""
+        image.load()
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        if min(rgb.size) != self.size:
+            scale = self.size / min(rgb.size)
+            width, height = (max(self.size, round(side * scale)) for side in rgb.size)
+            rgb = rgb.resize((width, height), self.resample)
+        cropped: Image.Image = self.crop(rgb)
+        return cropped
+
+    def augment(self, image: Image.Image) -> Tensor:
+        """The cropped image -> flipped, colour-jittered, RandAugment-ed, normalised tensor (as `TrainTransform`)."""
+        tensor: Tensor = self.rest(image)
+        return tensor
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        return self.augment(self.decode(image))

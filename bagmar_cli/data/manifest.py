@@ -121,6 +121,9 @@ class Manifest(_Strict):
     # image_size; None: image_size * 256/224 (resize 256, crop 224, as ImageNet models are evaluated)
     eval_resize: PositiveInt | None = None
     selection: Selection | None = None  # version 3, in-memory datasets: the subset and its fingerprint
+    # version 2, folders: the median [height, width] of the training images as stored, read at prepare time; it
+    # chooses the training crop (`data.image_stats.is_small`); None: not read (benchmarks, older manifests)
+    native_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
 
     @property
     def num_classes(self) -> int:

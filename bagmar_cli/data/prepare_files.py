@@ -27,7 +27,7 @@ from bagmar_cli.data.benchmarks import (
 )
 from bagmar_cli.data.filelists import FileList, check_every_class, from_pairs, parse_list, write_list
 from bagmar_cli.data.folders import FLAT, FolderTree, check_fractions, is_split_tree, scan_tree, split_by_fractions
-from bagmar_cli.data.image_stats import STATS_SAMPLE, measure_stats
+from bagmar_cli.data.image_stats import STATS_SAMPLE, is_small, measure_size, measure_stats
 from bagmar_cli.data.longtail import check_imb, check_profile, select_long_tail
 from bagmar_cli.data.manifest import FORMAT_VERSION, ListSplitInfo, Manifest, SourceInfo, write_manifest
 from bagmar_cli.data.prepare import prepare_dataset
@@ -41,6 +41,7 @@ INPUT_SIZE = [3, 224, 224]  # what the network sees after the evaluation crop; i
 AS_LISTED = "as-listed"  # the manifest's profile when the lists (or folders) are used as they are
 FLAT_FRACTIONS = (0.1, 0.2)  # a flat tree's default val and test fractions
 BARELY_LONG_TAILED = 2.0  # a training split whose largest / smallest class is below this is warned about
+UPSCALED = 2.0  # a default input size this many times the images' shorter side (or more) is warned about
 
 
 def prepare_any(
@@ -140,6 +141,7 @@ class _Plan:
     std: list[float]
     image_size: list[int] = field(default_factory=lambda: list(INPUT_SIZE))  # [C, H, W] the network sees
     eval_resize: int | None = None  # evaluation's shorter-side resize; None: image_size * 256/224
+    native_size: list[int] | None = None  # [H, W] median of the training images as stored; None: not read
 
 
 def prepare_benchmark(
@@ -205,8 +207,9 @@ def prepare_folder(
 
     With `imb`, the training split is a long-tailed subset; with `measure_stats`, the manifest's mean and std are
     measured on (a sample of) the training images instead of ImageNet's. `image_size` (the side of the square the
-    network sees, default 224) and `eval_resize` (evaluation's shorter-side resize, default image_size * 256/224)
-    are recorded in the manifest.
+    network sees, default 224) and `eval_resize` (evaluation's shorter-side resize, default image_size * 256/224;
+    for small images, `data.image_stats.is_small`, the image size: they are trained without a zoom) are
+    recorded in the manifest, with the training images' median size as stored (`native_size`).
     """
     if imb is not None:
         imb, profile = check_imb(imb), check_profile(profile)
@@ -225,6 +228,9 @@ def prepare_folder(
             verify_images(root, files.paths, f"{split} split", layout.format(split=split))
     counts = splits["train"].counts(len(tree.classes))
     mean, std = _normalisation(Path(root), splits["train"], seed) if measure_stats else (IMAGENET_MEAN, IMAGENET_STD)
+    native = measure_size(Path(root), splits["train"].paths, seed=seed)
+    if is_small(native) and eval_resize is None:
+        eval_resize = size  # evaluation sees the whole image, as the pad-and-crop of small images trains on it
     plan = _Plan(
         dataset="folder",
         classes=tree.classes,
@@ -241,7 +247,10 @@ def prepare_folder(
         std=list(std),
         image_size=[INPUT_SIZE[0], size, size],
         eval_resize=eval_resize,
+        native_size=native,
     )
+    if image_size is None:
+        _warn_upscaled(native, size, measure_stats)
     _warn_absent(splits, tree.classes)
     _warn_balance(counts)
     return _write(plan, out, overwrite)
@@ -407,6 +416,7 @@ def _manifest(plan: _Plan, infos: dict[str, ListSplitInfo]) -> Manifest:
         image_root=os.path.abspath(plan.image_root),
         reported_split=plan.reported_split,
         eval_resize=plan.eval_resize,
+        native_size=plan.native_size,
     )
 
 
@@ -438,3 +448,17 @@ def _warn_balance(counts: list[int]) -> None:
             f"the training split is barely long-tailed (largest / smallest class = {max(counts) / min(counts):.2g}, "
             f"below {BARELY_LONG_TAILED:g}); --imb FACTOR draws a long-tailed subset from a balanced tree"
         )
+
+
+def _warn_upscaled(native: list[int] | None, size: int, measured: bool) -> None:
+    """Warn when the default input size upscales the training images UPSCALED times or more, naming --image-size."""
+    if native is None or size < UPSCALED * min(native):
+        return
+    height, width = native
+    stats = "" if measured else " (and --measure-stats for their own mean and std instead of ImageNet's)"
+    warn(
+        f"the training images are {height}x{width} pixels (median), but the network will see them at {size}x{size}, "
+        f"the --image-size default for ImageNet backbones: each is upscaled {size / min(native):.3g}x, at "
+        f"{(size / min(native)) ** 2:.3g}x the compute of their own size; to train at their size pass "
+        f"--image-size {min(native)}{stats}"
+    )

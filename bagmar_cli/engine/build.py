@@ -163,9 +163,10 @@ def build(
 
 
 def train_transform_of(job: Job) -> Any:
-    """The training augmentation: timm's large-scale recipe for image files, the CIFAR recipe for tensors."""
+    """The training augmentation: timm's large-scale recipe for image files (small ones padded and cropped), the CIFAR
+    recipe for tensors."""
     if job.preprocess is not None:
-        return image_train_transform(job.settings.data, job.preprocess)
+        return image_train_transform(job.settings.data, job.preprocess, native_size=job.manifest.native_size)
     return train_transform(job.settings.data, job.manifest.image_size, job.manifest.mean, job.manifest.std)
 
 

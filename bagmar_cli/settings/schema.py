@@ -83,6 +83,8 @@ class DataSettings(Section):
     cutout: int = Field(0, ge=0, description="side of the Cutout square in pixels (0: off; 16 for CIFAR)")
     # Image-file datasets (ImageNet-LT, iNaturalist, Places-LT, folders): random_crop is a RandomResizedCrop
     # to the network's input size, hflip as above; AutoAugment and Cutout are the in-memory (CIFAR) recipe's.
+    # Folders of small images (`prepare folder` read a side of at most 64 pixels) are padded by crop_padding (in
+    # their own pixels) and cropped instead, as in memory: crop_scale_min does not apply to them.
     crop_scale_min: float = Field(
         0.08,
         gt=0.0,

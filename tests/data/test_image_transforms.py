@@ -14,7 +14,7 @@ from PIL import Image
 from timm.data.auto_augment import RandAugment
 from torchvision import transforms
 
-from bagmar_cli.data.image_transforms import TrainTransform, image_train_transform, normalize_uint8
+from bagmar_cli.data.image_transforms import PadCropTransform, TrainTransform, image_train_transform, normalize_uint8
 from bagmar_cli.data.images import EvalPreprocess, ImageListDataset, Undecodable
 from bagmar_cli.settings import DataSettings
 
@@ -169,3 +169,70 @@ def test_uint8_samples_normalised_per_batch_equal_the_float_samples():
             out.append(transform(image))
     assert uint8s[0].dtype == torch.uint8 and uint8s[0].shape == (3, 64, 64)
     torch.testing.assert_close(normalize_uint8(torch.stack(uint8s), pre.mean, pre.std), torch.stack(floats))
+
+
+# --- size-aware defaults (issue 24): small images are padded and cropped, large ones random-resized-cropped --------
+
+
+def pattern(size: int = 28) -> Image.Image:
+    """A grey image with a distinct value at every pixel (so a shift is identifiable), as a folder's PNG decodes."""
+    values = (np.arange(size * size).reshape(size, size) * 7 % 251 + 5).astype(np.uint8)  # 5..255: never 0
+    return Image.fromarray(values, mode="L")
+
+
+def shifts(out: torch.Tensor, image: Image.Image, mean: float, std: float, most: int = 4) -> tuple[int, int] | None:
+    """(dy, dx), each within `most` pixels, when `out` is `image` shifted by it with zeros (black) where the padding
+    came in; else None."""
+    pixels = np.asarray(image, dtype=np.float64)
+    got = np.round((out[0].numpy() * std + mean) * 255)
+    size = pixels.shape[0]
+    for dy in range(-most, most + 1):
+        for dx in range(-most, most + 1):
+            shifted = np.zeros_like(pixels)
+            ys, xs = slice(max(dy, 0), size + min(dy, 0)), slice(max(dx, 0), size + min(dx, 0))
+            shifted[ys, xs] = pixels[max(-dy, 0) : size - max(dy, 0), max(-dx, 0) : size - max(dx, 0)]
+            if np.abs(shifted - got).max() < 1:
+                return dy, dx
+    return None
+
+
+def test_a_small_image_folder_trains_on_whole_images_shifted_by_the_padding_not_on_zoomed_crops():
+    recipe = DataSettings(random_crop=True, crop_padding=2, hflip=False)  # the fashion_mnist_lt preset's crop
+    pre = EvalPreprocess(resize=28, crop=28, mean=[0.5] * 3, std=[0.25] * 3)
+    transform = image_train_transform(recipe, pre, native_size=[28, 28])
+    assert isinstance(transform, PadCropTransform)
+    image = pattern()
+    torch.manual_seed(0)
+    outputs = [transform(image) for _ in range(60)]
+    assert all(out.shape == (3, 28, 28) and torch.equal(out[0], out[2]) for out in outputs)  # grey as 3 equal channels
+    moves = {shifts(out, image, 0.5, 0.25) for out in outputs}
+    assert None not in moves  # every sample is the whole image moved, never rescaled
+    assert {dy for dy, _ in moves} == {dx for _, dx in moves} == {-2, -1, 0, 1, 2}  # by up to crop_padding pixels
+    # the same settings on the same image with no recorded size (a benchmark's or an older manifest): zoomed crops
+    resized = image_train_transform(recipe, pre)
+    assert isinstance(resized, TrainTransform) and resized.crop.scale == (0.08, 1.0)
+    random.seed(0)
+    assert sum(shifts(resized(image), image, 0.5, 0.25) is None for _ in range(20)) >= 15
+
+
+def test_padding_is_in_the_small_images_own_pixels_when_they_are_upscaled():
+    pre = EvalPreprocess(resize=112, crop=112)
+    transform = image_train_transform(DataSettings(crop_padding=2), pre, native_size=[28, 28])
+    assert isinstance(transform, PadCropTransform) and transform.crop.padding == 8  # 2 pixels of 28, at 112
+    assert transform(pattern()).shape == (3, 112, 112)
+    centred = image_train_transform(DataSettings(random_crop=False, hflip=False), pre, native_size=[28, 28])
+    assert isinstance(centred.crop, transforms.CenterCrop)  # no random crop: the whole image, resized, every time
+    assert torch.equal(centred(pattern()), centred(pattern()))
+
+
+@pytest.mark.parametrize(
+    ("native", "small"), [([28, 28], True), ([64, 48], True), ([65, 64], False), ([375, 500], False)]
+)
+def test_images_up_to_64_pixels_are_small_and_large_recipes_keep_their_random_resized_crop(native, small):
+    recipe = DataSettings(crop_scale_min=0.08, color_jitter=0.4, randaugment="rand-n2-m10-mstd0.5")  # imagenet_lt's
+    transform = image_train_transform(recipe, EvalPreprocess(), native_size=native)
+    assert isinstance(transform, PadCropTransform if small else TrainTransform)
+    if not small:
+        assert transform.crop.scale == (0.08, 1.0) and transform.crop.ratio == (3 / 4, 4 / 3)
+    kinds = [type(step) for step in transform.rest.transforms]
+    assert RandAugment in kinds and transforms.ColorJitter in kinds  # flip, jitter and RandAugment apply to both

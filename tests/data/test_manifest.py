@@ -184,3 +184,19 @@ def test_load_split_refuses_a_file_list_split_with_one_clear_message(root):
     ))  # fmt: skip
     with pytest.raises(DatasetError, match=r"split 'test' of .* is a list of image files"):
         load_split(root, "test")
+
+
+def test_a_folder_manifest_from_before_native_size_loads_and_keeps_the_random_resized_crop(tmp_path):
+    """manifest_v2_folder_28px.json is what bagmar wrote for `prepare folder --imb 100 --image-size 28 --eval-resize 28`
+    on Fashion-MNIST PNGs before manifests recorded the images' size (image_root made relative)."""
+    from bagmar_cli.data.image_transforms import TrainTransform, image_train_transform
+    from bagmar_cli.data.splits import dataset_preprocess
+    from bagmar_cli.settings import DataSettings
+
+    shutil.copyfile(FIXTURES / "manifest_v2_folder_28px.json", tmp_path / "manifest.json")
+    manifest = load_manifest(tmp_path)
+    assert manifest.native_size is None and manifest.image_size == [3, 28, 28] and manifest.splits["train"].n == 14886
+    preprocess = dataset_preprocess(manifest)
+    assert (preprocess.resize, preprocess.crop) == (28, 28)
+    transform = image_train_transform(DataSettings(), preprocess, native_size=manifest.native_size)
+    assert isinstance(transform, TrainTransform)  # as it trained before: the size is unknown, so not "small"

@@ -64,6 +64,7 @@ def test_prepare_imagenet_lt_writes_the_official_lists_and_a_version_2_manifest(
     assert manifest.splits["test"].n == 1000 and manifest.imb == 3 and manifest.file_lists == ["train", "val", "test"]
     assert manifest.images_dir(out) == root.resolve() and manifest.source.verified is False
     assert manifest.reported_split == "test"
+    assert manifest.native_size is None  # not read: the recipe's random-resized crop stays whatever the image size
     assert "the official list has 115846" in outcome.err and "385 many" not in outcome.err
     assert snapshot(root, splits) == before  # nothing copied, nothing touched
 

@@ -263,3 +263,58 @@ def test_bad_input_sizes_are_one_error_line_and_nothing_written(cli, tmp_path, a
     root = flat_tree(tmp_path / "tree", {"cat": 10, "dog": 10})
     assert_one_error_line(cli("prepare", "folder", "--root", root, *args, "--out", tmp_path / "ds"), 2, fragment)
     assert not (tmp_path / "ds").exists()
+
+
+# --- small images (issues 24 and 25): their size is recorded, an upscaling default is warned about ---------------
+
+
+def image_tree(root: Path, size: tuple[int, int], per_class: int = 6, mode: str = "L", suffix: str = ".png") -> Path:
+    """ROOT/<class>/NNNN<suffix>: real images of `size` (width, height), two classes."""
+    rng = np.random.default_rng(0)
+    for name in ("coat", "shoe"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / name / f"{i:04d}{suffix}")
+    return root
+
+
+def test_small_images_at_the_default_224_are_warned_about_naming_image_size(cli, tmp_path):
+    root = image_tree(tmp_path / "tree", (28, 28))
+    outcome = cli("prepare", "folder", "--root", root, "--out", tmp_path / "ds")
+    assert outcome.code == 0, outcome.err
+    warnings = [line for line in outcome.err.splitlines() if "upscaled" in line]
+    assert warnings == [
+        "Warning: the training images are 28x28 pixels (median), but the network will see them at 224x224, the "
+        "--image-size default for ImageNet backbones: each is upscaled 8x, at 64x the compute of their own size; to "
+        "train at their size pass --image-size 28 (and --measure-stats for their own mean and std instead of "
+        "ImageNet's)"
+    ]
+    manifest = load_manifest(tmp_path / "ds")
+    assert manifest.native_size == [28, 28] and manifest.image_size == [3, 224, 224]
+    assert manifest.eval_resize == 224  # small images are evaluated whole, as their pad-and-crop trains on them
+
+
+@pytest.mark.parametrize(
+    ("args", "resize"), [(["--image-size", "28"], 28), (["--image-size", "28", "--eval-resize", "32"], 32)]
+)
+def test_small_images_at_their_own_size_are_not_warned_about_and_evaluated_whole(cli, tmp_path, args, resize):
+    from bagmar_cli.data.splits import dataset_preprocess
+
+    root = image_tree(tmp_path / "tree", (28, 28))
+    outcome = cli("prepare", "folder", "--root", root, *args, "--out", tmp_path / "ds")
+    assert outcome.code == 0 and "upscaled" not in outcome.err and "Warning: the training images" not in outcome.err
+    preprocess = dataset_preprocess(load_manifest(tmp_path / "ds"))
+    assert (preprocess.resize, preprocess.crop) == (resize, 28)  # --eval-resize still decides when given
+
+
+def test_measured_stats_are_not_suggested_again_and_large_images_are_not_warned_about(cli, tmp_path):
+    small = cli("prepare", "folder", "--root", image_tree(tmp_path / "s", (20, 16)), "--measure-stats",
+                "--out", tmp_path / "ds")  # fmt: skip
+    assert small.code == 0 and "pass --image-size 16\n" in small.err and "--measure-stats for" not in small.err
+    assert load_manifest(tmp_path / "ds").native_size == [16, 20]  # [height, width]
+    large = cli("prepare", "folder", "--root", image_tree(tmp_path / "l", (300, 200), 2, "RGB", ".jpg"),
+                "--out", tmp_path / "dl")  # fmt: skip
+    manifest = load_manifest(tmp_path / "dl")
+    assert large.code == 0 and "Warning: the training images" not in large.err
+    assert manifest.native_size == [200, 300] and manifest.eval_resize is None  # 256, as ImageNet models evaluate
