@@ -69,26 +69,23 @@ class Comparison:
         }
 
     def claim_holds(self) -> bool:
-        """The demo's claim: BaGMar and PN each raise cross-entropy's few-shot accuracy.
+        """The demo's claim: BaGMar raises cross-entropy's few-shot accuracy (it did on seeds 0, 1 and 2).
 
-        PN on top of BaGMar is reported, not claimed: over seeds 0-2 it raised BaGMar's few-shot accuracy on two
-        and lowered it on one (seed 2, 66.1 -> 64.4 %), so the demo states what it did in the run at hand.
+        PN is reported, not claimed: with the per-step schedule it raised cross-entropy's few-shot accuracy on
+        seeds 0 and 1 and lowered it on seed 2 (52.2 -> 51.7 %), so the demo states what it did in the run at hand.
         """
         few = self.few()
-        return few["bagmar"] > few["ce"] and few["ce_pn"] > few["ce"]
+        return few["bagmar"] > few["ce"]
 
     def claim(self) -> str:
         """One line saying what this run's few-shot numbers show, and no more."""
         few = self.few()
         numbers = ", ".join(f"{FEW_LABELS[key]} {100 * value:.1f}" for key, value in few.items())
+        on_ce = _verdict("PN", few["ce_pn"], few["ce"], "for cross-entropy")
         on_bagmar = _verdict("PN", few["bagmar_pn"], few["bagmar"], "for BaGMar")
         if self.claim_holds():
-            return f"BaGMar and PN each raise cross-entropy's few-shot accuracy on test; {on_bagmar} ({numbers} %)"
-        verdicts = (
-            _verdict("BaGMar", few["bagmar"], few["ce"], "relative to cross-entropy"),
-            _verdict("PN", few["ce_pn"], few["ce"], "for cross-entropy"),
-            on_bagmar,
-        )
+            return f"BaGMar raises cross-entropy's few-shot accuracy on test; {on_ce}; {on_bagmar} ({numbers} %)"
+        verdicts = (_verdict("BaGMar", few["bagmar"], few["ce"], "relative to cross-entropy"), on_ce, on_bagmar)
         return f"{'; '.join(verdicts)} (few-shot on test: {numbers} %)"
 
     def intervals(self, level: float = LEVEL, resamples: int = RESAMPLES) -> list[str]:

@@ -1,4 +1,5 @@
-"""The demo's comparison: its one-line claim follows this run's numbers, and over seeds 0-2 the claim holds (slow)."""
+"""The demo's comparison: its one-line claim follows this run's numbers, and over seeds 0-2 the claim (BaGMar raises
+cross-entropy's few-shot accuracy) holds (slow)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ def test_claim_is_stated_only_when_the_numbers_support_it():
     holds = Comparison(Path("data"), 0, _arm("cross-entropy", 0.4, 0.5), _arm("BaGMar", 0.6, 0.7))
     assert holds.claim_holds()
     assert holds.claim() == (
-        "BaGMar and PN each raise cross-entropy's few-shot accuracy on test; PN raises few-shot accuracy for BaGMar "
-        "(CE 40.0, CE + PN 50.0, BaGMar 60.0, BaGMar + PN 70.0 %)"
+        "BaGMar raises cross-entropy's few-shot accuracy on test; PN raises few-shot accuracy for cross-entropy; "
+        "PN raises few-shot accuracy for BaGMar (CE 40.0, CE + PN 50.0, BaGMar 60.0, BaGMar + PN 70.0 %)"
     )
-    lowered = Comparison(Path("data"), 0, _arm("cross-entropy", 0.4, 0.5), _arm("BaGMar", 0.6, 0.55))
-    assert lowered.claim_holds(), "PN on BaGMar is reported, not claimed"
-    assert "; PN lowers few-shot accuracy for BaGMar (" in lowered.claim()
+    lowered = Comparison(Path("data"), 0, _arm("cross-entropy", 0.4, 0.35), _arm("BaGMar", 0.6, 0.55))
+    assert lowered.claim_holds(), "PN is reported, not claimed"
+    assert "; PN lowers few-shot accuracy for cross-entropy; PN lowers few-shot accuracy for BaGMar (" in (
+        lowered.claim()
+    )
 
 
 @pytest.mark.parametrize(
@@ -39,9 +42,9 @@ def test_claim_is_stated_only_when_the_numbers_support_it():
         ),
         (
             (0.4, 0.4),
-            (0.6, 0.7),
-            "BaGMar raises few-shot accuracy relative to cross-entropy; PN does not change few-shot accuracy "
-            "for cross-entropy; PN raises few-shot accuracy for BaGMar",
+            (0.4, 0.7),
+            "BaGMar does not change few-shot accuracy relative to cross-entropy; PN does not change few-shot "
+            "accuracy for cross-entropy; PN raises few-shot accuracy for BaGMar",
         ),
     ],
 )
@@ -49,7 +52,7 @@ def test_claim_says_what_happened_otherwise(ce, bagmar, expected):
     comparison = Comparison(Path("data"), 0, _arm("cross-entropy", *ce), _arm("BaGMar", *bagmar))
     assert not comparison.claim_holds()
     assert comparison.claim().startswith(expected + " (few-shot on test: CE ")
-    assert "each raise" not in comparison.claim()
+    assert "raises cross-entropy's few-shot accuracy on test" not in comparison.claim()
 
 
 def _scored_arm(name: str, raw: torch.Tensor, tuned: torch.Tensor) -> Arm:
