@@ -234,10 +234,15 @@ def test_imagenet_lt_format_from_prepare_to_predict(cli, imagenet_tree, tmp_path
 
 
 @pytest.fixture(scope="module")
-def full_size_export(folder_tree, tmp_path_factory, cli_module) -> Path:
-    """The tree trained at the folder defaults (shorter side resized to 256, 224 center crop), exported to ONNX."""
-    work = tmp_path_factory.mktemp("full-size")
-    assert cli_module("prepare", "folder", "--root", folder_tree, "--out", work / "ds").code == 0
+def full_size_export(tmp_path_factory, cli_module) -> Path:
+    """A tree of 120x90 images (not small: the large-image defaults, shorter side resized to 256 then a 224 center
+    crop), trained for an epoch and exported to ONNX."""
+    tree, work = tmp_path_factory.mktemp("tree-120"), tmp_path_factory.mktemp("full-size")
+    for c, n in enumerate((6, 4, 3, 2)):
+        for split, count in (("train", n), ("val", 2), ("test", 2)):
+            for i in range(count):
+                write_jpeg(tree / split / f"class{c}" / f"{i}.jpg", seed=c, size=(120, 90))
+    assert cli_module("prepare", "folder", "--root", tree, "--out", work / "ds").code == 0
     full_size = ["--preset", "digits_lt", "--set", "model.backbone=resnet8_cifar", "--device", "cpu"]
     outcome = cli_module(
         "train", "--data", work / "ds", *full_size, "--epochs", "1", "--batch-size", "8", "--out", work / "run"
