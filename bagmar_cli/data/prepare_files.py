@@ -6,15 +6,10 @@ Only the lists and the manifest are written; the images stay where they are, und
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from bagmar_cli import __version__
 from bagmar_cli.choices import did_you_mean
 from bagmar_cli.console import info, note, warn
 from bagmar_cli.data.benchmarks import (
@@ -25,23 +20,30 @@ from bagmar_cli.data.benchmarks import (
     get_benchmark,
     locate_lists,
 )
-from bagmar_cli.data.filelists import FileList, check_every_class, from_pairs, parse_list, write_list
+from bagmar_cli.data.filelists import FileList, check_every_class, from_pairs, parse_list
 from bagmar_cli.data.folders import FLAT, FolderTree, check_fractions, is_split_tree, scan_tree, split_by_fractions
 from bagmar_cli.data.image_stats import STATS_SAMPLE, is_small, measure_size, measure_stats
+from bagmar_cli.data.list_dataset import (
+    INPUT_SIZE,
+    ListPlan,
+    class_names,
+    copier,
+    list_writer,
+    warn_absent,
+    warn_balance,
+    warn_upscaled,
+    write_plan,
+)
 from bagmar_cli.data.longtail import check_imb, check_profile, select_long_tail
-from bagmar_cli.data.manifest import FORMAT_VERSION, ListSplitInfo, Manifest, SourceInfo, write_manifest
+from bagmar_cli.data.manifest import SourceInfo
 from bagmar_cli.data.prepare import prepare_dataset
 from bagmar_cli.data.registry import dataset_names
-from bagmar_cli.data.store import check_writable, data_root, staged_directory
+from bagmar_cli.data.store import check_writable, data_root
 from bagmar_cli.data.verify import verify_images
 from bagmar_cli.errors import DatasetError, UsageError
-from bagmar_cli.functional.metrics import shot_groups
 
-INPUT_SIZE = [3, 224, 224]  # what the network sees after the evaluation crop; images on disk vary in size
 AS_LISTED = "as-listed"  # the manifest's profile when the lists (or folders) are used as they are
 FLAT_FRACTIONS = (0.1, 0.2)  # a flat tree's default val and test fractions
-BARELY_LONG_TAILED = 2.0  # a training split whose largest / smallest class is below this is warned about
-UPSCALED = 2.0  # a default input size this many times the images' shorter side (or more) is warned about
 
 
 def prepare_any(
@@ -122,28 +124,6 @@ def _check_options(dataset: str, kind: str, **given: object) -> None:
         raise UsageError(f"prepare {dataset} needs --root DIR, the folder that holds its images")
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What a file-list dataset directory will hold."""
-
-    dataset: str
-    classes: list[str]
-    lists: dict[str, tuple[FileList, str, Callable[[Path], None]]]  # split -> (list, file name, writer)
-    image_root: Path
-    imb: float
-    profile: str
-    seed: int
-    val_per_class: int
-    source: SourceInfo
-    default_preset: str
-    reported_split: str  # the split results are reported on
-    mean: list[float]  # per-channel normalisation recorded in the manifest
-    std: list[float]
-    image_size: list[int] = field(default_factory=lambda: list(INPUT_SIZE))  # [C, H, W] the network sees
-    eval_resize: int | None = None  # evaluation's shorter-side resize; None: image_size * 256/224
-    native_size: list[int] | None = None  # [H, W] median of the training images as stored; None: not read
-
-
 def prepare_benchmark(
     name: str,
     *,
@@ -167,11 +147,11 @@ def prepare_benchmark(
             verify_images(root, files.paths, bench.lists[split], bench.layout[split])
     if bench.reported_split != "test":
         note(f"{bench.title} has no test split: {bench.reported_split} is the split its results are reported on")
-    writers = {split: (lists[split], path.name, _copier(path)) for split, path in paths.items()}
+    writers = {split: (lists[split], path.name, copier(path)) for split, path in paths.items()}
     counts = lists["train"].counts(bench.num_classes)
-    plan = _Plan(
+    plan = ListPlan(
         dataset=name,
-        classes=_class_names(lists["train"], bench.num_classes),
+        classes=class_names(lists["train"], bench.num_classes),
         lists=writers,
         image_root=Path(root),
         imb=max(counts) / min(counts),
@@ -184,7 +164,7 @@ def prepare_benchmark(
         mean=list(IMAGENET_MEAN),
         std=list(IMAGENET_STD),
     )
-    return _write(plan, out, overwrite)
+    return write_plan(plan, out, overwrite)
 
 
 def prepare_folder(
@@ -231,10 +211,10 @@ def prepare_folder(
     native = measure_size(Path(root), splits["train"].paths, seed=seed)
     if is_small(native) and eval_resize is None:
         eval_resize = size  # evaluation sees the whole image, as the pad-and-crop of small images trains on it
-    plan = _Plan(
+    plan = ListPlan(
         dataset="folder",
         classes=tree.classes,
-        lists={split: (files, f"{split}.txt", _list_writer(files)) for split, files in splits.items()},
+        lists={split: (files, f"{split}.txt", list_writer(files)) for split, files in splits.items()},
         image_root=Path(root),
         imb=imb if imb is not None else max(counts) / min(counts),
         profile=profile if imb is not None else AS_LISTED,
@@ -250,10 +230,10 @@ def prepare_folder(
         native_size=native,
     )
     if image_size is None:
-        _warn_upscaled(native, size, measure_stats)
-    _warn_absent(splits, tree.classes)
-    _warn_balance(counts)
-    return _write(plan, out, overwrite)
+        warn_upscaled(native, size, measure_stats)
+    warn_absent(splits, tree.classes)
+    warn_balance(counts)
+    return write_plan(plan, out, overwrite)
 
 
 def check_input_size(image_size: int | None, eval_resize: int | None) -> int:
@@ -356,109 +336,3 @@ def _check_sizes(bench: Benchmark, lists: dict[str, FileList]) -> bool:
             warn(f"{bench.lists[split]} lists {len(files.paths)} images; the official list has {bench.sizes[split]}")
             official = False
     return official
-
-
-def _class_names(train: FileList, num_classes: int) -> list[str]:
-    """Each class's folder name in the training list (e.g. a WordNet id), or its label when folders disagree."""
-    folders: dict[int, set[str]] = {}
-    for path, label in zip(train.paths, train.labels.tolist(), strict=True):
-        folders.setdefault(label, set()).add(path.rsplit("/", 2)[-2] if "/" in path else str(label))
-    names = [next(iter(folders[c])) if len(folders.get(c, ())) == 1 else str(c) for c in range(num_classes)]
-    return names if len(set(names)) == num_classes else [str(c) for c in range(num_classes)]
-
-
-def _copier(source: Path) -> Callable[[Path], None]:
-    """A writer that copies an official list byte for byte (so its SHA-256 stays the published file's)."""
-
-    def copy(dest: Path) -> None:
-        shutil.copyfile(source, dest)
-
-    return copy
-
-
-def _list_writer(files: FileList) -> Callable[[Path], None]:
-    """A writer of a list built here."""
-    return lambda dest: write_list(dest, files)
-
-
-def _write(plan: _Plan, out: Path, overwrite: bool) -> Path:
-    """The lists and manifest of `plan`, staged and moved to `out`."""
-    num_classes = len(plan.classes)
-    infos = {
-        split: ListSplitInfo(list_file=file, sha256=files.sha256, n=len(files.paths), counts=files.counts(num_classes))
-        for split, (files, file, _) in plan.lists.items()
-    }
-    with staged_directory(out, overwrite) as tmp:
-        for _, file, writer in plan.lists.values():
-            writer(tmp / file)
-        write_manifest(tmp, _manifest(plan, infos))
-    _report(out, plan, infos)
-    return out
-
-
-def _manifest(plan: _Plan, infos: dict[str, ListSplitInfo]) -> Manifest:
-    """The version-2 manifest of a file-list dataset; the image root is recorded as an absolute path."""
-    return Manifest(
-        format_version=FORMAT_VERSION,
-        dataset=plan.dataset,
-        classes=plan.classes,
-        image_size=plan.image_size,
-        mean=plan.mean,
-        std=plan.std,
-        splits=infos,
-        imb=plan.imb,
-        profile=plan.profile,
-        seed=plan.seed,
-        val_per_class=plan.val_per_class,
-        source=plan.source,
-        default_preset=plan.default_preset,
-        created_by=f"bagmar {__version__}",
-        image_root=os.path.abspath(plan.image_root),
-        reported_split=plan.reported_split,
-        eval_resize=plan.eval_resize,
-        native_size=plan.native_size,
-    )
-
-
-def _report(out: Path, plan: _Plan, infos: dict[str, ListSplitInfo]) -> None:
-    """What was found: images and classes per split, the imbalance factor and the shot groups."""
-    info(f"Wrote {out} (lists only; images stay under {os.path.abspath(plan.image_root)})")
-    for name, split in infos.items():
-        present = sum(1 for n in split.counts if n)
-        info(f"  {name}: {split.n} images in {present} classes, {max(split.counts)} to {min(split.counts)} per class")
-    groups = shot_groups(torch.tensor(infos["train"].counts))
-    sizes = ", ".join(f"{int(mask.sum())} {group}" for group, mask in groups.items())
-    info(f"  imbalance factor {plan.imb:g}; classes by training images: {sizes}")
-
-
-def _warn_absent(splits: dict[str, FileList], classes: list[str]) -> None:
-    """Warn about classes that have no image in val or test: their accuracy there is undefined."""
-    for name, files in splits.items():
-        absent = [classes[c] for c, n in enumerate(files.counts(len(classes))) if n == 0]
-        if absent and name != "train":
-            warn(
-                f"{len(absent)} classes have no {name} images (e.g. {absent[0]!r}): their {name} accuracy is undefined"
-            )
-
-
-def _warn_balance(counts: list[int]) -> None:
-    """Warn about a training split that is barely long-tailed (largest / smallest class below BARELY_LONG_TAILED)."""
-    if max(counts) / min(counts) < BARELY_LONG_TAILED:
-        warn(
-            f"the training split is barely long-tailed (largest / smallest class = {max(counts) / min(counts):.2g}, "
-            f"below {BARELY_LONG_TAILED:g}); --imb FACTOR draws a long-tailed subset from a balanced tree"
-        )
-
-
-def _warn_upscaled(native: list[int] | None, size: int, measured: bool) -> None:
-    """Warn when the default input size upscales the training images UPSCALED times or more, naming --image-size."""
-    if native is None or size < UPSCALED * min(native):
-        return
-    height, width = native
-    stats = "" if measured else " (and --measure-stats for their own mean and std instead of ImageNet's)"
-    warn(
-        f"the training images are {height}x{width} pixels (median), but the network will see them at {size}x{size}, "
-        f"the --image-size default for ImageNet backbones: each is upscaled {size / min(native):.3g}x, at "
-        f"{(size / min(native)) ** 2:.3g}x the compute of their own size; to train at their size pass "
-        f"--image-size {min(native)}{stats}"
-    )
