@@ -84,7 +84,7 @@ def write_plan(plan: ListPlan, out: Path, overwrite: bool) -> Path:
 
 
 def list_manifest(plan: ListPlan, infos: dict[str, ListSplitInfo]) -> Manifest:
-    """The version-2 manifest of a file-list dataset; the image root is recorded as an absolute path."""
+    """The manifest of a file-list dataset (current format); the image root is recorded as an absolute path."""
     return Manifest(
         format_version=FORMAT_VERSION,
         dataset=plan.dataset,

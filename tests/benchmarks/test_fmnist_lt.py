@@ -3,27 +3,18 @@ BaGMar, the markdown that states them, and records written before per-image resu
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+from support.scripts import load_benchmark
 
 from bagmar_cli.data import load_split
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fmnist_lt.py"
 
 
 @pytest.fixture(scope="module")
 def fmnist_lt() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fmnist_lt", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("fmnist_lt")
 
 
 def _records(fmnist_lt: ModuleType, labels: torch.Tensor, accuracy: dict[str, float]) -> list[dict]:

@@ -3,27 +3,19 @@ data path, the estimate's arithmetic and the markdown it prints."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+from support.scripts import load_benchmark
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "large_scale_estimate.py"
 
 
 @pytest.fixture(scope="module")
 def estimate() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("large_scale_estimate", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("large_scale_estimate")
 
 
 def test_stage_two_counts_far_fewer_flops_than_full_training(estimate: ModuleType) -> None:
