@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import TypeVar
 
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 C = TypeVar("C", bound="Choice")
 
@@ -34,13 +34,13 @@ class Choice(StrEnum):
 
     @classmethod
     def parse(cls: type[C], value: str | C) -> C:
-        """The member for `value`; UsageError naming the choices (and the closest one) otherwise."""
+        """The member for `value`; SettingError naming the choices (and the closest one) otherwise."""
         try:
             return cls(value)
         except ValueError:
             names = [member.value for member in cls]
             hint = did_you_mean(str(value), names, quote=False)
-            raise UsageError(f"unknown {cls.label()} {value!r}{hint}; choose from {', '.join(names)}") from None
+            raise SettingError(f"unknown {cls.label()} {value!r}{hint}; choose from {', '.join(names)}") from None
 
     @classmethod
     def parse_optional(cls: type[C], value: str | C | None) -> C | None:

@@ -1,4 +1,7 @@
-"""User-facing errors: each becomes one `Error:` line on stderr and an exit code, never a traceback."""
+"""Domain errors: what went wrong, in the library's words; cli/ turns each into one `Error:` line and an exit code.
+
+Messages name settings and options, never command-line flags: a setting or option is written in backticks by its
+name (`out`, `resume`, `train.epochs`), and cli/ shows the flag that sets it (`--out`, `--resume`, `--epochs`)."""
 
 from __future__ import annotations
 
@@ -6,15 +9,11 @@ from pathlib import Path
 
 
 class BagmarError(Exception):
-    """A failure the user can fix (bad file, bad value); exits with code 1."""
-
-    exit_code = 1
+    """A failure the user can fix (bad file, bad value)."""
 
 
-class UsageError(BagmarError):
-    """A malformed command line or setting; exits with code 2."""
-
-    exit_code = 2
+class SettingError(BagmarError):
+    """A setting or option whose value is malformed, out of range, or at odds with another one."""
 
 
 class DatasetError(BagmarError):
@@ -35,8 +34,6 @@ class TrainingError(BagmarError):
 
 class Interrupted(BagmarError):
     """A command stopped by Ctrl-C or SIGTERM; the message says what is kept and how to continue."""
-
-    exit_code = 130
 
 
 class WriteError(BagmarError, OSError):

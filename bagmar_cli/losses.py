@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from bagmar_cli.choices import did_you_mean
 from bagmar_cli.console import warn
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.functional import losses as LF
 from bagmar_cli.settings import LossSettings
 
@@ -62,7 +62,7 @@ def build_loss(settings: LossSettings, counts: Sequence[int], head_scale: float 
     builder = LOSSES.get(settings.name)
     if builder is None:
         hint = did_you_mean(settings.name, loss_names(), cutoff=0.5)
-        raise UsageError(f"unknown loss {settings.name!r}{hint}; choose from {', '.join(loss_names())}")
+        raise SettingError(f"unknown loss {settings.name!r}{hint}; choose from {', '.join(loss_names())}")
     for field in ignored_parameters(settings):
         warn(f"loss.{field} = {getattr(settings, field)!r} has no effect: loss {settings.name!r} does not use it")
     loss = builder(settings, counts, head_scale)

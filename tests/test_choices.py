@@ -3,7 +3,7 @@
 import pytest
 
 from bagmar_cli.choices import ExportFormat, Output, PosthocMethod, SearchMetric, did_you_mean
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def test_did_you_mean_quotes_and_lists_as_asked():
@@ -32,7 +32,7 @@ def test_every_value_parses_from_its_string_and_from_itself(kind):
     ],
 )
 def test_an_unknown_value_is_one_usage_error(kind, value, message):
-    with pytest.raises(UsageError) as error:
+    with pytest.raises(SettingError) as error:
         kind.parse(value)
     assert str(error.value).startswith(message)
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load, save
 
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.functional import losses as LF
 from bagmar_cli.losses import BaGMarLoss, build_loss, loss_names
 from bagmar_cli.settings import LossSettings
@@ -61,7 +61,7 @@ def test_empty_classes_give_finite_losses(name):
 
 
 def test_an_unknown_loss_is_a_usage_error_with_a_suggestion():
-    with pytest.raises(UsageError, match=r"unknown loss 'bagmr' \(did you mean 'bagmar'\?\); choose from .*ce"):
+    with pytest.raises(SettingError, match=r"unknown loss 'bagmr' \(did you mean 'bagmar'\?\); choose from .*ce"):
         build("bagmr")
 
 
@@ -90,7 +90,7 @@ def test_every_preset_sets_only_what_its_loss_reads():
 
 
 def test_an_unrelated_name_gets_the_list_without_a_guess():
-    with pytest.raises(UsageError) as error:
+    with pytest.raises(SettingError) as error:
         build("xyz")
     assert "did you mean" not in str(error.value) and "balanced_softmax" in str(error.value)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.settings import Settings, load_settings, parse_override, preset_names, read_preset, validate
 
 
@@ -24,12 +24,12 @@ def test_precedence_preset_config_set_flags(tmp_path: Path):
 
 
 def test_unknown_key_suggests_closest():
-    with pytest.raises(UsageError, match=r"unknown setting 'train.epoch' \(did you mean 'epochs'\?\)"):
+    with pytest.raises(SettingError, match=r"unknown setting 'train.epoch' \(did you mean 'epochs'\?\)"):
         load_settings(overrides=["train.epoch=3"])
 
 
 def test_unknown_section_suggests_closest():
-    with pytest.raises(UsageError, match=r"'optimm'.*did you mean 'optim'"):
+    with pytest.raises(SettingError, match=r"'optimm'.*did you mean 'optim'"):
         load_settings(overrides=["optimm.lr=3"])
 
 
@@ -44,13 +44,13 @@ def test_unknown_section_suggests_closest():
     ],
 )
 def test_bad_value_names_key_value_and_expectation(override, fragment):
-    with pytest.raises(UsageError) as info:
+    with pytest.raises(SettingError) as info:
         load_settings(overrides=[override])
     assert fragment in str(info.value)
 
 
 def test_override_without_equals_is_usage_error():
-    with pytest.raises(UsageError, match=r"expected section.key=value"):
+    with pytest.raises(SettingError, match=r"expected section.key=value"):
         parse_override("train.epochs")
 
 
@@ -63,17 +63,17 @@ def test_override_values_are_typed():
 def test_config_not_toml(tmp_path: Path):
     bad = tmp_path / "bad.toml"
     bad.write_text("this is = = not toml")
-    with pytest.raises(UsageError, match="not valid TOML"):
+    with pytest.raises(SettingError, match="not valid TOML"):
         load_settings(config=bad)
 
 
 def test_preset_that_is_a_directory(tmp_path: Path):
-    with pytest.raises(UsageError, match="is a directory"):
+    with pytest.raises(SettingError, match="is a directory"):
         load_settings(preset=str(tmp_path))
 
 
 def test_unknown_preset_suggests():
-    with pytest.raises(UsageError, match="did you mean 'cifar100_lt'"):
+    with pytest.raises(SettingError, match="did you mean 'cifar100_lt'"):
         load_settings(preset="cifar100-lt")
 
 
@@ -115,7 +115,7 @@ def test_a_default_preset_is_looked_up_by_name_only(tmp_path: Path, monkeypatch)
     (tmp_path / "digits_lt").write_text("[train]\nepochs = 99\n")
     assert load_settings(default_preset="digits_lt").train.epochs == shipped != 99
     for name in ("../../etc/passwd", "./digits_lt", ".hidden"):
-        with pytest.raises(UsageError, match="unknown preset"):
+        with pytest.raises(SettingError, match="unknown preset"):
             load_settings(default_preset=name)
     assert load_settings("cifar10_lt", default_preset="digits_lt").data.dataset == "cifar10"  # a given preset wins
 
@@ -163,6 +163,6 @@ def test_stage_2_never_rereads_stage_1s_weights_and_skips_stage_1_when_given_its
     ],
 )
 def test_a_stage2_table_that_cannot_be_stage_2_is_one_readable_error(override, message):
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(SettingError) as caught:
         load_settings(overrides=[override])
     assert str(caught.value).startswith(message)

@@ -9,11 +9,14 @@ import click
 import typer
 
 from bagmar_cli import __version__
+from bagmar_cli.cli.fields import flags_for, render
 from bagmar_cli.console import StdoutClosed, err, result
-from bagmar_cli.errors import BagmarError
+from bagmar_cli.errors import BagmarError, Interrupted, SettingError
 from bagmar_cli.signals import sigterm_as_interrupt
 
 INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (SIGINT) or SIGTERM
+USAGE = 2  # a malformed command line or setting
+FAILED = 1  # everything else the user can fix: a bad file, a missing dataset, a run that had to stop
 
 app = typer.Typer(
     name="bagmar",
@@ -57,7 +60,7 @@ def _run(args: list[str], debug: bool) -> int:
     except StdoutClosed:
         return _stdout_closed()
     except BagmarError as exc:
-        return _fail(str(exc), exc.exit_code, debug)
+        return _fail(render(str(exc), flags_for(typer.main.get_group(app), args)), exit_code(exc), debug)
     except (KeyboardInterrupt, typer.Abort, click.exceptions.Abort):
         return _interrupted()
     except (typer.Exit, click.exceptions.Exit) as exc:
@@ -66,7 +69,7 @@ def _run(args: list[str], debug: bool) -> int:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's (or typer's vendored) errors
             if type(exc).__name__ == "NoArgsIsHelpError":
                 err.out(exc.format_message())
-                return 2
+                return USAGE
             return _fail(exc.format_message(), exc.exit_code or 1, debug)
         if debug:
             raise
@@ -74,6 +77,15 @@ def _run(args: list[str], debug: bool) -> int:
     if result == INTERRUPTED:  # Typer turns a KeyboardInterrupt inside a command into a silent exit code 130
         return _interrupted()
     return result if isinstance(result, int) else 0
+
+
+def exit_code(exc: BagmarError) -> int:
+    """The exit code of a domain error: 2 for a setting, 130 for an interrupt, 1 otherwise."""
+    if isinstance(exc, SettingError):
+        return USAGE
+    if isinstance(exc, Interrupted):
+        return INTERRUPTED
+    return FAILED
 
 
 def _stdout_closed() -> int:

@@ -13,7 +13,7 @@ from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import pct
 from bagmar_cli.console import result_json, show
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 if TYPE_CHECKING:
     from bagmar_cli.engine.compare import Comparison
@@ -62,7 +62,7 @@ def compare_command(
 
     a, b = split_sides(checkpoints)
     if not 0.0 < level < 1.0:
-        raise UsageError(f"--level {level:g}: expected a number between 0 and 1, such as 0.95")
+        raise SettingError(f"--level {level:g}: expected a number between 0 and 1, such as 0.95")
     comparison = compare_checkpoints(
         CompareOptions(
             a, b, split, tau, method, data, device or "auto", batch_size, weights, resamples, seed, level, plot
@@ -79,16 +79,16 @@ def split_sides(words: list[str]) -> tuple[list[Path], list[Path]]:
     """`A B` or `A1 ... --vs B1 ...` -> the two sides; any other option-like word is refused."""
     unknown = [word for word in words if word.startswith("-") and word != VS]
     if unknown:
-        raise UsageError(f"no such option: {unknown[0]}")
+        raise SettingError(f"no such option: {unknown[0]}")
     if VS in words:
         at = words.index(VS)
         a, b = words[:at], words[at + 1 :]
         if VS in b or not a or not b:
-            raise UsageError("use A1 [A2 ...] --vs B1 [B2 ...]: one --vs with checkpoints on both sides")
+            raise SettingError("use A1 [A2 ...] --vs B1 [B2 ...]: one --vs with checkpoints on both sides")
     elif len(words) == 2:
         a, b = words[:1], words[1:]
     else:
-        raise UsageError(f"compare takes two checkpoints (A B) or two groups (A1 A2 --vs B1 B2), got {len(words)}")
+        raise SettingError(f"compare takes two checkpoints (A B) or two groups (A1 A2 --vs B1 B2), got {len(words)}")
     return [Path(word) for word in a], [Path(word) for word in b]
 
 

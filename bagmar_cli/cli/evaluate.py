@@ -12,7 +12,7 @@ from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import priors_table, report_table, summary_table
 from bagmar_cli.console import note, result_json, show
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 @app.command("eval")
@@ -91,7 +91,9 @@ def _refuse_repeats(checkpoints: list[Path]) -> None:
     for path in checkpoints:
         key = path.resolve()
         if key in seen:
-            raise UsageError(f"checkpoint {path} is given twice (as {seen[key]}); each seed counts once in mean ± std")
+            raise SettingError(
+                f"checkpoint {path} is given twice (as {seen[key]}); each seed counts once in mean ± std"
+            )
         seen[key] = path
 
 

@@ -11,8 +11,9 @@ import typer
 
 from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
+from bagmar_cli.cli.fields import SETTING_FLAGS
 from bagmar_cli.console import result
-from bagmar_cli.errors import Interrupted, UsageError
+from bagmar_cli.errors import Interrupted, SettingError
 
 
 @app.command("train")
@@ -56,9 +57,9 @@ def train_command(
     from bagmar_cli.settings import load_settings
 
     if resume and out is None:
-        raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
+        raise SettingError("--resume needs --out RUN_DIR: the run directory to continue")
     if resume and overwrite:
-        raise UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+        raise SettingError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     flags = {
         "data.root": data,
         "train.epochs": epochs,
@@ -74,13 +75,15 @@ def train_command(
         default = None if preset else _default_preset(data)
         settings = load_settings(preset, config, overrides, flags, default_preset=default)
     if stage1 is not None and settings.stage2 == {"model": {"weights": flags["stage2.model.weights"]}}:
-        raise UsageError("--stage1 skips the first of two stages, but these settings train one stage ([stage2] unset)")
+        raise SettingError(
+            "--stage1 skips the first of two stages, but these settings train one stage ([stage2] unset)"
+        )
     run_dir = out or Path("runs") / f"{Path(preset or 'run').stem}-{datetime.now():%Y%m%d-%H%M%S}"
     if nproc_per_node is not None:
         from bagmar_cli.engine import distributed
 
         if distributed.under_torchrun():
-            raise UsageError("--nproc-per-node starts torchrun; under torchrun, leave it out")
+            raise SettingError("--nproc-per-node starts torchrun; under torchrun, leave it out")
         args = _train_args(preset, config, overrides, flags, run_dir, resume=resume, overwrite=overwrite)
         return distributed.launch(nproc_per_node, args)
     try:
@@ -110,21 +113,13 @@ def _train_args(
     overwrite: bool,
 ) -> list[str]:
     """This command line again (for each torchrun process), with the run directory fixed so every rank shares it."""
-    names = {
-        "data.root": "--data",
-        "train.epochs": "--epochs",
-        "train.batch_size": "--batch-size",
-        "train.device": "--device",
-        "train.seed": "--seed",
-        "stage2.model.weights": "--stage1",
-    }
     args = ["train", "--out", str(out)]
     args += ["--preset", preset] if preset else []
     args += ["--config", str(config)] if config else []
     for item in overrides or []:
         args += ["--set", item]
     for key, value in flags.items():
-        args += [names[key], str(value)] if value is not None else []
+        args += [SETTING_FLAGS[key], str(value)] if value is not None else []
     return args + (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
 
 
@@ -137,7 +132,7 @@ def _default_preset(data: Path | None) -> str | None:
 
     manifest = load_manifest(data)
     if manifest.default_preset not in preset_names():  # the image-file recipes are not shipped yet
-        raise UsageError(
+        raise SettingError(
             f"dataset {data} ({manifest.dataset}) names the preset {manifest.default_preset!r}, which this bagmar "
             "does not ship yet: pass --preset NAME (`bagmar presets` lists the shipped ones)"
         )

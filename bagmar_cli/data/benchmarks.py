@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bagmar_cli.data.download import Resource, downloads_dir, fetch
-from bagmar_cli.errors import DatasetError, UsageError
+from bagmar_cli.errors import DatasetError, SettingError
 
 # The lists as the decoupling project (facebookresearch/classifier-balancing) publishes them, one folder per
 # benchmark; they are the OLTR lists (github.com/zhmiao/OpenLongTailRecognition-OLTR) under the same names.
@@ -89,9 +89,9 @@ def benchmark_names() -> list[str]:
 
 
 def get_benchmark(name: str) -> Benchmark:
-    """The benchmark called `name`; UsageError when there is none (`prepare_any` suggests close names first)."""
+    """The benchmark called `name`; SettingError when there is none (`prepare_any` suggests close names first)."""
     if name not in BENCHMARKS:
-        raise UsageError(f"unknown benchmark {name!r}; choose from {', '.join(benchmark_names())}")
+        raise SettingError(f"unknown benchmark {name!r}; choose from {', '.join(benchmark_names())}")
     return BENCHMARKS[name]
 
 

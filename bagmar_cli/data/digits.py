@@ -13,7 +13,7 @@ from bagmar_cli.console import warn
 from bagmar_cli.data.longtail import shuffled_by_class
 from bagmar_cli.data.manifest import SourceInfo
 from bagmar_cli.data.registry import DatasetSpec, SourceData, register_dataset
-from bagmar_cli.errors import DatasetError, UsageError
+from bagmar_cli.errors import DatasetError, SettingError
 
 NUM_CLASSES = 10
 TEST_PER_CLASS = 30  # a balanced 300-image test split, held out of the 1,797 images
@@ -24,7 +24,7 @@ SHA256 = "65e5b4619795efb40c1082f4c350c049e4ad552200d369b6ae99e21eef5e72c5"  # r
 def load_digits_source(source: Path | None) -> SourceData:
     """The digits as uint8 (N, 1, 8, 8) images scaled 0-16 -> 0-255, split into a training pool and a test set."""
     if source is not None:
-        raise UsageError("the digits dataset ships with scikit-learn and takes no --source")
+        raise SettingError("the digits dataset ships with scikit-learn and takes no --source")
     bunch = load_digits()
     raw, labels = bunch.images.astype(np.uint8), bunch.target.astype(np.int64)
     if not np.array_equal(raw, bunch.images) or raw.max() > 16:

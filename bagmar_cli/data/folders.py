@@ -14,7 +14,7 @@ import numpy as np
 
 from bagmar_cli.data.filelists import check_every_class
 from bagmar_cli.data.longtail import shuffled_by_class
-from bagmar_cli.errors import DatasetError, UsageError
+from bagmar_cli.errors import DatasetError, SettingError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")  # train and test are required, val is optional
@@ -83,14 +83,14 @@ def _scan_flat(root: Path) -> FolderTree:
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    """UsageError unless both fractions are in [0, 1), the test one above 0, and they leave room for training."""
+    """SettingError unless both fractions are in [0, 1), the test one above 0, and they leave room for training."""
     for flag, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
         if not 0 <= value < 1:
-            raise UsageError(f"{flag} must be in [0, 1), got {value:g}")
+            raise SettingError(f"{flag} must be in [0, 1), got {value:g}")
     if test_fraction == 0:
-        raise UsageError("--test-fraction must be above 0: a flat tree needs a test split to report results on")
+        raise SettingError("--test-fraction must be above 0: a flat tree needs a test split to report results on")
     if val_fraction + test_fraction >= 1:
-        raise UsageError(f"--val-fraction + --test-fraction is {val_fraction + test_fraction:g}; it must be below 1")
+        raise SettingError(f"--val-fraction + --test-fraction is {val_fraction + test_fraction:g}; it must be below 1")
 
 
 def split_by_fractions(
@@ -99,7 +99,7 @@ def split_by_fractions(
     """Sorted indices of train, val and test: each class split by the fractions, a pure function of `seed`.
 
     A class of n images gives round(n * test_fraction) to test and round(n * val_fraction) to val (halves round
-    up), drawn from its seeded permutation in that order; the rest is train. UsageError naming a class left with
+    up), drawn from its seeded permutation in that order; the rest is train. SettingError naming a class left with
     no training image.
     """
     pools = shuffled_by_class(labels, len(classes), seed)
@@ -107,7 +107,7 @@ def split_by_fractions(
     for name, pool in zip(classes, pools, strict=True):
         n_test, n_val = _round(len(pool) * test_fraction), _round(len(pool) * val_fraction)
         if n_test + n_val >= len(pool):
-            raise UsageError(
+            raise SettingError(
                 f"class {name!r} has {len(pool)} images: --val-fraction {val_fraction:g} and --test-fraction "
                 f"{test_fraction:g} leave it no training image; give it more images or use smaller fractions"
             )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bagmar_cli.choices import did_you_mean
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def _exp_profile(n_max: int, num_classes: int, imb: float) -> list[int]:
@@ -27,24 +27,24 @@ PROFILES: dict[str, Callable[[int, int, float], list[int]]] = {"exp": _exp_profi
 
 
 def check_imb(imb: float) -> float:
-    """`imb` as a float when it is a finite number >= 1; UsageError otherwise."""
+    """`imb` as a float when it is a finite number >= 1; SettingError otherwise."""
     if isinstance(imb, bool) or not isinstance(imb, (int, float)) or not math.isfinite(imb) or imb < 1:
-        raise UsageError(f"imbalance factor must be a finite number >= 1, got {imb!r}")
+        raise SettingError(f"imbalance factor must be a finite number >= 1, got {imb!r}")
     return float(imb)
 
 
 def check_profile(profile: str) -> str:
-    """`profile` when it names a known profile; UsageError with suggestions otherwise."""
+    """`profile` when it names a known profile; SettingError with suggestions otherwise."""
     if profile in PROFILES:
         return profile
     hint = did_you_mean(str(profile), PROFILES, quote=False)
-    raise UsageError(f"unknown long-tail profile {profile!r}{hint}; choose from {', '.join(PROFILES)}")
+    raise SettingError(f"unknown long-tail profile {profile!r}{hint}; choose from {', '.join(PROFILES)}")
 
 
 def lt_counts(n_max: int, num_classes: int, imb: float, profile: str) -> list[int]:
     """Training images per class, in label order, for the long-tail `profile` at imbalance `imb`."""
     if num_classes < 2 or n_max < 1:
-        raise UsageError(f"a long tail needs at least 2 classes and n_max >= 1, got {num_classes} and {n_max}")
+        raise SettingError(f"a long tail needs at least 2 classes and n_max >= 1, got {num_classes} and {n_max}")
     return PROFILES[check_profile(profile)](n_max, num_classes, check_imb(imb))
 
 
@@ -62,16 +62,16 @@ CAO2019_DATASETS = ("cifar10", "cifar100")  # the datasets Cao et al.'s imbalanc
 
 
 def check_subset(subset: str, dataset: str, val_per_class: int) -> str:
-    """`subset` when it is known and applies to `dataset` (cao2019: CIFAR only, no val split); UsageError otherwise."""
+    """`subset` when it is known and applies to `dataset` (cao2019: CIFAR only, no val split); else SettingError."""
     if subset not in SUBSETS:
         hint = did_you_mean(str(subset), SUBSETS, quote=False)
-        raise UsageError(f"unknown subset {subset!r}{hint}; choose from {', '.join(SUBSETS)}")
+        raise SettingError(f"unknown subset {subset!r}{hint}; choose from {', '.join(SUBSETS)}")
     if subset == "cao2019" and dataset not in CAO2019_DATASETS:
-        raise UsageError(
+        raise SettingError(
             f"subset cao2019 is Cao et al.'s CIFAR-LT selection; it applies to cifar10 and cifar100, not {dataset}"
         )
     if subset == "cao2019" and val_per_class:
-        raise UsageError(
+        raise SettingError(
             "subset cao2019 keeps every image Cao et al.'s code keeps for training, so it takes no val split"
         )
     return subset
@@ -129,20 +129,20 @@ def select_long_tail(
 
 
 def _check_val(val_per_class: int, sizes: list[int], classes: list[str]) -> None:
-    """UsageError when the val split would leave a class without training images."""
+    """SettingError when the val split would leave a class without training images."""
     smallest = int(np.argmin(sizes))
     if val_per_class >= sizes[smallest]:
-        raise UsageError(
+        raise SettingError(
             f"val_per_class {val_per_class} leaves class {classes[smallest]!r} no training images "
             f"(its pool holds {sizes[smallest]}); use fewer than {sizes[smallest]}"
         )
 
 
 def _check_nonempty(wanted: list[int], classes: list[str], imb: float, n_max: int) -> None:
-    """UsageError when the imbalance factor rounds a class down to zero training images."""
+    """SettingError when the imbalance factor rounds a class down to zero training images."""
     if min(wanted) == 0:
         empty = classes[wanted.index(0)]
-        raise UsageError(
+        raise SettingError(
             f"imbalance factor {imb:g} leaves class {empty!r} no training images "
             f"(n_max is {n_max}); use an imbalance factor of at most {n_max}"
         )

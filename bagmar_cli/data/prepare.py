@@ -20,7 +20,7 @@ from bagmar_cli.data.longtail import (
 from bagmar_cli.data.manifest import FORMAT_VERSION, Manifest, Selection, SplitInfo, write_manifest
 from bagmar_cli.data.registry import DatasetSpec, SourceData, get_dataset
 from bagmar_cli.data.store import check_writable, default_data_dir, save_split, staged_directory
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 Split = tuple[np.ndarray, np.ndarray]  # uint8 images (N, C, H, W), int64 labels (N,)
 
@@ -106,9 +106,9 @@ def _splits(data: SourceData, train: np.ndarray, val: np.ndarray, val_per_class:
 
 
 def _check_count_option(name: str, value: int) -> None:
-    """UsageError unless `value` is a whole number >= 0."""
+    """SettingError unless `value` is a whole number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise UsageError(f"{name} must be a whole number >= 0, got {value!r}")
+        raise SettingError(f"{name} must be a whole number >= 0, got {value!r}")
 
 
 def _manifest(

@@ -40,7 +40,7 @@ from bagmar_cli.data.prepare import prepare_dataset
 from bagmar_cli.data.registry import dataset_names
 from bagmar_cli.data.store import check_writable, data_root
 from bagmar_cli.data.verify import verify_images
-from bagmar_cli.errors import DatasetError, UsageError
+from bagmar_cli.errors import DatasetError, SettingError
 
 AS_LISTED = "as-listed"  # the manifest's profile when the lists (or folders) are used as they are
 FLAT_FRACTIONS = (0.1, 0.2)  # a flat tree's default val and test fractions
@@ -90,7 +90,7 @@ def prepare_any(
 
 
 def _kind(dataset: str) -> str:
-    """ "tensors", "benchmark" or "folder"; UsageError with suggestions for an unknown name."""
+    """ "tensors", "benchmark" or "folder"; SettingError with suggestions for an unknown name."""
     if dataset == "folder":
         return "folder"
     if dataset in benchmark_names():
@@ -99,11 +99,11 @@ def _kind(dataset: str) -> str:
         return "tensors"
     names = [*dataset_names(), *benchmark_names(), "folder"]
     hint = did_you_mean(dataset, names, n=3, quote=False)
-    raise UsageError(f"unknown dataset {dataset!r}{hint}; choose from {', '.join(names)}")
+    raise SettingError(f"unknown dataset {dataset!r}{hint}; choose from {', '.join(names)}")
 
 
 def _check_options(dataset: str, kind: str, **given: object) -> None:
-    """UsageError for an option that does not apply to `dataset`, or a missing --root."""
+    """SettingError for an option that does not apply to `dataset`, or a missing --root."""
     files_only = {"val_fraction": "--val-fraction", "test_fraction": "--test-fraction"}
     files_only |= {"image_size": "--image-size", "eval_resize": "--eval-resize"}
     unused = {
@@ -119,9 +119,9 @@ def _check_options(dataset: str, kind: str, **given: object) -> None:
     }[kind]
     for key, flag in unused.items():
         if given[key]:
-            raise UsageError(f"{flag} does not apply to {dataset}")
+            raise SettingError(f"{flag} does not apply to {dataset}")
     if kind != "tensors" and given["root"] is None:
-        raise UsageError(f"prepare {dataset} needs --root DIR, the folder that holds its images")
+        raise SettingError(f"prepare {dataset} needs --root DIR, the folder that holds its images")
 
 
 def prepare_benchmark(
@@ -200,7 +200,7 @@ def prepare_folder(
     fractions = _folder_fractions(Path(root), val_per_class, val_fraction, test_fraction)
     tree = scan_tree(Path(root))
     if val_per_class and "val" in tree.splits:
-        raise UsageError(f"{Path(root) / 'val'} exists: pass --val-per-class only for a tree without a val folder")
+        raise SettingError(f"{Path(root) / 'val'} exists: pass --val-per-class only for a tree without a val folder")
     splits = _folder_splits(tree, imb=imb, profile=profile, seed=seed, val_per_class=val_per_class, fractions=fractions)
     if verify:
         layout = "ROOT/<class>/*" if tree.flat else "ROOT/{split}/<class>/*"
@@ -237,13 +237,13 @@ def prepare_folder(
 
 
 def check_input_size(image_size: int | None, eval_resize: int | None) -> int:
-    """The side of the square the network sees (`image_size`, default 224); UsageError for a side below 1 or an
+    """The side of the square the network sees (`image_size`, default 224); SettingError for a side below 1 or an
     `eval_resize` smaller than it (evaluation center-crops the resized image to that side)."""
     size = INPUT_SIZE[1] if image_size is None else image_size
     if size < 1:
-        raise UsageError(f"--image-size must be at least 1, got {size}")
+        raise SettingError(f"--image-size must be at least 1, got {size}")
     if eval_resize is not None and eval_resize < size:
-        raise UsageError(
+        raise SettingError(
             f"--eval-resize {eval_resize} is smaller than the image size {size}: evaluation resizes the shorter side "
             "to it, then center-crops to the image size"
         )
@@ -257,12 +257,12 @@ def _folder_fractions(
     if is_split_tree(root):
         if val_fraction is not None or test_fraction is not None:
             flag = "--val-fraction" if val_fraction is not None else "--test-fraction"
-            raise UsageError(
+            raise SettingError(
                 f"{flag} splits a flat tree ROOT/<class>/*; {root} has train/val/test folders, used as they are"
             )
         return None
     if val_per_class:
-        raise UsageError("--val-per-class is for ROOT/{train,test}/<class>/* trees; a flat tree takes --val-fraction")
+        raise SettingError("--val-per-class is for ROOT/{train,test}/<class>/* trees; a flat tree takes --val-fraction")
     fractions = (
         FLAT_FRACTIONS[0] if val_fraction is None else val_fraction,
         FLAT_FRACTIONS[1] if test_fraction is None else test_fraction,

@@ -11,7 +11,7 @@ import numpy as np
 
 from bagmar_cli.choices import did_you_mean
 from bagmar_cli.data.manifest import SourceInfo
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 class SourceData(NamedTuple):
@@ -61,8 +61,8 @@ def dataset_names() -> list[str]:
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    """The spec registered under `name`; UsageError with suggestions when there is none."""
+    """The spec registered under `name`; SettingError with suggestions when there is none."""
     if name in _DATASETS:
         return _DATASETS[name]
     hint = did_you_mean(name, dataset_names(), n=3, quote=False)
-    raise UsageError(f"unknown dataset {name!r}{hint}; choose from {', '.join(dataset_names())}")
+    raise SettingError(f"unknown dataset {name!r}{hint}; choose from {', '.join(dataset_names())}")

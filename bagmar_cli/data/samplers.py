@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from bagmar_cli.choices import did_you_mean
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 SAMPLERS = ("instance", "class", "sqrt", "class_aware")
 # kind -> q in p_j ∝ n_j^q, the chance of drawing class j (Kang et al. 2020)
@@ -45,7 +45,7 @@ def epoch_indices(
     class ("class_aware")."""
     if kind not in SAMPLERS:
         hint = did_you_mean(kind, SAMPLERS, quote=False)
-        raise UsageError(f"unknown sampler {kind!r}{hint}; choose from {', '.join(SAMPLERS)}")
+        raise SettingError(f"unknown sampler {kind!r}{hint}; choose from {', '.join(SAMPLERS)}")
     size = len(labels) if size is None else size
     if kind == "instance":
         if size != len(labels):

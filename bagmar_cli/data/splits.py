@@ -22,7 +22,7 @@ from bagmar_cli.data.images import Batch, EvalPreprocess, ImageListDataset, Unde
 from bagmar_cli.data.manifest import ListSplitInfo, Manifest, load_manifest
 from bagmar_cli.data.store import load_split
 from bagmar_cli.data.transforms import TensorImages, eval_transform
-from bagmar_cli.errors import DatasetError, UsageError
+from bagmar_cli.errors import DatasetError, SettingError
 
 Transform = Callable[[Any], Tensor]
 RESIZE_RATIO = 256 / 224  # evaluation resizes the shorter side to crop * 256/224, then center-crops (ImageNet's habit)
@@ -75,7 +75,7 @@ def open_eval_split(
     manifest = load_manifest(root)
     if is_file_list(manifest, split):
         if preprocess is None:
-            raise UsageError(
+            raise SettingError(
                 f"split {split!r} of {root} is a list of image files, but the model records no image preprocessing "
                 "(it was trained on a tensor dataset): evaluate it on a tensor dataset"
             )

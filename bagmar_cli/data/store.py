@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from bagmar_cli.data.manifest import MANIFEST_NAME, ListSplitInfo, Manifest, SplitInfo, load_manifest
-from bagmar_cli.errors import DatasetError, UsageError, WriteError
+from bagmar_cli.errors import DatasetError, SettingError, WriteError
 
 DATA_DIR_ENV = "BAGMAR_DATA_DIR"
 
@@ -116,7 +116,7 @@ def check_writable(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise UsageError(f"{out} exists and is not a directory; choose another output directory")
+        raise SettingError(f"{out} exists and is not a directory; choose another output directory")
     if not overwrite:
         raise DatasetError(f"{out} already exists; pass --overwrite to replace it, or choose another output")
     if any(out.iterdir()):  # --overwrite deletes what it replaces: only what bagmar wrote there

@@ -31,7 +31,7 @@ from bagmar_cli.data.batch_augment import BatchAugment
 from bagmar_cli.data.images import collate_skipping
 from bagmar_cli.data.splits import SkipUndecodable
 from bagmar_cli.engine.distributed import World
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.settings import Settings
 
 Batches = Iterator[tuple[Tensor, Tensor]]
@@ -58,10 +58,10 @@ def _mix(*parts: int) -> int:
 
 
 def process_batch(batch_size: int, processes: int) -> int:
-    """Each process's share of the global `train.batch_size` (a remainder is left out); UsageError when there are
+    """Each process's share of the global `train.batch_size` (a remainder is left out); SettingError when there are
     more processes than images in a batch."""
     if batch_size < processes:
-        raise UsageError(f"train.batch_size {batch_size} is smaller than the {processes} processes")
+        raise SettingError(f"train.batch_size {batch_size} is smaller than the {processes} processes")
     return batch_size // processes
 
 

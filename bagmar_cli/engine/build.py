@@ -27,7 +27,7 @@ from bagmar_cli.engine.runtime import seed_everything
 from bagmar_cli.engine.schedule import build_scheduler
 from bagmar_cli.engine.step import build_ema, prepare_model
 from bagmar_cli.engine.training_state import TrainingProgress
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.losses import ClassWeightedLoss, build_loss
 from bagmar_cli.models import Classifier, build_model
 from bagmar_cli.models.freeze import freeze
@@ -38,7 +38,7 @@ def selection_split(data: DataSettings, manifest: Manifest) -> str:
     """The split for best-epoch selection: `val` when the dataset has one (auto), else `test`."""
     if data.val_split != "auto":
         if data.val_split not in manifest.splits:
-            raise UsageError(f"data.val_split {data.val_split!r} not in the dataset (has {sorted(manifest.splits)})")
+            raise SettingError(f"data.val_split {data.val_split!r} not in the dataset (has {sorted(manifest.splits)})")
         return data.val_split
     return evaluation_split(manifest)
 
@@ -48,7 +48,7 @@ def check_frozen_start(model: ModelSettings, world: distributed.World) -> None:
     if model.freeze == "none" or model.pretrained or model.weights is not None:
         return
     if model.freeze == "backbone":
-        raise UsageError(
+        raise SettingError(
             'model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: pass '
             "--set model.weights=FILE (a stage-1 checkpoint or a timm state dict) or model.pretrained=true"
         )

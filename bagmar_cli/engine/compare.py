@@ -12,7 +12,7 @@ from torch import Tensor
 from bagmar_cli.choices import PosthocMethod
 from bagmar_cli.engine.evaluator import split_outputs
 from bagmar_cli.engine.posthoc import posthoc_scores, resolve_posthoc
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.functional.metrics import per_class_accuracy, predict
 from bagmar_cli.functional.paired import MetricComparison, compare_correct
 from bagmar_cli.plots import plot_class_differences
@@ -153,18 +153,18 @@ def score_checkpoint(path: Path, options: CompareOptions) -> Scored:
 
 
 def refuse_mismatch(first: Scored, other: Scored) -> None:
-    """UsageError unless `other` was scored on the same images, classes and training counts as `first`."""
+    """SettingError unless `other` was scored on the same images, classes and training counts as `first`."""
     where = f"{first.path} and {other.path}"
     if first.dataset != other.dataset:
-        raise UsageError(f"cannot compare {where}: datasets differ ({first.dataset} vs {other.dataset})")
+        raise SettingError(f"cannot compare {where}: datasets differ ({first.dataset} vs {other.dataset})")
     if len(first.classes) != len(other.classes) or first.classes != other.classes:
-        raise UsageError(f"cannot compare {where}: classes differ ({len(first.classes)} vs {len(other.classes)})")
+        raise SettingError(f"cannot compare {where}: classes differ ({len(first.classes)} vs {len(other.classes)})")
     if first.split != other.split:
-        raise UsageError(f"cannot compare {where}: splits differ ({first.split} vs {other.split})")
+        raise SettingError(f"cannot compare {where}: splits differ ({first.split} vs {other.split})")
     if first.train_counts != other.train_counts:
-        raise UsageError(f"cannot compare {where}: trained on different per-class counts (another long-tail draw)")
+        raise SettingError(f"cannot compare {where}: trained on different per-class counts (another long-tail draw)")
     if not torch.equal(first.labels, other.labels):
-        raise UsageError(f"cannot compare {where}: the {first.split} split holds different images")
+        raise SettingError(f"cannot compare {where}: the {first.split} split holds different images")
 
 
 def class_differences(a: list[Scored], b: list[Scored]) -> Tensor:
@@ -207,15 +207,15 @@ def claim(who: str, over: str, name: str, result: MetricComparison, level: float
 
 
 def _check(options: CompareOptions) -> None:
-    """UsageError for an empty side, a seed given twice on one side, or a level outside (0, 1)."""
+    """SettingError for an empty side, a seed given twice on one side, or a level outside (0, 1)."""
     if not options.a or not options.b:
-        raise UsageError("compare needs at least one checkpoint on each side")
+        raise SettingError("compare needs at least one checkpoint on each side")
     if not 0.0 < options.level < 1.0:
-        raise UsageError(f"level {options.level:g}: expected a number between 0 and 1, such as 0.95")
+        raise SettingError(f"level {options.level:g}: expected a number between 0 and 1, such as 0.95")
     if options.resamples < 1:
-        raise UsageError(f"resamples {options.resamples}: expected at least 1")
+        raise SettingError(f"resamples {options.resamples}: expected at least 1")
     for side in (options.a, options.b):
         resolved = [path.resolve() for path in side]
         for index, path in enumerate(resolved):
             if path in resolved[:index]:
-                raise UsageError(f"checkpoint {side[index]} is given twice on one side; each seed counts once")
+                raise SettingError(f"checkpoint {side[index]} is given twice on one side; each seed counts once")

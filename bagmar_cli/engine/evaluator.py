@@ -17,7 +17,7 @@ from bagmar_cli.engine.posthoc import Posthoc, posthoc_scores
 from bagmar_cli.engine.restore import checkpoint_dataset, load_weights, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
 from bagmar_cli.engine.saved_logits import save_logits as write_logits
-from bagmar_cli.errors import UsageError, WriteError
+from bagmar_cli.errors import SettingError, WriteError
 from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins, nll, reliability_bins
 from bagmar_cli.functional.metrics import classification_report, confusion_matrix, predict, worst_confused_pairs
 from bagmar_cli.functional.posthoc import renormalise
@@ -56,7 +56,7 @@ def split_outputs(
     root, manifest = checkpoint_dataset(ckpt, data)
     split = split or manifest.reported_split or "test"
     if split not in manifest.splits:
-        raise UsageError(f"split {split!r} not in dataset {root} (has {', '.join(sorted(manifest.splits))})")
+        raise SettingError(f"split {split!r} not in dataset {root} (has {', '.join(sorted(manifest.splits))})")
     torch_device = resolve_device(device)
     model = model_from_checkpoint(ckpt).to(torch_device)
     spec = ckpt.meta.model

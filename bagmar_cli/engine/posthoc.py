@@ -11,7 +11,7 @@ import torch
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.checkpoint_meta import TAU_MAX, PosthocRecord
 from bagmar_cli.choices import PosthocMethod
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.functional.posthoc import apply_posthoc, pn_column_sums
 
 
@@ -36,7 +36,7 @@ def resolve_posthoc(ckpt: Checkpoint, tau: str, method: PosthocMethod | str | No
     """
     method = PosthocMethod.parse_optional(method)
     if method is not None and tau in ("auto", "none"):
-        raise UsageError(f"--method goes with --tau NUMBER (--tau {tau} does not take a method)")
+        raise SettingError(f"--method goes with --tau NUMBER (--tau {tau} does not take a method)")
     if tau == "none":
         return None
     if tau == "auto":
@@ -49,11 +49,11 @@ def parse_tau(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"--tau {text!r}: expected auto, none or a number") from None
+        raise SettingError(f"--tau {text!r}: expected auto, none or a number") from None
     if not math.isfinite(value):
-        raise UsageError(f"--tau {text!r}: expected a finite number")
+        raise SettingError(f"--tau {text!r}: expected a finite number")
     if not 0.0 <= value <= TAU_MAX:
-        raise UsageError(f"--tau {text!r}: expected a number from 0 to {TAU_MAX:g}")
+        raise SettingError(f"--tau {text!r}: expected a number from 0 to {TAU_MAX:g}")
     return value
 
 
@@ -64,9 +64,9 @@ def recorded_posthoc(record: PosthocRecord) -> Posthoc:
 
 
 def require_linear_head(ckpt: Checkpoint) -> None:
-    """UsageError unless the checkpoint's head is linear: τ-norm rescales a linear head's weight rows."""
+    """SettingError unless the checkpoint's head is linear: τ-norm rescales a linear head's weight rows."""
     if ckpt.meta.model.head != "linear":
-        raise UsageError("tau-norm needs a linear classifier head; this checkpoint's head is cosine-normalised")
+        raise SettingError("tau-norm needs a linear classifier head; this checkpoint's head is cosine-normalised")
 
 
 def head_parameters(ckpt: Checkpoint) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from bagmar_cli.data.transforms import eval_transform
 from bagmar_cli.engine.export.loaded import LoadedModel, load_model
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
 
@@ -35,13 +35,13 @@ def find_images(paths: Sequence[Path]) -> list[Path]:
             found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif path.exists():
             if not stat.S_ISREG(path.stat().st_mode):
-                raise UsageError(f"{path}: not a regular file (a FIFO, socket or device); predict reads image files")
+                raise SettingError(f"{path}: not a regular file (a FIFO, socket or device); predict reads image files")
             found.append(path)
         else:
-            raise UsageError(f"{path}: no such file or folder")
+            raise SettingError(f"{path}: no such file or folder")
     if not found:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise UsageError(f"no images found in {', '.join(map(str, paths))} (looked for {suffixes})")
+        raise SettingError(f"no images found in {', '.join(map(str, paths))} (looked for {suffixes})")
     return found
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from bagmar_cli.checkpoint import Checkpoint, load_checkpoint
 from bagmar_cli.data import Manifest, load_manifest
-from bagmar_cli.errors import CheckpointError, DatasetError, UsageError
+from bagmar_cli.errors import CheckpointError, DatasetError, SettingError
 from bagmar_cli.models import Classifier, build_model
 
 Weights = Literal["ema", "model"]
@@ -25,12 +25,12 @@ def load_weights(path: Path, weights: str | None = None) -> Checkpoint:
     """The checkpoint at `path` with `weights` (default: `default_weights`) as its `model.` tensors."""
     ckpt = load_checkpoint(path)
     if weights is not None and weights not in WEIGHTS:
-        raise UsageError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
+        raise SettingError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
     if (weights or default_weights(ckpt)) == "model":
         return ckpt
     ema = ckpt.section("ema")
     if not ema:
-        raise UsageError(f"--weights ema: {ckpt.path} holds no EMA weights (trained without train.ema)")
+        raise SettingError(f"--weights ema: {ckpt.path} holds no EMA weights (trained without train.ema)")
     kept = {key: value for key, value in ckpt.tensors.items() if not key.startswith(("model.", "ema."))}
     return dataclasses.replace(ckpt, tensors=kept | {f"model.{key}": value for key, value in ema.items()})
 

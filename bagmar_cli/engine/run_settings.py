@@ -10,7 +10,7 @@ from bagmar_cli.data import Manifest, default_data_dir, get_dataset, load_manife
 from bagmar_cli.data.benchmarks import benchmark_names
 from bagmar_cli.data.store import data_root
 from bagmar_cli.engine.rundir import STAGES, RunDir
-from bagmar_cli.errors import DatasetError, TrainingError, UsageError
+from bagmar_cli.errors import DatasetError, SettingError, TrainingError
 from bagmar_cli.settings import (
     RESUMABLE,
     DataSettings,
@@ -32,7 +32,7 @@ def resolve_data_root(data: DataSettings) -> Path:
     if data.root is not None:
         return data.root
     if data.dataset is None:
-        raise UsageError("no dataset: pass --data DIR (a directory written by `bagmar prepare`)")
+        raise SettingError("no dataset: pass --data DIR (a directory written by `bagmar prepare`)")
     if data.dataset in benchmark_names():
         return data_root() / data.dataset
     get_dataset(data.dataset)  # an unknown name is a usage error, not a missing directory
@@ -66,14 +66,14 @@ def recorded_settings(out: Path) -> Settings:
     """The settings a run directory recorded when its run started (its config.toml)."""
     run = RunDir.config_of(out)
     if not RunDir.resumable(out):
-        raise UsageError(f"--resume: {RunDir.last_of(out)} not found, nothing to resume")
+        raise SettingError(f"--resume: {RunDir.last_of(out)} not found, nothing to resume")
     if not run.is_file():
-        raise UsageError(f"--resume: {run} not found; the run's settings are unknown, so it cannot be continued")
+        raise SettingError(f"--resume: {run} not found; the run's settings are unknown, so it cannot be continued")
     return read_settings_file(run, "run settings")
 
 
 def check_resume(out: Path, settings: Settings) -> None:
-    """UsageError naming the first setting in which `settings` would change the run recorded in `out`."""
+    """SettingError naming the first setting in which `settings` would change the run recorded in `out`."""
     recorded, _, _ = bind_dataset(recorded_settings(out))
     first, second = recorded.stages()
     if second is None:
@@ -83,7 +83,7 @@ def check_resume(out: Path, settings: Settings) -> None:
         _check_trained_with(out / STAGES[1], second, config=RunDir.config_of(out), also=STAGE2_SOURCE)
     for key, old, new in changed_settings(recorded, settings):
         if key not in RESUMABLE:
-            raise UsageError(
+            raise SettingError(
                 f"--resume continues the run recorded in {RunDir.config_of(out)}: {key} = {new!r} would change it "
                 f"(recorded {old!r}); only {', '.join(RESUMABLE[:-1])} and {RESUMABLE[-1]} may differ on a resume"
             )

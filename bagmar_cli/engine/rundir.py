@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bagmar_cli.errors import TrainingError, UsageError, WriteError
+from bagmar_cli.errors import SettingError, TrainingError, WriteError
 from bagmar_cli.files import atomic_write
 
 LOCK_NAME = ".lock"
@@ -53,18 +53,18 @@ class RunDir:
 
     def _check(self, overwrite: bool, resume: bool) -> None:
         if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"--out {self.path} exists and is not a directory")
+            raise SettingError(f"--out {self.path} exists and is not a directory")
         holds_run = self.path.is_dir() and any((self.path / name).exists() for name in (*RUN_FILES, *STAGES))
         if holds_run and not (overwrite or resume):
-            raise UsageError(f"--out {self.path} already holds a run; pass --resume to continue it or --overwrite")
+            raise SettingError(f"--out {self.path} already holds a run; pass --resume to continue it or --overwrite")
         if resume and not self.resumable(self.path):
-            raise UsageError(f"--resume: {self.last} not found, nothing to resume")
+            raise SettingError(f"--resume: {self.last} not found, nothing to resume")
         if self._overwrite and self.path.is_dir():
             foreign = not_written_by_bagmar(self.path)
             if foreign:
                 shown = ", ".join(str(self.path / name) for name in foreign[:5])
                 more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-                raise UsageError(
+                raise SettingError(
                     f"--out {self.path} holds files bagmar did not write ({shown}{more}); --overwrite replaces only "
                     "a run directory holding nothing else: move them, or choose another --out"
                 )
@@ -109,10 +109,10 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"cannot create run directory {self.path}: {exc.strerror}") from None
+            raise SettingError(f"cannot create run directory {self.path}: {exc.strerror}") from None
         if not os.access(self.path, os.W_OK):
             self._remove_if_unused()
-            raise UsageError(f"run directory {self.path} is not writable")
+            raise SettingError(f"run directory {self.path} is not writable")
         self._lock = self.path / LOCK_NAME
         _acquire(self._lock)
         for name in RUN_FILES:  # temporaries of writes cut short by a killed run

@@ -8,7 +8,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -18,14 +18,14 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
+        raise SettingError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+            raise SettingError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"device {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+            raise SettingError(f"device {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
     elif device.type != "cpu":
-        raise UsageError(f"unsupported device {name!r}; expected auto, cpu, cuda or cuda:N")
+        raise SettingError(f"unsupported device {name!r}; expected auto, cpu, cuda or cuda:N")
     return device
 
 

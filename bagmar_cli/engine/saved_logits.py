@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save
 from bagmar_cli.data import load_manifest
 from bagmar_cli.data.filelists import parse_list
 from bagmar_cli.data.manifest import ListSplitInfo
-from bagmar_cli.errors import CheckpointError, UsageError
+from bagmar_cli.errors import CheckpointError, SettingError
 from bagmar_cli.files import atomic_write
 
 if TYPE_CHECKING:
@@ -51,16 +51,16 @@ class SavedLogits:
 def logits_paths(dest: Path, checkpoints: list[Path]) -> list[Path]:
     """Where each checkpoint's logits go: `dest` itself for one checkpoint and a `.safetensors` name; else files
     RUN-STEM.logits.safetensors in folder `dest` (RUN the checkpoint's folder). Two that would share a name are
-    a UsageError."""
+    a SettingError."""
     if len(checkpoints) == 1 and dest.suffix == ".safetensors":
         return [dest]
     if dest.suffix == ".safetensors":
-        raise UsageError(f"--save-logits {dest}: with several checkpoints, give a folder (one file each goes there)")
+        raise SettingError(f"--save-logits {dest}: with several checkpoints, give a folder (one file each goes there)")
     paths = [dest / f"{ckpt.resolve().parent.name}-{ckpt.stem}{SUFFIX}" for ckpt in checkpoints]
     for index, path in enumerate(paths):
         if path in paths[:index]:
             other = checkpoints[paths.index(path)]
-            raise UsageError(
+            raise SettingError(
                 f"--save-logits: {checkpoints[index]} and {other} would both write {path.name}; evaluate them in "
                 "two commands, or give each its own folder name"
             )

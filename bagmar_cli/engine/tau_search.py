@@ -12,7 +12,7 @@ from torch import Tensor
 
 from bagmar_cli.checkpoint_meta import TAU_MAX
 from bagmar_cli.choices import PosthocMethod, SearchMetric
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.functional.metrics import accuracy_summary, predict
 from bagmar_cli.functional.posthoc import (
     apply_posthoc,
@@ -40,9 +40,9 @@ def _grid_number(text: str, spec: str) -> Decimal:
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
-        raise UsageError(f"tau grid {spec!r}: {text.strip()!r} is not a number") from None
+        raise SettingError(f"tau grid {spec!r}: {text.strip()!r} is not a number") from None
     if not value.is_finite() or not math.isfinite(float(value)):
-        raise UsageError(f"tau grid {spec!r}: {text.strip()!r} is not a finite number")
+        raise SettingError(f"tau grid {spec!r}: {text.strip()!r} is not a finite number")
     return value
 
 
@@ -50,18 +50,18 @@ def parse_grid(spec: str) -> list[float]:
     """Parse "START:STOP:STEP" (STOP included when on the grid) or a single value into taus in [0, TAU_MAX]."""
     parts = spec.split(":")
     if len(parts) not in (1, 3):
-        raise UsageError(f"tau grid {spec!r}: expected START:STOP:STEP (e.g. 0:2:0.1) or one value")
+        raise SettingError(f"tau grid {spec!r}: expected START:STOP:STEP (e.g. 0:2:0.1) or one value")
     numbers = [_grid_number(part, spec) for part in parts]
     start, stop, step = numbers if len(numbers) == 3 else (numbers[0], numbers[0], Decimal(1))
     if step <= 0:
-        raise UsageError(f"tau grid {spec!r}: STEP must be positive")
+        raise SettingError(f"tau grid {spec!r}: STEP must be positive")
     if start > stop:
-        raise UsageError(f"tau grid {spec!r}: START is greater than STOP")
+        raise SettingError(f"tau grid {spec!r}: START is greater than STOP")
     if start < 0 or stop > Decimal(str(TAU_MAX)):
-        raise UsageError(f"tau grid {spec!r}: τ must lie in [0, {TAU_MAX:g}]")
+        raise SettingError(f"tau grid {spec!r}: τ must lie in [0, {TAU_MAX:g}]")
     count = int((stop - start) / step) + 1
     if count > MAX_GRID_POINTS:
-        raise UsageError(f"tau grid {spec!r}: {count} values, more than {MAX_GRID_POINTS}")
+        raise SettingError(f"tau grid {spec!r}: {count} values, more than {MAX_GRID_POINTS}")
     return [float(start + i * step) for i in range(count)]
 
 
@@ -92,7 +92,7 @@ def _scorer(
 def _best_row(rows: list[dict[str, float | None]], metric: SearchMetric) -> dict[str, float | None]:
     """The row with the highest metric, the smallest tau among ties."""
     if rows[0][metric] is None:
-        raise UsageError(f"metric {metric!r} is undefined here: no evaluated class falls in that group")
+        raise SettingError(f"metric {metric!r} is undefined here: no evaluated class falls in that group")
 
     def rank(row: dict[str, float | None]) -> tuple[float, float]:
         score, tau = row[metric], row["tau"]
@@ -118,7 +118,7 @@ def search_tau(
     """Score every tau of a post-hoc method on one evaluation set and pick the best by `metric`."""
     method, metric = PosthocMethod.parse(method), SearchMetric.parse(metric)
     if not taus:
-        raise UsageError("the tau grid is empty")
+        raise SettingError("the tau grid is empty")
     with torch.no_grad():
         scores_at, c_used = _scorer(
             method, logits=logits, counts=counts, c=c, features=features, weight=weight, bias=bias

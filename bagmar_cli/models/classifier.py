@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bagmar_cli.choices import did_you_mean
-from bagmar_cli.errors import DownloadError, UsageError
+from bagmar_cli.errors import DownloadError, SettingError
 from bagmar_cli.models.heads import HEADS, Head
 from bagmar_cli.models.pretrained import hub_access, pretrained_failure
 from bagmar_cli.models.weights import load_backbone_weights
@@ -45,7 +45,7 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
     and attach the head."""
     if not timm.is_model(settings.backbone):
         hint = did_you_mean(settings.backbone, timm.list_models())
-        raise UsageError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
+        raise SettingError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
     with hub_access() if settings.pretrained else nullcontext(True) as online:
         try:
             backbone = timm.create_model(
@@ -58,9 +58,9 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
         except OSError as exc:  # the hub's and urllib's errors: weights that could not be had
             if settings.pretrained:
                 raise DownloadError(pretrained_failure(settings.backbone, online, exc)) from None
-            raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
+            raise SettingError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
         except (RuntimeError, ValueError) as exc:
-            raise UsageError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
+            raise SettingError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
     if settings.weights is not None:
         load_backbone_weights(backbone, settings.weights)
     num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
@@ -81,13 +81,13 @@ def fixed_input_size(backbone: str) -> tuple[int, int] | None:
 
 
 def check_input_size(settings: ModelSettings, size: tuple[int, int], *, image_files: bool) -> None:
-    """UsageError before a run starts when `settings.backbone` takes one input size only and the dataset gives
+    """SettingError before a run starts when `settings.backbone` takes one input size only and the dataset gives
     another (`size`, the (height, width) it sees; `image_files`: a file-list dataset, whose crop is a setting)."""
     fixed = fixed_input_size(settings.backbone)
     if fixed is None or fixed == tuple(size):
         return
     change = SIZE_SOURCES[image_files].format(side=fixed[0])
-    raise UsageError(
+    raise SettingError(
         f"model.backbone {settings.backbone!r} takes {fixed[0]}x{fixed[1]} images only and this dataset gives "
         f"{size[0]}x{size[1]}: {change}, or set model.backbone to one that takes any size (a CNN such as resnet18)"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def freeze(model: nn.Module, mode: str) -> list[nn.Module]:
@@ -34,12 +34,12 @@ def _last_stage_start(backbone: nn.Module, names: list[str]) -> int:
     """Index in `names` (registration order) of the first parameter after the next-to-last stage's."""
     stages = [info["module"] for info in getattr(backbone, "feature_info", None) or [] if "module" in info]
     if len(stages) < 2:
-        raise UsageError(
+        raise SettingError(
             f'model.freeze = "all_but_last_stage": backbone {type(backbone).__name__} does not list its stages '
             '(timm feature_info); use "backbone" or "none"'
         )
     prefix = stages[-2] + "."
     inside = [i for i, name in enumerate(names) if name.startswith(prefix)]
     if not inside:
-        raise UsageError(f'model.freeze = "all_but_last_stage": stage {stages[-2]!r} holds no parameters')
+        raise SettingError(f'model.freeze = "all_but_last_stage": stage {stages[-2]!r} holds no parameters')
     return inside[-1] + 1

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bagmar_cli.choices import did_you_mean
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.settings.messages import describe
 from bagmar_cli.settings.schema import Settings
 from bagmar_cli.settings.trees import flatten_settings, merge, nest
@@ -61,7 +61,7 @@ def validate(tree: dict[str, Any]) -> Settings:
     try:
         return Settings.model_validate(tree)
     except ValidationError as exc:
-        raise UsageError(describe(exc, tree, Settings)) from None
+        raise SettingError(describe(exc, tree, Settings)) from None
 
 
 def read_settings_file(path: Path, what: str = "config file") -> Settings:
@@ -80,16 +80,16 @@ def changed_settings(recorded: Settings, given: Settings) -> list[tuple[str, Any
 def parse_override(item: str) -> tuple[str, Any]:
     """Parse `section.key=value`; the value is read as TOML where it parses, else as a string."""
     if "=" not in item:
-        raise UsageError(f"--set {item!r}: expected section.key=value")
+        raise SettingError(f"--set {item!r}: expected section.key=value")
     key, raw = (part.strip() for part in item.split("=", 1))
     if not key:
-        raise UsageError(f"--set {item!r}: missing key before '='")
+        raise SettingError(f"--set {item!r}: missing key before '='")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     except RecursionError:
-        raise UsageError(f"--set {key}: the value is nested too deeply") from None
+        raise SettingError(f"--set {key}: the value is nested too deeply") from None
     return key, value
 
 
@@ -109,7 +109,7 @@ def read_preset(name_or_file: str, *, by_name: bool = False) -> dict[str, Any]:
 
 def _resolve(name_or_file: str, seen: tuple[str, ...], by_name: bool) -> dict[str, Any]:
     if name_or_file in seen:
-        raise UsageError(f"preset {name_or_file!r} inherits from itself ({' -> '.join(seen)})")
+        raise SettingError(f"preset {name_or_file!r} inherits from itself ({' -> '.join(seen)})")
     tree = _read_settings_file(_preset_path(name_or_file, by_name), "preset")
     parent = tree.pop(INHERIT_KEY, None)
     if parent is None:
@@ -121,13 +121,13 @@ def _preset_path(name_or_file: str, by_name: bool = False) -> Path:
     path = Path(name_or_file)
     if not by_name and (path.suffix == ".toml" or os.sep in name_or_file or path.exists()):
         if not path.exists():
-            raise UsageError(f"preset file {name_or_file!r} not found")
+            raise SettingError(f"preset file {name_or_file!r} not found")
         return path  # a directory, device or FIFO is refused by _read_settings_file without being read
     packaged = importlib.resources.files(PRESET_PACKAGE) / f"{name_or_file}.toml"
     if not PRESET_NAME.fullmatch(name_or_file) or not packaged.is_file():
         names = preset_names()
         hint = did_you_mean(name_or_file, names, cutoff=0.5)
-        raise UsageError(f"unknown preset {name_or_file!r}{hint}; `bagmar presets` lists them")
+        raise SettingError(f"unknown preset {name_or_file!r}{hint}; `bagmar presets` lists them")
     return Path(str(packaged))
 
 
@@ -137,24 +137,24 @@ def _read_settings_file(path: Path, what: str) -> dict[str, Any]:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise UsageError(f"{what} {name!r} not found") from None
+        raise SettingError(f"{what} {name!r} not found") from None
     except OSError as exc:
-        raise UsageError(f"{what} {name!r} cannot be read: {exc.strerror}") from None
+        raise SettingError(f"{what} {name!r} cannot be read: {exc.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise UsageError(f"{what} {name!r} is a directory, expected a TOML file")
+        raise SettingError(f"{what} {name!r} is a directory, expected a TOML file")
     if not stat.S_ISREG(info.st_mode):
-        raise UsageError(f"{what} {name!r} is not a regular file, expected a TOML file")
+        raise SettingError(f"{what} {name!r} is not a regular file, expected a TOML file")
     if info.st_size > MAX_SETTINGS_FILE:
-        raise UsageError(f"{what} {name!r} is {info.st_size} bytes; settings files are at most 1 MiB")
+        raise SettingError(f"{what} {name!r} is {info.st_size} bytes; settings files are at most 1 MiB")
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_SETTINGS_FILE + 1)
         if len(data) > MAX_SETTINGS_FILE:  # grew since stat
-            raise UsageError(f"{what} {name!r} is larger than 1 MiB; settings files are at most 1 MiB")
+            raise SettingError(f"{what} {name!r} is larger than 1 MiB; settings files are at most 1 MiB")
         return tomllib.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{what} {name!r} cannot be read: {exc}") from None
+        raise SettingError(f"{what} {name!r} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{what} {name!r} is not valid TOML: {exc}") from None
+        raise SettingError(f"{what} {name!r} is not valid TOML: {exc}") from None
     except RecursionError:
-        raise UsageError(f"{what} {name!r} nests tables or arrays too deeply") from None
+        raise SettingError(f"{what} {name!r} nests tables or arrays too deeply") from None

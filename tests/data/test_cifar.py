@@ -13,7 +13,7 @@ from bagmar_cli.data.cifar import CIFAR10, CIFAR100, LT_MEAN, LT_STD, load_cifar
 from bagmar_cli.data.download import file_md5
 from bagmar_cli.data.prepare import draw_splits
 from bagmar_cli.data.registry import get_dataset
-from bagmar_cli.errors import DatasetError, DownloadError, UsageError
+from bagmar_cli.errors import DatasetError, DownloadError, SettingError
 
 TINY = dataclasses.replace(CIFAR10, train_per_class=10, test_per_class=2)  # 100 training images in 5 batches
 
@@ -226,5 +226,5 @@ def test_the_fingerprint_tells_the_subsets_apart(cifar10_archive, tmp_path, help
     ],
 )
 def test_cao2019_refuses_what_caos_code_does_not_do(tmp_path, dataset, options, message):
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(SettingError, match=message):
         prepare_dataset(dataset, subset="cao2019", out=tmp_path / "ds", **options)

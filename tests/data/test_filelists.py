@@ -10,7 +10,7 @@ import torch
 
 from bagmar_cli.data.benchmarks import BENCHMARKS, get_benchmark
 from bagmar_cli.data.filelists import check_every_class, from_pairs, parse_list, write_list
-from bagmar_cli.errors import DatasetError, UsageError
+from bagmar_cli.errors import DatasetError, SettingError
 from bagmar_cli.functional.metrics import shot_groups
 
 REFERENCE = Path(__file__).resolve().parents[2] / "../shared/reference"
@@ -65,7 +65,7 @@ def test_every_benchmark_names_its_official_lists_and_reported_split():
     for bench in BENCHMARKS.values():
         assert set(bench.lists) == set(bench.sizes) == set(bench.layout)
         assert all(bench.url(split).endswith(f"/{file}") for split, file in bench.lists.items())
-    with pytest.raises(UsageError, match="unknown benchmark 'imagenet-lt'; choose from imagenet_lt, inat2018"):
+    with pytest.raises(SettingError, match="unknown benchmark 'imagenet-lt'; choose from imagenet_lt, inat2018"):
         get_benchmark("imagenet-lt")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from bagmar_cli.data import lt_counts
 from bagmar_cli.data.longtail import shuffled_by_class
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "class_counts"
 
@@ -59,12 +59,12 @@ def test_counts_equal_the_published_reference(name):
 
 @pytest.mark.parametrize("imb", [0.5, 0, -3, math.inf, math.nan, True, "100"])
 def test_bad_imbalance_factors_are_usage_errors(imb):
-    with pytest.raises(UsageError, match="imbalance factor"):
+    with pytest.raises(SettingError, match="imbalance factor"):
         lt_counts(500, 100, imb, "exp")
 
 
 def test_unknown_profile_suggests_the_closest():
-    with pytest.raises(UsageError, match=r"unknown long-tail profile 'stpe' \(did you mean step\?\)"):
+    with pytest.raises(SettingError, match=r"unknown long-tail profile 'stpe' \(did you mean step\?\)"):
         lt_counts(500, 100, 100, "stpe")
 
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from bagmar_cli.data import load_manifest, prepare_dataset
-from bagmar_cli.errors import DatasetError, UsageError
+from bagmar_cli.errors import DatasetError, SettingError
 
 
 def test_existing_directory_is_kept_unless_overwrite(tmp_path, monkeypatch):
@@ -34,7 +34,7 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
 
 def test_output_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "ds").write_text("mine")
-    with pytest.raises(UsageError, match="exists and is not a directory"):  # exit 2, as `train --out FILE`
+    with pytest.raises(SettingError, match="exists and is not a directory"):  # exit 2, as `train --out FILE`
         prepare_dataset("digits", out=tmp_path / "ds", overwrite=True)
     assert (tmp_path / "ds").read_text() == "mine"
 
@@ -55,7 +55,7 @@ def test_default_output_follows_the_data_dir(tmp_path, monkeypatch):
     ],
 )
 def test_bad_options_are_usage_errors(tmp_path, options, message):
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(SettingError, match=message):
         prepare_dataset("digits", out=tmp_path / "ds", **options)
     assert list(tmp_path.iterdir()) == []
 

@@ -16,7 +16,7 @@ from bagmar_cli.data.benchmarks import IMAGENET_MEAN, IMAGENET_STD
 from bagmar_cli.data.folders import split_by_fractions
 from bagmar_cli.data.image_stats import measure_stats
 from bagmar_cli.data.longtail import lt_counts
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def flat_tree(root: Path, classes: dict[str, int], suffix: str = ".png") -> Path:
@@ -152,7 +152,7 @@ def test_split_by_fractions_rounds_halves_up_and_keeps_every_image_once():
     counts = {split: np.bincount(labels[idx], minlength=3).tolist() for split, idx in parts.items()}
     assert counts == {"test": [2, 5, 0], "val": [1, 2, 0], "train": [2, 8, 1]}  # 1.5 -> 2, 0.5 -> 1, 4.5 -> 5
     assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(21))
-    with pytest.raises(UsageError, match="class 'c' has 1 images"):
+    with pytest.raises(SettingError, match="class 'c' has 1 images"):
         split_by_fractions(labels, ["a", "b", "c"], 0.1, 0.5, seed=0)
 
 

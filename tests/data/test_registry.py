@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from bagmar_cli.data import dataset_names, default_data_dir, get_dataset
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def test_every_dataset_is_registered():
@@ -23,9 +23,11 @@ def test_specs_are_consistent(name):
 
 
 def test_unknown_dataset_suggests_close_names():
-    with pytest.raises(UsageError, match=r"unknown dataset 'cifar' \(did you mean cifar10, cifar100\?\); choose from"):
+    with pytest.raises(
+        SettingError, match=r"unknown dataset 'cifar' \(did you mean cifar10, cifar100\?\); choose from"
+    ):
         get_dataset("cifar")
-    with pytest.raises(UsageError, match=r"unknown dataset 'imagenet'; choose from cifar10, cifar100, digits"):
+    with pytest.raises(SettingError, match=r"unknown dataset 'imagenet'; choose from cifar10, cifar100, digits"):
         get_dataset("imagenet")
 
 

@@ -8,7 +8,7 @@ from bagmar_cli.data import epoch_indices, epoch_length, rank_share
 from bagmar_cli.data.samplers import SAMPLERS, sample_weights
 from bagmar_cli.engine.batches import EpochOrder
 from bagmar_cli.engine.distributed import World
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.settings import load_settings
 
 COUNTS = [400, 100, 25, 4]
@@ -105,7 +105,7 @@ def test_rank_share_drops_the_uneven_tail():
 
 
 def test_unknown_sampler_is_a_usage_error():
-    with pytest.raises(UsageError, match=r"unknown sampler 'sqr' \(did you mean sqrt\?\); choose from instance"):
+    with pytest.raises(SettingError, match=r"unknown sampler 'sqr' \(did you mean sqrt\?\); choose from instance"):
         epoch_indices("sqr", LABELS, 4, torch.Generator())
 
 
@@ -142,7 +142,7 @@ def test_a_max_class_epoch_under_two_ranks_is_the_strided_share_of_the_whole():
 
 
 def test_a_permutation_cannot_have_a_max_class_epoch():
-    with pytest.raises(UsageError, match='epoch_size = "max_class" draws with replacement: it needs sampler'):
+    with pytest.raises(SettingError, match='epoch_size = "max_class" draws with replacement: it needs sampler'):
         load_settings(overrides=["data.epoch_size='max_class'"])
     with pytest.raises(ValueError, match="a permutation has 529 indices, not 5"):
         epoch_indices("instance", LABELS, 4, torch.Generator(), size=5)

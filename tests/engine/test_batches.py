@@ -7,7 +7,7 @@ import torch
 
 from bagmar_cli.engine.batches import EpochOrder, resolve_workers
 from bagmar_cli.engine.distributed import World
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.settings import Settings
 
 LABELS = torch.tensor([0] * 12 + [1] * 5 + [2] * 3)  # 20 images, 3 classes
@@ -51,7 +51,7 @@ def test_ranks_split_the_epoch_without_overlap_and_drop_short_batches() -> None:
 
 
 def test_a_batch_smaller_than_the_process_count_is_refused() -> None:
-    with pytest.raises(UsageError, match="smaller than the 4 processes"):
+    with pytest.raises(SettingError, match="smaller than the 4 processes"):
         _order(batch=2, world=World(0, 4))
 
 

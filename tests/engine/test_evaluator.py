@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def test_an_unknown_split_is_a_usage_error_naming_the_splits(digits_run: Path) -> None:
-    with pytest.raises(UsageError, match="split 'bogus' not in dataset") as info:
+    with pytest.raises(SettingError, match="split 'bogus' not in dataset") as info:
         split_outputs(digits_run, data=None, split="bogus", device="cpu")
     assert "test" in str(info.value)
 

@@ -9,7 +9,7 @@ import torch
 from bagmar_cli.checkpoint import load_checkpoint, update_metadata
 from bagmar_cli.choices import PosthocMethod
 from bagmar_cli.engine.posthoc import parse_tau, posthoc_scores, require_linear_head, resolve_posthoc
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.functional.posthoc import pn_column_sums, pn_scores
 
 
@@ -37,13 +37,13 @@ def test_a_number_defaults_to_pn_and_takes_the_method_as_string_or_enum(ckpt):
     [("auto", "pn", "--method goes with --tau NUMBER"), ("1", "pm", "unknown post-hoc method 'pm'")],
 )
 def test_bad_combinations_are_usage_errors(ckpt, tau, method, match):
-    with pytest.raises(UsageError, match=match):
+    with pytest.raises(SettingError, match=match):
         resolve_posthoc(ckpt, tau, method)
 
 
 @pytest.mark.parametrize(("text", "match"), [("-1", "from 0 to 10"), ("11", "from 0 to 10"), ("inf", "finite")])
 def test_tau_out_of_range_is_refused(text, match):
-    with pytest.raises(UsageError, match=match):
+    with pytest.raises(SettingError, match=match):
         parse_tau(text)
 
 
@@ -58,5 +58,5 @@ def test_pn_without_a_recorded_c_normalises_by_the_evaluated_split(ckpt):
 def test_tau_norm_needs_a_linear_head(ckpt):
     require_linear_head(ckpt)  # the fixture's head is linear
     normed = ckpt.meta.model_copy(update={"model": ckpt.meta.model.model_copy(update={"head": "normed"})})
-    with pytest.raises(UsageError, match="linear classifier head"):
+    with pytest.raises(SettingError, match="linear classifier head"):
         require_linear_head(replace(ckpt, meta=normed))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from bagmar_cli.engine.export.loaded import LoadedModel
 from bagmar_cli.engine.predictor import find_images, predict_images, read_image, top_k
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def write_png(path: Path, array: np.ndarray) -> Path:
@@ -32,7 +32,7 @@ def test_no_images_is_a_usage_error(tmp_path, setup):
     target = tmp_path / "images"
     if setup == "empty folder":
         target.mkdir()
-    with pytest.raises(UsageError):
+    with pytest.raises(SettingError):
         find_images([target])
 
 

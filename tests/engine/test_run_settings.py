@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from bagmar_cli.engine.run_settings import bind_dataset, recorded_settings, resolve_data_root, resume_command
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.settings import DataSettings, changed_settings, load_settings
 
 
 def test_a_given_root_wins_and_no_dataset_is_a_usage_error(tmp_path: Path) -> None:
     assert resolve_data_root(DataSettings(root=tmp_path, dataset="cifar10")) == tmp_path
-    with pytest.raises(UsageError, match="no dataset"):
+    with pytest.raises(SettingError, match="no dataset"):
         resolve_data_root(DataSettings())
-    with pytest.raises(UsageError, match="unknown dataset 'cifar1000'"):
+    with pytest.raises(SettingError, match="unknown dataset 'cifar1000'"):
         resolve_data_root(DataSettings(dataset="cifar1000"))
 
 
@@ -30,7 +30,7 @@ def test_bind_dataset_records_what_the_manifest_says(digits_data: Path) -> None:
 
 
 def test_nothing_to_resume_without_last_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="nothing to resume"):
+    with pytest.raises(SettingError, match="nothing to resume"):
         recorded_settings(tmp_path)
 
 

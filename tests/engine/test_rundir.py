@@ -8,25 +8,25 @@ import sys
 import pytest
 
 from bagmar_cli.engine.rundir import LOCK_NAME, RunDir
-from bagmar_cli.errors import TrainingError, UsageError
+from bagmar_cli.errors import SettingError, TrainingError
 
 
 def test_a_directory_holding_a_run_needs_resume_or_overwrite(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("")
-    with pytest.raises(UsageError, match="already holds a run"):
+    with pytest.raises(SettingError, match="already holds a run"):
         RunDir(tmp_path)
     RunDir(tmp_path, overwrite=True)  # allowed
 
 
 def test_resume_needs_a_last_checkpoint(tmp_path):
-    with pytest.raises(UsageError, match="nothing to resume"):
+    with pytest.raises(SettingError, match="nothing to resume"):
         RunDir(tmp_path, resume=True)
 
 
 def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("")
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(UsageError, match=r"notes\.txt"):
+    with pytest.raises(SettingError, match=r"notes\.txt"):
         RunDir(tmp_path, overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
@@ -101,6 +101,6 @@ def test_overwrite_refuses_a_stage_folder_that_is_not_a_run(tmp_path, stranger):
     (tmp_path / "config.toml").write_text("")
     (tmp_path / stranger).parent.mkdir(parents=True)
     (tmp_path / stranger).write_text("mine")
-    with pytest.raises(UsageError, match=stranger.split("/")[0]):
+    with pytest.raises(SettingError, match=stranger.split("/")[0]):
         RunDir(tmp_path, overwrite=True)
     assert (tmp_path / stranger).read_text() == "mine"

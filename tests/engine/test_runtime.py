@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bagmar_cli.engine.runtime import capture_rng, resolve_device, restore_rng, seed_everything
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def draws() -> tuple[float, float, list[float]]:
@@ -39,11 +39,11 @@ def test_cpu_and_auto_resolve():
 
 @pytest.mark.parametrize(("name", "match"), [("tpu", "device 'tpu'"), ("gpu0", "unknown device 'gpu0'")])
 def test_unknown_devices_are_usage_errors(name, match):
-    with pytest.raises(UsageError, match=match):
+    with pytest.raises(SettingError, match=match):
         resolve_device(name)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_a_usage_error():
-    with pytest.raises(UsageError, match="CUDA is not available"):
+    with pytest.raises(SettingError, match="CUDA is not available"):
         resolve_device("cuda")

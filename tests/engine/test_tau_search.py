@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bagmar_cli.engine.tau_search import parse_grid, search_tau
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 def test_grid_of_tenths_is_exact():
@@ -48,7 +48,7 @@ def test_grid_examples(spec, expected):
     ],
 )
 def test_bad_grids_are_usage_errors(spec):
-    with pytest.raises(UsageError) as info:
+    with pytest.raises(SettingError) as info:
         parse_grid(spec)
     assert "\n" not in str(info.value)
 
@@ -65,7 +65,7 @@ def test_bad_grids_are_usage_errors(spec):
     ],
 )
 def test_grids_outside_the_documented_range_are_refused(spec, message):
-    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(SettingError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_grid(spec)
 
 
@@ -138,11 +138,11 @@ def test_ties_go_to_the_smallest_tau():
 def test_undefined_metric_and_bad_names_are_usage_errors():
     d = _data()
     d["counts"] = torch.full_like(d["counts"], 50)  # every class medium-shot
-    with pytest.raises(UsageError, match="few"):
+    with pytest.raises(SettingError, match="few"):
         search_tau("pn", [0.0], metric="few", **d)
-    with pytest.raises(UsageError):
+    with pytest.raises(SettingError):
         search_tau("pn", [0.0], metric="top5", **d)
-    with pytest.raises(UsageError):
+    with pytest.raises(SettingError):
         search_tau("temperature", [0.0], **d)
-    with pytest.raises(UsageError):
+    with pytest.raises(SettingError):
         search_tau("pn", [], **d)

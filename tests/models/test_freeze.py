@@ -6,7 +6,7 @@ import timm
 import torch
 
 from bagmar_cli.checkpoint import load_checkpoint
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.models import build_model
 from bagmar_cli.models.freeze import freeze
 from bagmar_cli.settings import ModelSettings
@@ -42,7 +42,7 @@ def test_all_but_last_stage_leaves_the_last_stage_and_the_head(backbone, last_st
 def test_a_backbone_without_stages_cannot_freeze_all_but_the_last(monkeypatch):
     model = build_model(ModelSettings(backbone="resnet20_cifar"), 10, 3)
     del model.backbone.feature_info
-    with pytest.raises(UsageError, match="does not list its stages"):
+    with pytest.raises(SettingError, match="does not list its stages"):
         freeze(model, "all_but_last_stage")
 
 

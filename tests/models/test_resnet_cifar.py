@@ -5,7 +5,7 @@ import timm
 import torch
 
 import bagmar_cli.models  # noqa: F401  (registers the CIFAR ResNets)
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.models import NormedLinear, build_model
 from bagmar_cli.settings import ModelSettings
 
@@ -83,5 +83,5 @@ def test_any_timm_backbone():
 
 
 def test_unknown_backbone_is_usage_error():
-    with pytest.raises(UsageError, match="did you mean 'resnet32_cifar'"):
+    with pytest.raises(SettingError, match="did you mean 'resnet32_cifar'"):
         build_model(ModelSettings(backbone="resnet32_cifr"), num_classes=3, in_chans=3)

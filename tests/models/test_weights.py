@@ -109,8 +109,8 @@ def _train(data: Path, out: Path, weights: Path) -> list:
 
 
 def test_pretrained_and_a_weights_file_together_are_refused():
-    from bagmar_cli.errors import UsageError
+    from bagmar_cli.errors import SettingError
     from bagmar_cli.settings import load_settings
 
-    with pytest.raises(UsageError, match="set one"):
+    with pytest.raises(SettingError, match="set one"):
         load_settings(overrides=["model.pretrained=true", "model.weights='w.safetensors'"])

@@ -146,5 +146,5 @@ FORMATS: Mapping[ExportFormat, Format] = MappingProxyType(
 
 
 def format_of(fmt: ExportFormat | str) -> Format:
-    """The Format of `--format` (UsageError for an unknown one)."""
+    """The Format of `--format` (SettingError for an unknown one)."""
     return FORMATS[ExportFormat.parse(fmt)]

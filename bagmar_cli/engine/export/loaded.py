@@ -20,7 +20,7 @@ from bagmar_cli.engine.export.serving import serving_from_checkpoint
 from bagmar_cli.engine.export.sidecar import CHANNELS, read_sidecar
 from bagmar_cli.engine.restore import load_weights
 from bagmar_cli.engine.runtime import resolve_device
-from bagmar_cli.errors import BagmarError, UsageError
+from bagmar_cli.errors import BagmarError, SettingError
 
 
 def load_export(path: Path, fmt: str, batch: int | None = None, device: str | torch.device = "cpu") -> Runner:
@@ -47,7 +47,7 @@ class LoadedModel:
         """The Pillow mode images are converted to."""
         mode = CHANNELS.get(self.input_size[0])
         if mode is None:
-            raise UsageError(f"the model takes {self.input_size[0]}-channel images; predict reads only L or RGB")
+            raise SettingError(f"the model takes {self.input_size[0]}-channel images; predict reads only L or RGB")
         return mode
 
     def probabilities(self, images: Tensor) -> Tensor:
@@ -65,7 +65,7 @@ def load_model(path: Path, device: str = "auto") -> LoadedModel:
     """Any model kind: a .safetensors checkpoint or bundle, else an export described by its `<path>.json`."""
     path = Path(path)
     if path.exists() and not path.is_file() and not path.is_dir():
-        raise UsageError(f"model {path}: not a regular file (a FIFO, socket or device)")
+        raise SettingError(f"model {path}: not a regular file (a FIFO, socket or device)")
     torch_device = resolve_device(device)
     if path.suffix == ".safetensors":
         return _from_checkpoint(path, torch_device)
@@ -86,7 +86,7 @@ def _from_checkpoint(path: Path, device: torch.device) -> LoadedModel:
 def _from_export(path: Path, device: torch.device) -> LoadedModel:
     """An ONNX or TorchScript export, read through the runtime its sidecar names."""
     if not path.is_file():
-        raise UsageError(f"model {path} not found")
+        raise SettingError(f"model {path} not found")
     sidecar = read_sidecar(path)
     run = load_export(path, sidecar.format, sidecar.fixed_batch, device)
     return LoadedModel(

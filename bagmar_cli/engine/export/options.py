@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bagmar_cli.choices import ExportFormat, Output, PosthocMethod
 from bagmar_cli.engine.export.formats import format_of
-from bagmar_cli.errors import CheckpointError, UsageError
+from bagmar_cli.errors import CheckpointError, SettingError
 
 
 @dataclass
@@ -47,9 +47,9 @@ def parse_batch(value: str | int | None) -> int | None:
     try:
         size = int(value)
     except ValueError:
-        raise UsageError(f"--batch {value!r}: expected dynamic or a positive integer") from None
+        raise SettingError(f"--batch {value!r}: expected dynamic or a positive integer") from None
     if size < 1:
-        raise UsageError(f"--batch {value!r}: expected dynamic or a positive integer")
+        raise SettingError(f"--batch {value!r}: expected dynamic or a positive integer")
     return size
 
 

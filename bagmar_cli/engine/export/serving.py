@@ -22,7 +22,7 @@ from bagmar_cli.console import info
 from bagmar_cli.engine.inference import split_outputs_of
 from bagmar_cli.engine.posthoc import Posthoc, require_linear_head, resolve_posthoc
 from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
-from bagmar_cli.errors import CheckpointError, UsageError
+from bagmar_cli.errors import CheckpointError, SettingError
 from bagmar_cli.functional.posthoc import (
     logit_adjust,
     pn_column_sums,
@@ -95,7 +95,7 @@ def build_serving(
     output = Output.parse_optional(output)
     pn = posthoc is not None and posthoc.method == PosthocMethod.PN
     if pn and output == Output.LOGITS:
-        raise UsageError("PN exports probabilities (PN scores are not logits); use --output probabilities")
+        raise SettingError("PN exports probabilities (PN scores are not logits); use --output probabilities")
     model = copy.deepcopy(model).cpu().eval()
     buffers = BAKERS[posthoc.method](model, posthoc, train_counts) if posthoc else {}
     return ServingModule(model, output or (Output.PROBABILITIES if pn else Output.LOGITS), **buffers).eval()
@@ -145,7 +145,7 @@ def _pn_column_sums(ckpt: Checkpoint, data: Path | None) -> torch.Tensor:
         return torch.tensor(recorded.c, dtype=torch.float64)
     root, manifest = checkpoint_dataset(ckpt, data)
     if "val" not in manifest.splits:
-        raise UsageError(
+        raise SettingError(
             f"PN needs column sums c from a validation split and dataset {root} has none; "
             "prepare it with --val-per-class or record c with `bagmar tune-tau --method pn`"
         )

@@ -17,7 +17,7 @@ from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.engine.export.formats import INPUT_NAME, format_of
 from bagmar_cli.engine.export.serving import posthoc_record
 from bagmar_cli.engine.posthoc import Posthoc
-from bagmar_cli.errors import BagmarError, UsageError
+from bagmar_cli.errors import BagmarError, SettingError
 
 if TYPE_CHECKING:
     from bagmar_cli.engine.export.options import ExportOptions
@@ -90,7 +90,9 @@ def read_sidecar(path: Path) -> Sidecar:
             raise BagmarError(f"{sidecar} is not a bagmar export sidecar (larger than {MAX_SIDECAR_BYTES} bytes)")
         raw = json.loads(sidecar.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"{path} has no sidecar {sidecar.name}; predict needs it (bagmar export writes it)") from None
+        raise SettingError(
+            f"{path} has no sidecar {sidecar.name}; predict needs it (bagmar export writes it)"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BagmarError(f"cannot read {sidecar}: {exc}") from None
     try:

@@ -17,7 +17,7 @@ from bagmar_cli.engine.export.options import ExportOptions
 from bagmar_cli.engine.export.serving import build_serving, served_posthoc
 from bagmar_cli.engine.export.sidecar import Sidecar, make_sidecar, sidecar_of
 from bagmar_cli.engine.restore import load_weights, model_from_checkpoint
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 from bagmar_cli.files import atomic_write, check_writable
 
 
@@ -43,14 +43,14 @@ def export_model(opts: ExportOptions) -> Path:
 
 
 def _check_writable(out: Path, sidecar: Path, checkpoint: Path, overwrite: bool) -> None:
-    """UsageError when the export would replace its own checkpoint, or an existing file without --overwrite."""
+    """SettingError when the export would replace its own checkpoint, or an existing file without --overwrite."""
     if out.resolve() == checkpoint.resolve():
-        raise UsageError(f"--out {out} is the checkpoint being exported; choose another path")
+        raise SettingError(f"--out {out} is the checkpoint being exported; choose another path")
     for path in (out, sidecar):
         if path.exists() and not overwrite:
-            raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
+            raise SettingError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
         if path.is_dir():
-            raise UsageError(f"{path} is a directory; choose another --out")
+            raise SettingError(f"{path} is a directory; choose another --out")
         check_writable(path)
 
 

@@ -12,7 +12,7 @@ from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.choices import ExportFormat
 from bagmar_cli.engine.export.formats import OPSET, format_of
 from bagmar_cli.engine.export.serving import posthoc_record, serving_from_checkpoint
-from bagmar_cli.errors import UsageError
+from bagmar_cli.errors import SettingError
 
 
 @pytest.mark.parametrize(
@@ -39,5 +39,5 @@ def test_written_exports_read_back_as_the_serving_module(
 def test_format_table() -> None:
     assert format_of("onnx").opset == OPSET and format_of(ExportFormat.TORCHSCRIPT).opset is None
     assert format_of("safetensors").suffix == ".bundle.safetensors" and not format_of("safetensors").fixed_batch
-    with pytest.raises(UsageError):
+    with pytest.raises(SettingError):
         format_of("tflite")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bagmar_cli.engine.export.loaded import LoadedModel, load_model
-from bagmar_cli.errors import BagmarError, UsageError
+from bagmar_cli.errors import BagmarError, SettingError
 
 
 def test_a_checkpoint_loads_with_its_classes_and_gives_probabilities(digits_run: Path) -> None:
@@ -34,8 +34,8 @@ def test_probabilities_pass_through_and_logits_are_softmaxed() -> None:
 
 
 def test_unreadable_inputs_are_usage_errors(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(SettingError, match="not found"):
         load_model(tmp_path / "missing.onnx", device="cpu")
     two_channel = LoadedModel(lambda x: x, ["a"], [2, 4, 4], [0.5, 0.5], [0.5, 0.5], "logits")
-    with pytest.raises(UsageError, match="2-channel images"):
+    with pytest.raises(SettingError, match="2-channel images"):
         _ = two_channel.channels

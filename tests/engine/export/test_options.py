@@ -7,7 +7,7 @@ import pytest
 from bagmar_cli.choices import ExportFormat, Output, PosthocMethod
 from bagmar_cli.engine.export import ExportOptions
 from bagmar_cli.engine.export.formats import FORMATS
-from bagmar_cli.errors import CheckpointError, UsageError
+from bagmar_cli.errors import CheckpointError, SettingError
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_strings_become_enums_and_enums_are_taken_as_they_are():
 
 @pytest.mark.parametrize("batch", ["0", "-2", "many"])
 def test_bad_batch_is_a_usage_error(batch):
-    with pytest.raises(UsageError, match="--batch"):
+    with pytest.raises(SettingError, match="--batch"):
         ExportOptions(Path("b.safetensors"), batch=batch)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bagmar_cli.engine.export.sidecar import read_sidecar, sidecar_of
-from bagmar_cli.errors import BagmarError, UsageError
+from bagmar_cli.errors import BagmarError, SettingError
 
 
 def _valid() -> dict[str, Any]:
@@ -65,7 +65,7 @@ def test_a_bad_field_is_refused_naming_the_file_and_field(tmp_path: Path, change
 
 
 def test_a_missing_sidecar_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"no sidecar model\.onnx\.json"):
+    with pytest.raises(SettingError, match=r"no sidecar model\.onnx\.json"):
         read_sidecar(tmp_path / "model.onnx")
 
 

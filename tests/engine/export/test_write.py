@@ -16,7 +16,7 @@ from bagmar_cli.engine.export import ExportOptions, check, export_model
 from bagmar_cli.engine.export.loaded import load_export
 from bagmar_cli.engine.export.sidecar import sidecar_of
 from bagmar_cli.engine.restore import model_from_checkpoint
-from bagmar_cli.errors import BagmarError, UsageError
+from bagmar_cli.errors import BagmarError, SettingError
 from bagmar_cli.functional.posthoc import logit_adjust, pn_column_sums, pn_scores, renormalise, tau_norm_logits
 from bagmar_cli.functional.priors import class_prior
 
@@ -127,7 +127,7 @@ def test_pn_without_val_split_is_refused(digits_run, tmp_path):
 
     no_val = prepare_dataset("digits", imb=10, val_per_class=0, out=tmp_path / "no-val")
     ckpt = tuned_copy(digits_run, tmp_path / "ckpt", None, None)
-    with pytest.raises(UsageError, match="validation split"):
+    with pytest.raises(SettingError, match="validation split"):
         export_model(ExportOptions(ckpt, "onnx", tau="1", method="pn", data=no_val))
     assert not (tmp_path / "ckpt" / "model.onnx").exists()
 
@@ -173,5 +173,5 @@ def test_bundle_holds_weights_and_metadata_only(digits_run, tmp_path):
 )
 def test_bad_options_are_usage_errors(digits_run, tmp_path, options, match):
     ckpt = tuned_copy(digits_run, tmp_path, None, None)
-    with pytest.raises(UsageError, match=match):
+    with pytest.raises(SettingError, match=match):
         export_model(ExportOptions(ckpt, **options))
