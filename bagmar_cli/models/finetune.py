@@ -33,8 +33,8 @@ def add_adapters(backbone: nn.Module, settings: ModelSettings, num_classes: int)
         return add_lora(backbone, rank, settings.lora_alpha, settings.lora_dropout)
     if add_adaptformer(backbone, rank, settings.adaptformer_scale) == 0:
         raise SettingError(
-            f'model.peft = "adaptformer" found no block with a norm and a linear MLP in backbone '
-            f'{type(backbone).__name__}: use a ViT or ConvNeXt, or peft = "lora"'
+            f'`model.peft` = "adaptformer" found no block with a norm and a linear MLP in backbone '
+            f'{type(backbone).__name__}: use a ViT or ConvNeXt, or `model.peft` = "lora"'
         )
     return backbone
 
@@ -60,7 +60,9 @@ def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None
     shapes = sorted(key for key in state.keys() & own.keys() if state[key].shape != own[key].shape)
     if unknown or shapes:
         problem = f"unknown keys {unknown[:5]}" if unknown else f"shapes differ for {shapes[:5]}"
-        raise CheckpointError(f"adapter state does not fit this model (model.peft and model.peft_rank?): {problem}")
+        raise CheckpointError(
+            f"adapter state does not fit this model (`model.peft` and `model.peft_rank` as when saved?): {problem}"
+        )
     model.load_state_dict(state, strict=False)
 
 

@@ -8,6 +8,7 @@ tower. A cosine head reads only the rows' directions, so either is the classifie
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -37,18 +38,18 @@ def class_means(
         sums.index_add_(0, y.to(f.device), f)
         counts += torch.bincount(y.cpu(), minlength=classes)
     if sums is None:
-        raise SettingError('model.head_init = "class_mean" needs training images: the training split is empty')
+        raise SettingError('`model.head_init` = "class_mean" needs training images: the training split is empty')
     return sums / counts.clamp(min=1).to(sums.device).unsqueeze(1).to(sums.dtype), counts
 
 
 def write_head(head: nn.Module, weights: torch.Tensor, rows: torch.Tensor | None = None) -> None:
     """Copy `weights` (classes, dim) into a cosine head's weight, only the `rows` given (bool mask) if any."""
     if not isinstance(head, NormedLinear):
-        raise SettingError('model.head_init writes a cosine head: it needs model.head = "normed"')
+        raise SettingError('`model.head_init` writes a cosine head: it needs `model.head` = "normed"')
     if tuple(weights.shape) != tuple(head.weight.shape):
         raise SettingError(
-            f"model.head_init: the head is {tuple(head.weight.shape)} (classes, backbone features) but the "
-            f"initial weights are {tuple(weights.shape)}: model.text_model's embedding width must be the backbone's"
+            f"`model.head_init`: the head is {tuple(head.weight.shape)} (classes, backbone features) but the "
+            f"initial weights are {tuple(weights.shape)}: `model.text_model`'s embedding width must be the backbone's"
         )
     with torch.no_grad():
         keep = torch.ones(len(weights), dtype=torch.bool) if rows is None else rows.bool()
@@ -81,20 +82,20 @@ def text_embeddings(
 def load_text_model(settings: ModelSettings) -> tuple[Any, Callable[[list[str]], torch.Tensor]]:
     """open_clip's `settings.text_model` (weights from `text_weights`, else `text_pretrained` from its hub) and its
     tokenizer, in eval mode."""
-    open_clip = require("open_clip", 'model.head_init = "text"')
+    open_clip = require("open_clip", "model.head_init", "text")
     local = settings.text_weights is not None
-    with hub_access() as online:
+    with nullcontext(True) if local else hub_access() as online:
         try:
             model = open_clip.create_model(
                 settings.text_model, pretrained=str(settings.text_weights) if local else settings.text_pretrained
             )
         except (OSError, RuntimeError) as exc:
             if local:
-                raise SettingError(f"model.text_weights {settings.text_weights}: {exc}") from None
+                raise SettingError(f"`model.text_weights` {settings.text_weights}: {exc}") from None
             where = "the download failed" if online else "the hub is offline and they are not in the local cache"
             raise DownloadError(
-                f'model.head_init = "text" needs open_clip\'s {settings.text_model!r} weights '
-                f"{settings.text_pretrained!r}, but {where}: set model.text_weights = FILE (a local open_clip "
+                f'`model.head_init` = "text" needs open_clip\'s {settings.text_model!r} weights '
+                f"{settings.text_pretrained!r}, but {where}: set `model.text_weights` = FILE (a local open_clip "
                 "weights file) instead, or run once with network access"
             ) from None
     return model.eval(), open_clip.get_tokenizer(settings.text_model)

@@ -14,14 +14,14 @@ TARGETS = r".*\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))$"
 
 def add_lora(backbone: nn.Module, rank: int, alpha: float, dropout: float) -> nn.Module:
     """Inject LoRA adapters (peft's `inject_adapter_in_model`) into `backbone` in place; returns it."""
-    peft = require("peft", 'model.peft = "lora"')
+    peft = require("peft", "model.peft", "lora")
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=TARGETS)
     try:
         injected: nn.Module = peft.inject_adapter_in_model(config, backbone)
     except ValueError as exc:  # peft: "Target modules ... not found in the base model"
         raise SettingError(
-            f'model.peft = "lora" found no attention or MLP linears (qkv, proj, fc1, fc2) in backbone '
-            f'{type(backbone).__name__}: use a ViT or ConvNeXt, or peft = "adaptformer" ({exc})'
+            f'`model.peft` = "lora" found no attention or MLP linears (qkv, proj, fc1, fc2) in backbone '
+            f'{type(backbone).__name__}: use a ViT or ConvNeXt, or `model.peft` = "adaptformer" ({exc})'
         ) from None
     return injected
 
