@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 
 LIFT_RESIZE, LIFT_CROP = 248, 224
+# `eval.tta` -> (five crops, flip)
+TTA_MODES = {"none": (False, False), "flip": (False, True), "five_crop": (True, False), "five_crop_flip": (True, True)}
 
 
 def lift_resize(crop: int) -> int:

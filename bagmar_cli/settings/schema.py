@@ -286,6 +286,9 @@ class EvalSettings(Section):
         "test", description="not read: `bagmar eval --split` chooses (default: the dataset's reported split)"
     )
     batch_size: int = Field(256, ge=1, description="inference batch size")
+    tta: Literal["none", "flip", "five_crop", "five_crop_flip"] = Field(
+        "none", description="test-time views, logits averaged: flip, LIFT's five crops (248 -> 224), or both"
+    )
 
 
 class Settings(Section):

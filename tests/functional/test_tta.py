@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from bagmar_cli.functional.tta import five_crops, lift_resize, tta_logits, views
+from bagmar_cli.functional.tta import TTA_MODES, five_crops, lift_resize, tta_logits, views
+from bagmar_cli.settings import EvalSettings
 
 
 def test_lifts_protocol_resizes_224_to_248_and_scales_with_the_crop():
@@ -41,3 +42,11 @@ def test_the_logits_are_the_hand_computed_average():
     expected = sum(forward(c) + forward(c.flip(-1)) for c in crops) / 10
     torch.testing.assert_close(tta_logits(forward, x, crop=2, flip=True), expected)
     torch.testing.assert_close(tta_logits(forward, x[..., :2, :2]), forward(x[..., :2, :2]))
+
+
+def test_every_eval_tta_setting_has_its_views():
+    choices = EvalSettings.model_fields["tta"].annotation.__args__
+    assert set(TTA_MODES) == set(choices)
+    x = torch.randn(1, 3, 6, 6)
+    counts = {mode: len(views(x, crop=4 if crops else None, flip=flip)) for mode, (crops, flip) in TTA_MODES.items()}
+    assert counts == {"none": 1, "flip": 2, "five_crop": 5, "five_crop_flip": 10}
