@@ -57,6 +57,19 @@ def test_base_weights_are_bit_identical_after_sgd_steps_and_adapters_and_head_ch
     assert trainable == {*adapters, "head.weight"}
 
 
+def test_a_lora_linear_is_w_x_plus_alpha_over_rank_b_a_x():
+    model, _ = _model("test_vit", "lora", lora_alpha=2.0)
+    qkv = model.backbone.blocks[0].attn.qkv
+    with torch.no_grad():
+        qkv.lora_B["default"].weight.normal_()  # peft starts B at zero
+    a, b = qkv.lora_A["default"].weight, qkv.lora_B["default"].weight
+    base = qkv.base_layer
+    x = torch.randn(3, 64)
+    expected = x @ base.weight.T + base.bias + (2.0 / 4) * (x @ a.T @ b.T)
+    torch.testing.assert_close(qkv(x), expected)
+    assert a.shape == (4, 64) and b.shape == (192, 4)
+
+
 def test_norms_and_biases_train_when_asked():
     model, _ = _model("test_vit", "lora", train_norms=True, train_biases=True)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
