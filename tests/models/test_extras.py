@@ -6,6 +6,7 @@ import pytest
 
 from bagmar_cli.errors import SettingError
 from bagmar_cli.models import build_model
+from bagmar_cli.models.finetune import merged
 from bagmar_cli.models.head_init import load_text_model
 from bagmar_cli.settings import ModelSettings
 
@@ -44,4 +45,5 @@ def test_a_text_head_without_open_clip_is_one_line(without):
 
 def test_adaptformer_needs_no_extra(without):
     without("peft", "open_clip")
-    build_model(ModelSettings(backbone="test_vit", peft="adaptformer"), 5, 3)
+    model = build_model(ModelSettings(backbone="test_vit", peft="adaptformer"), 5, 3)
+    assert merged(model).state_dict().keys() == model.state_dict().keys()

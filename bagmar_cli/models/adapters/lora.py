@@ -28,8 +28,11 @@ def add_lora(backbone: nn.Module, rank: int, alpha: float, dropout: float) -> nn
 
 def merge_lora(module: nn.Module) -> int:
     """Merge every LoRA layer of `module` into its base linear (peft's `merge`) and put the plain linear back in its
-    place; returns how many were merged."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    place; returns how many were merged (none without peft installed: then no LoRA layer can exist)."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:
+        return 0
 
     merged = 0
     for name, layer in list(module.named_modules()):
