@@ -3,6 +3,9 @@
 "backbone" freezes all of it (decoupling's classifier re-training); "all_but_last_stage" keeps the last stage and
 what follows it trainable (fine-tuning the last stage, as the Places-LT protocol does). Stages are timm's
 `feature_info`: the last stage is every parameter registered after those of the next-to-last stage's module.
+Under `model.peft` the base weights are frozen and the adapters train; `model.train_norms` and `model.train_biases`
+add the backbone's norm layers and biases to what trains. The head always trains. `train_only` is the one place
+that applies these rules.
 """
 
 from __future__ import annotations
@@ -11,6 +14,26 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bagmar_cli.errors import SettingError
+from bagmar_cli.models.adapters import is_adapter
+from bagmar_cli.settings import ModelSettings
+
+NORMS = (nn.LayerNorm, nn.GroupNorm, _BatchNorm)  # timm's LayerNorm, LayerNorm2d and GroupNorm1 subclass these
+
+
+def train_only(model: nn.Module, settings: ModelSettings) -> list[nn.Module]:
+    """Set what trains in `model.backbone` by `settings` (peft or freeze, then norms and biases if asked); returns
+    the BatchNorms whose parameters are all frozen, as `freeze` does."""
+    backbone: nn.Module = model.backbone  # type: ignore[assignment]  # a Classifier
+    if settings.peft != "none":
+        for name, param in backbone.named_parameters():
+            param.requires_grad_(is_adapter(name))
+    else:
+        freeze(model, settings.freeze)
+    for module in backbone.modules():
+        for name, param in module.named_parameters(recurse=False):
+            norm = settings.train_norms and isinstance(module, NORMS)
+            param.requires_grad_(param.requires_grad or norm or (settings.train_biases and name == "bias"))
+    return _frozen_batchnorms(backbone)
 
 
 def freeze(model: nn.Module, mode: str) -> list[nn.Module]:
@@ -23,6 +46,10 @@ def freeze(model: nn.Module, mode: str) -> list[nn.Module]:
     frozen = set(names if mode == "backbone" else names[: _last_stage_start(backbone, names)])
     for name, param in backbone.named_parameters():
         param.requires_grad_(name not in frozen)
+    return _frozen_batchnorms(backbone)
+
+
+def _frozen_batchnorms(backbone: nn.Module) -> list[nn.Module]:
     return [
         module
         for module in backbone.modules()

@@ -145,6 +145,27 @@ class ModelSettings(Section):
         description='a frozen BatchNorm: "eval" keeps its running statistics; "train" lets them drift (the authors\' '
         "code)",
     )
+    # fine-tuning a pretrained backbone (models/finetune.py, head_init.py, preprocess.py; docs/finetune.md)
+    peft: Literal["none", "lora", "adaptformer"] = Field(
+        "none",
+        description="LoRA (peft, on the linears qkv, proj, fc1, fc2) or AdaptFormer (LIFT's scaled bottleneck MLP "
+        "beside each block's MLP): base weights frozen",
+    )
+    peft_rank: int | None = Field(
+        None, ge=1, description="LoRA rank / AdaptFormer width; None: LIFT's 2^floor(log2(classes / (2 blocks))), >= 1"
+    )
+    lora_alpha: float = Field(1.0, gt=0.0, description="LoRA update (alpha / rank) B A x; 1: LIFT's 1 / rank")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on LoRA's input (peft's default 0)")
+    adaptformer_scale: float = Field(1.0, description="AdaptFormer's learned output scale, initially (LIFT's 1)")
+    train_norms: bool = Field(False, description="also train the backbone's norm layers (peft or freeze set)")
+    train_biases: bool = Field(False, description="also train the backbone's biases (BitFit; peft or freeze set)")
+    head_init: Literal["random", "class_mean", "text"] = Field(
+        "random", description="normed head: random, each class's mean feature, or CLIP text features of its name"
+    )
+    text_model: str = Field("ViT-B-16", description="text head: the open_clip model whose text tower is used")
+    text_pretrained: str = Field("openai", description="text head: open_clip's pretrained tag, from its hub")
+    text_weights: Path | None = Field(None, description="text head: a local open_clip weights file (offline)")
+    text_prompt: str = Field("a photo of a {}.", description="text head: the prompt; {} is the class name (CLIP's)")
 
     @model_validator(mode="after")
     def _scale_needs_a_cosine_head(self) -> ModelSettings:
@@ -152,6 +173,20 @@ class ModelSettings(Section):
             raise ValueError('head_scale scales cosines: it needs head = "normed" (or leave it at 1)')
         if self.pretrained and self.weights is not None:
             raise ValueError("pretrained (timm's hub) and weights (a local file) both give the backbone: set one")
+        return self
+
+    @model_validator(mode="after")
+    def _finetuning_is_consistent(self) -> ModelSettings:
+        if self.peft != "none" and self.freeze != "none":
+            raise ValueError(f'peft = "{self.peft}" freezes the base weights itself: leave freeze = "none"')
+        if self.peft == self.freeze == "none" and (self.train_norms or self.train_biases):
+            raise ValueError("train_norms and train_biases add to what peft or freeze leaves trainable: set one")
+        if self.head_init != "random" and self.head != "normed":
+            raise ValueError(f'head_init = "{self.head_init}" writes a cosine head: it needs head = "normed"')
+        if self.text_weights is not None and self.head_init != "text":
+            raise ValueError('text_weights gives head_init = "text" its text tower: set both, or neither')
+        if "{}" not in self.text_prompt:
+            raise ValueError('text_prompt needs "{}" where the class name goes')
         return self
 
 
@@ -251,6 +286,9 @@ class EvalSettings(Section):
         "test", description="not read: `bagmar eval --split` chooses (default: the dataset's reported split)"
     )
     batch_size: int = Field(256, ge=1, description="inference batch size")
+    tta: Literal["none", "flip", "five_crop", "five_crop_flip"] = Field(
+        "none", description="test-time views, logits averaged: flip, LIFT's five crops (248 -> 224), or both"
+    )
 
 
 class Settings(Section):
