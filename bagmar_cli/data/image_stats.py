@@ -56,7 +56,7 @@ def measure_stats(root: Path, paths: Sequence[str], *, sample: int = STATS_SAMPL
 
 def is_small(native_size: Sequence[int] | None) -> bool:
     """Whether images stored at `native_size` ([H, W], the manifest's) are trained with the pad-and-crop of small
-    images (`data.image_transforms`); None (a benchmark's or an older manifest's: not read) keeps the resized crop."""
+    images (`data.augment.images`); None (a benchmark's or an older manifest's: not read) keeps the resized crop."""
     return native_size is not None and max(native_size) <= SMALL_SIDE
 
 

@@ -18,7 +18,7 @@ from bagmar_cli.errors import DatasetError, SettingError
 
 NUM_CLASSES = 10
 TEST_PER_CLASS = 30  # a balanced 300-image test split, held out of the 1,797 images
-TEST_SEED = 0  # fixed, so that every --seed is evaluated on the same test images
+TEST_SEED = 0  # fixed, so that every `seed` is evaluated on the same test images
 SHA256 = "65e5b4619795efb40c1082f4c350c049e4ad552200d369b6ae99e21eef5e72c5"  # raw 0-16 pixels, then int64 labels
 
 

@@ -40,7 +40,7 @@ class Source:
         return self.kind == FILES
 
 
-_SOURCES: dict[str, Source] = {}  # in registration order: the tensor datasets, the benchmarks, folder
+_SOURCES: dict[str, Source] = {}
 
 
 def register_source(name: str) -> Callable[[Callable[[], Source]], Callable[[], Source]]:
@@ -57,8 +57,8 @@ def register_source(name: str) -> Callable[[Callable[[], Source]], Callable[[], 
 
 
 def source_names() -> list[str]:
-    """Every registered source, in registration order (the tensor datasets, the benchmarks, folder)."""
-    return list(_SOURCES)
+    """Every registered source: the in-memory datasets, then the image-file sources, each sorted by name."""
+    return sorted(_SOURCES, key=lambda name: (_SOURCES[name].kind != TENSORS, name))
 
 
 def get_source(name: str) -> Source:

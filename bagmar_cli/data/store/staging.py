@@ -43,7 +43,7 @@ def staged_directory(out: Path, overwrite: bool) -> Iterator[Path]:
 def check_writable(out: Path, overwrite: bool) -> None:
     """Refuse an `out` that exists, unless `overwrite` and it is provably a bagmar dataset (nothing else in it).
 
-    A file standing at `out` is a usage error (exit 2, like `train --out FILE`); the rest are DatasetErrors.
+    A file standing at `out` is a usage error (exit 2, a setting at odds with the disk); the rest are DatasetErrors.
     """
     if not out.exists():
         return
