@@ -26,7 +26,8 @@ SPECIFIC = (
     "eval_resize",
 )
 TENSOR_OPTIONS = frozenset({"imb", "val_per_class", "source", "subset"})  # what an in-memory dataset takes
-BENCHMARK_OPTIONS = frozenset({"root", "splits", "measure_stats"})  # what a benchmark's official lists take
+# what a benchmark's official lists take; `measure_stats` is taken and unused (ImageNet's statistics), as it was
+BENCHMARK_OPTIONS = frozenset({"root", "splits", "measure_stats"})
 FOLDER_OPTIONS = frozenset(SPECIFIC) - {"splits", "source", "subset"}  # what a user's folder tree takes
 
 
