@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +13,17 @@ from rich.console import Console
 from bagmar_cli.errors import BagmarError
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
+_WORDING: list[Callable[[str], str]] = [str]  # cli/ sets it: library lines name options in backticks, shown as flags
+
+
+def word_names_with(render: Callable[[str], str]) -> None:
+    """Have info, note and warn lines pass through `render` (cli/: each backticked option shown as its flag)."""
+    _WORDING[0] = render
+
+
+def _wording(text: str) -> str:
+    """`text` as the command line words it (unchanged outside the CLI)."""
+    return _WORDING[0](text)
 
 
 class StdoutClosed(Exception):
@@ -59,14 +71,14 @@ def show(renderable: object) -> None:
 
 def info(text: str) -> None:
     """Write a progress or information line to stderr."""
-    show(text)
+    show(_wording(text))
 
 
 def note(text: str) -> None:
     """Write a line the user should not miss (e.g. a split both tuned on and reported) to stderr."""
-    show(f"[yellow]Note:[/yellow] {text}")
+    show(f"[yellow]Note:[/yellow] {_wording(text)}")
 
 
 def warn(text: str) -> None:
     """Write a warning line to stderr."""
-    show(f"[yellow]Warning:[/yellow] {text}")
+    show(f"[yellow]Warning:[/yellow] {_wording(text)}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bagmar_cli.console import result
-from bagmar_cli.data.cifar import CIFAR100, CifarLayout
+from bagmar_cli.data.sources.cifar import CIFAR100, CifarLayout
 
 
 class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]

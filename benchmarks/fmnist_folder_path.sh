@@ -27,7 +27,7 @@ if [ ! -f pngs/.complete ]; then
   $PY - <<'PY'
 from pathlib import Path
 from PIL import Image
-from bagmar_cli.data.fashion_mnist import CLASSES, load_fashion_mnist
+from bagmar_cli.data.sources.fashion_mnist import CLASSES, load_fashion_mnist
 data = load_fashion_mnist(None)
 for split, images, labels in (("train", data.train_images, data.train_labels), ("test", data.test_images, data.test_labels)):
     for index, (image, label) in enumerate(zip(images, labels.tolist())):

@@ -89,7 +89,7 @@ def write_pngs(work: Path) -> Path:
         return pngs
     from PIL import Image
 
-    from bagmar_cli.data.fashion_mnist import CLASSES, load_fashion_mnist
+    from bagmar_cli.data.sources.fashion_mnist import CLASSES, load_fashion_mnist
 
     shutil.rmtree(pngs, ignore_errors=True)
     data = load_fashion_mnist(None)
@@ -174,7 +174,7 @@ def ablation_run(args: argparse.Namespace, pngs: Path, variant: str, seed: int) 
 def as_rgb(mem: Path, out: Path) -> Path:
     """The in-memory dataset `mem` with its grey images repeated into 3 channels (and mean/std with them)."""
     from bagmar_cli.data.manifest import Manifest, SplitInfo, load_manifest, write_manifest
-    from bagmar_cli.data.store import load_split, save_split
+    from bagmar_cli.data.store.tensors import load_split, save_split
 
     manifest = load_manifest(mem)
     shutil.rmtree(out, ignore_errors=True)

@@ -51,7 +51,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from bagmar_cli.console import err, info, result
-from bagmar_cli.data.image_transforms import image_train_transform
+from bagmar_cli.data.augment.images import image_train_transform
 from bagmar_cli.data.images import EvalPreprocess, ImageListDataset, collate_skipping
 from bagmar_cli.errors import BagmarError
 from bagmar_cli.files import atomic_write

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from bagmar_cli.console import info, result, show
-from bagmar_cli.data.image_transforms import TrainTransform, image_train_transform, normalize_uint8
+from bagmar_cli.data.augment.images import TrainTransform, image_train_transform, normalize_uint8
 from bagmar_cli.data.images import EvalPreprocess, ImageListDataset, collate_skipping
 from bagmar_cli.settings import DataSettings
 

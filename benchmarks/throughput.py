@@ -52,8 +52,8 @@ from torchvision import transforms as v1
 
 from bagmar_cli.console import info, result, show
 from bagmar_cli.data import lt_counts
-from bagmar_cli.data.batch_augment import BatchAugment
-from bagmar_cli.data.transforms import TensorImages, train_transform
+from bagmar_cli.data.augment.batch import BatchAugment
+from bagmar_cli.data.augment.tensors import TensorImages, train_transform
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder
 from bagmar_cli.engine.distributed import World
 from bagmar_cli.engine.step import TrainStep, prepare_model

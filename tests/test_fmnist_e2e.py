@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bagmar_cli.data.fashion_mnist import SYSTEM_DIR
+from bagmar_cli.data.sources.fashion_mnist import SYSTEM_DIR
 
 pytestmark = pytest.mark.skipif(
     not SYSTEM_DIR.is_dir(), reason=f"{SYSTEM_DIR} is absent (apt-get install dataset-fashion-mnist)"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bagmar_cli.checkpoint import load_checkpoint
-from bagmar_cli.data.fashion_mnist import SYSTEM_DIR
+from bagmar_cli.data.sources.fashion_mnist import SYSTEM_DIR
 from bagmar_cli.settings import changed_settings, load_settings
 
 needs_fashion_mnist = pytest.mark.skipif(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bagmar_cli.data.benchmarks import BENCHMARKS
+from bagmar_cli.data.sources.benchmarks import BENCHMARKS
 from bagmar_cli.settings import Settings, changed_settings, flatten_settings, load_settings, preset_names
 
 BACKBONES = {"imagenet_lt": ("resnext50", "resnet50"), "inat2018": ("resnet50",), "places_lt": ("resnet152",)}

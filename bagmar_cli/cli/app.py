@@ -10,7 +10,7 @@ import typer
 
 from bagmar_cli import __version__
 from bagmar_cli.cli.fields import flags_for, render
-from bagmar_cli.console import StdoutClosed, err, result
+from bagmar_cli.console import StdoutClosed, err, result, word_names_with
 from bagmar_cli.errors import BagmarError, Interrupted, SettingError
 from bagmar_cli.signals import sigterm_as_interrupt
 
@@ -55,12 +55,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: list[str], debug: bool) -> int:
+    flags = flags_for(typer.main.get_group(app), args)
+    word_names_with(lambda text: render(text, flags))  # warnings and notes name flags, as errors do
     try:
         result = app(args, prog_name="bagmar", standalone_mode=False)
     except StdoutClosed:
         return _stdout_closed()
     except BagmarError as exc:
-        return _fail(render(str(exc), flags_for(typer.main.get_group(app), args)), exit_code(exc), debug)
+        return _fail(render(str(exc), flags), exit_code(exc), debug)
     except (KeyboardInterrupt, typer.Abort, click.exceptions.Abort):
         return _interrupted()
     except (typer.Exit, click.exceptions.Exit) as exc:

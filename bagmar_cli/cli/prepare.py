@@ -1,4 +1,8 @@
-"""`bagmar prepare DATASET`: write a long-tailed dataset directory (or, for image files, its lists); prints its path."""
+"""`bagmar prepare DATASET`: write a long-tailed dataset directory (or, for image files, its lists); prints its path.
+
+Which options each source takes is declared by the source (data/sources/options.py); a refusal names the option,
+shown here as its flag.
+"""
 
 from __future__ import annotations
 
@@ -70,15 +74,14 @@ def prepare_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset directory.")] = False,
 ) -> None:
     """Prepare a long-tailed training split (and the untouched test split), or the split lists of image files."""
-    from bagmar_cli.data import prepare_any
+    from bagmar_cli.data import PrepareOptions, prepare_source
     from bagmar_cli.settings import validate
 
     checked_imb = 100.0 if imb is None else imb
     validate(
         {"data": {"imb": checked_imb, "profile": profile, "val_per_class": val_per_class}, "train": {"seed": seed}}
     )
-    path = prepare_any(
-        dataset,
+    options = PrepareOptions(
         imb=imb,
         profile=profile,
         seed=seed,
@@ -96,4 +99,4 @@ def prepare_command(
         out=out,
         overwrite=overwrite,
     )
-    result(str(path))
+    result(str(prepare_source(dataset, options)))

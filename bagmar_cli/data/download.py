@@ -15,12 +15,12 @@ from urllib.request import urlopen
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from bagmar_cli.console import err, info
-from bagmar_cli.data.store import data_root
+from bagmar_cli.data.store.paths import data_root
 from bagmar_cli.errors import DownloadError
 
 CONNECT_TIMEOUT = 5.0  # seconds; offline machines fail at once instead of hanging
 CHUNK = 1 << 20
-SOURCE_HINT = "download it on a machine with internet access and pass its path with --source"
+SOURCE_HINT = "download it on a machine with internet access and pass its path as `source`"
 
 
 @dataclass(frozen=True)

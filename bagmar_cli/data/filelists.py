@@ -71,9 +71,9 @@ def check_relative(relative: str, where: str) -> None:
         return  # the common case, decided without building a path object
     parts = PurePosixPath(relative.replace("\\", "/")).parts
     if relative.startswith(("/", "\\")) or (parts and ":" in parts[0]):
-        raise DatasetError(f"{where}: {relative!r} is an absolute path; list paths must be relative to --root")
+        raise DatasetError(f"{where}: {relative!r} is an absolute path; list paths must be relative to `root`")
     if ".." in parts:
-        raise DatasetError(f"{where}: {relative!r} contains '..'; list paths must stay inside --root")
+        raise DatasetError(f"{where}: {relative!r} contains '..'; list paths must stay inside `root`")
 
 
 def check_every_class(counts: list[int], path: Path, classes: list[str] | None = None) -> None:

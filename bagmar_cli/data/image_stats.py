@@ -56,7 +56,7 @@ def measure_stats(root: Path, paths: Sequence[str], *, sample: int = STATS_SAMPL
 
 def is_small(native_size: Sequence[int] | None) -> bool:
     """Whether images stored at `native_size` ([H, W], the manifest's) are trained with the pad-and-crop of small
-    images (`data.image_transforms`); None (a benchmark's or an older manifest's: not read) keeps the resized crop."""
+    images (`data.augment.images`); None (a benchmark's or an older manifest's: not read) keeps the resized crop."""
     return native_size is not None and max(native_size) <= SMALL_SIDE
 
 
@@ -111,14 +111,14 @@ def _finish(sums: np.ndarray, measured: int, failed: list[str]) -> ChannelStats:
     if failed:
         warn(f"{len(failed)} images could not be decoded and were left out of the mean/std (e.g. {failed[0]})")
     if not measured:
-        raise DatasetError("--measure-stats: none of the training images could be decoded")
+        raise DatasetError("`measure_stats`: none of the training images could be decoded")
     n, total, squares = sums[0], sums[1:4], sums[4:7]
     mean = total / n
     std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
     flat = [c for c in range(3) if not std[c] > 1e-6 or not math.isfinite(std[c])]
     if flat:
         raise DatasetError(
-            f"--measure-stats: channel {flat[0]} has the same value in every measured pixel (std 0); "
-            "normalising by it is impossible, leave out --measure-stats to use ImageNet's mean and std"
+            f"`measure_stats`: channel {flat[0]} has the same value in every measured pixel (std 0); "
+            "normalising by it is impossible, leave out `measure_stats` to use ImageNet's mean and std"
         )
     return ChannelStats([round(float(m), 6) for m in mean], [round(float(s), 6) for s in std], measured, len(failed))

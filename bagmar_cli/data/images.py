@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms import InterpolationMode, v2
 
-from bagmar_cli.data.benchmarks import IMAGENET_MEAN, IMAGENET_STD
+from bagmar_cli.data.sources.benchmarks import IMAGENET_MEAN, IMAGENET_STD
 
 INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,

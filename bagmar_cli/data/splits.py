@@ -17,11 +17,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from bagmar_cli.console import warn
+from bagmar_cli.data.augment.tensors import TensorImages, eval_transform
 from bagmar_cli.data.filelists import parse_list
 from bagmar_cli.data.images import Batch, EvalPreprocess, ImageListDataset, Undecodable, collate_skipping
 from bagmar_cli.data.manifest import ListSplitInfo, Manifest, load_manifest
-from bagmar_cli.data.store import load_split
-from bagmar_cli.data.transforms import TensorImages, eval_transform
+from bagmar_cli.data.store.tensors import load_split
 from bagmar_cli.errors import DatasetError, SettingError
 
 Transform = Callable[[Any], Tensor]

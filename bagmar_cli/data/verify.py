@@ -26,14 +26,19 @@ class Problems:
     escaping: list[str] = field(default_factory=list)  # resolves outside the root through a symbolic link
 
 
+def check_root(root: Path) -> None:
+    """DatasetError unless `root`, the folder a dataset's image files are listed under, is a folder."""
+    if not Path(root).is_dir():
+        raise DatasetError(f"`root` {root} is not a folder")
+
+
 def verify_images(root: Path, paths: list[str], what: str, layout: str = "") -> None:
     """DatasetError unless every path in `paths` is a regular file inside `root` (links resolved).
 
     `what` names the list (e.g. "ImageNet_LT_test.txt") and `layout` says where the dataset expects its images.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"--root {root} is not a folder")
+    check_root(root)
     real_root = os.path.realpath(root)
     check = _checker(str(root), real_root)
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -76,11 +81,11 @@ def _raise(problems: Problems, root: Path, what: str, layout: str) -> None:
     if problems.escaping:
         raise DatasetError(
             f"{what}: {_some(problems.escaping)} under {root} resolve outside it through symbolic links; "
-            "pass the folder the links point into as --root"
+            "pass the folder the links point into as `root`"
         )
     if problems.missing:
         hint = f"; expected layout: {layout}" if layout else ""
-        raise DatasetError(f"{what}: {_some(problems.missing)} missing under {root}{hint}; --no-verify skips the check")
+        raise DatasetError(f"{what}: {_some(problems.missing)} missing under {root}{hint}; `no_verify` skips the check")
 
 
 def _some(paths: list[str]) -> str:

@@ -27,7 +27,7 @@ from torch.utils.data import (
 )
 
 from bagmar_cli.data import epoch_indices, epoch_length, rank_share
-from bagmar_cli.data.batch_augment import BatchAugment
+from bagmar_cli.data.augment.batch import BatchAugment
 from bagmar_cli.data.images import collate_skipping
 from bagmar_cli.data.splits import SkipUndecodable
 from bagmar_cli.engine.distributed import World

@@ -14,11 +14,11 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from bagmar_cli.console import info, warn
 from bagmar_cli.data import Manifest
-from bagmar_cli.data.batch_augment import BatchAugment
-from bagmar_cli.data.image_transforms import image_train_transform
+from bagmar_cli.data.augment.batch import BatchAugment
+from bagmar_cli.data.augment.images import image_train_transform
+from bagmar_cli.data.augment.tensors import TensorImages, train_transform
 from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list, open_eval_split
-from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, process_batch, resolve_workers
 from bagmar_cli.engine.optimizer import build_optimizer, lr_rule_line

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from bagmar_cli.data.transforms import eval_transform
+from bagmar_cli.data.augment.tensors import eval_transform
 from bagmar_cli.engine.export.loaded import LoadedModel, load_model
 from bagmar_cli.errors import SettingError
 

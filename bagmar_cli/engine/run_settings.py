@@ -7,8 +7,8 @@ from pathlib import Path
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data import Manifest, default_data_dir, get_dataset, load_manifest
-from bagmar_cli.data.benchmarks import benchmark_names
-from bagmar_cli.data.store import data_root
+from bagmar_cli.data.sources.benchmarks import benchmark_names
+from bagmar_cli.data.store.paths import data_root
 from bagmar_cli.engine.rundir import STAGES, RunDir
 from bagmar_cli.errors import DatasetError, SettingError, TrainingError
 from bagmar_cli.settings import (

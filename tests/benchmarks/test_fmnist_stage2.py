@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bagmar_cli.data.fashion_mnist import SYSTEM_DIR
+from bagmar_cli.data.sources.fashion_mnist import SYSTEM_DIR
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fmnist_stage2.py"
 

@@ -24,8 +24,8 @@ from safetensors.torch import save, save_file
 from support.bad_input import assert_one_error_line, expand, snapshot
 
 from bagmar_cli import files
-from bagmar_cli.data.cifar import CIFAR10
-from bagmar_cli.data.fashion_mnist import FILES as FASHION_FILES
+from bagmar_cli.data.sources.cifar import CIFAR10
+from bagmar_cli.data.sources.fashion_mnist import FILES as FASHION_FILES
 
 
 class RunsCode:

@@ -175,7 +175,7 @@ def offline(*args, **kwargs):
 def test_random_command_lines_fail_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args):
     monkeypatch.setattr(trainer, "_fit", no_training)
     monkeypatch.setattr("bagmar_cli.data.download.urlopen", offline)
-    monkeypatch.setattr("bagmar_cli.data.fashion_mnist.SYSTEM_DIR", tmp_path / "no-system-copy")
+    monkeypatch.setattr("bagmar_cli.data.sources.fashion_mnist.SYSTEM_DIR", tmp_path / "no-system-copy")
     torch.manual_seed(0)
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     populate(folder, digits_run, digits_data)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bagmar_cli.data.cifar import CIFAR10, CIFAR100, CifarLayout
+from bagmar_cli.data.sources.cifar import CIFAR10, CIFAR100, CifarLayout
 
 
 def indexed_images(n: int, row_bytes: int) -> np.ndarray:

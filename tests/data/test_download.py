@@ -44,7 +44,7 @@ def test_wrong_md5_leaves_nothing_behind(server, tmp_path):
 
 
 def test_missing_file_is_a_download_error(server, tmp_path):
-    with pytest.raises(DownloadError, match=r"could not download .*absent.bin \(HTTP 404 File not found\).*--source"):
+    with pytest.raises(DownloadError, match=r"could not download .*absent.bin \(HTTP 404 File not found\).*`source`"):
         download(f"{server}/absent.bin", tmp_path / "absent.bin", PAYLOAD_MD5)
     assert list(tmp_path.iterdir()) == []
 
@@ -56,7 +56,7 @@ def test_unreachable_host_fails_fast(tmp_path, monkeypatch):
     attempts = []
     real = module.urlopen
     monkeypatch.setattr(module, "urlopen", lambda url, timeout: attempts.append(timeout) or real(url, timeout=timeout))
-    with pytest.raises(DownloadError, match=r"could not download .*--source"):
+    with pytest.raises(DownloadError, match=r"could not download .*`source`"):
         download("http://127.0.0.1:9/archive.bin", tmp_path / "archive.bin", PAYLOAD_MD5)
     assert attempts == [module.CONNECT_TIMEOUT] and module.CONNECT_TIMEOUT <= 5
 

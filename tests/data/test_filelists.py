@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bagmar_cli.data.benchmarks import BENCHMARKS, get_benchmark
 from bagmar_cli.data.filelists import check_every_class, from_pairs, parse_list, write_list
+from bagmar_cli.data.sources.benchmarks import BENCHMARKS, get_benchmark
 from bagmar_cli.errors import DatasetError, SettingError
 from bagmar_cli.functional.metrics import shot_groups
 

@@ -189,7 +189,7 @@ def test_load_split_refuses_a_file_list_split_with_one_clear_message(root):
 def test_a_folder_manifest_from_before_native_size_loads_and_keeps_the_random_resized_crop(tmp_path):
     """manifest_v2_folder_28px.json is what bagmar wrote for `prepare folder --imb 100 --image-size 28 --eval-resize 28`
     on Fashion-MNIST PNGs before manifests recorded the images' size (image_root made relative)."""
-    from bagmar_cli.data.image_transforms import TrainTransform, image_train_transform
+    from bagmar_cli.data.augment.images import TrainTransform, image_train_transform
     from bagmar_cli.data.splits import dataset_preprocess
     from bagmar_cli.settings import DataSettings
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bagmar_cli.data.benchmarks import get_benchmark
+from bagmar_cli.data.sources.benchmarks import get_benchmark
 
 
 def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (48, 40)) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from bagmar_cli.checkpoint import file_sha256, load_checkpoint, update_metadata
 from bagmar_cli.data import load_manifest, load_split
-from bagmar_cli.data.transforms import eval_transform
+from bagmar_cli.data.augment.tensors import eval_transform
 from bagmar_cli.engine.evaluator import split_outputs
 from bagmar_cli.engine.export import ExportOptions, check, export_model
 from bagmar_cli.engine.export.loaded import load_export

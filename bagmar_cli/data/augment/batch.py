@@ -1,8 +1,8 @@
-"""The CIFAR training augmentation of `transforms.train_transform`, applied to a whole uint8 batch on its device.
+"""The CIFAR training augmentation of `augment.tensors.train_transform`, applied to a whole uint8 batch on its device.
 
 Same operations, order and parameters as the per-sample path: random crop after zero padding, horizontal flip,
 AutoAugment (torchvision's CIFAR10 policy, `nearest` interpolation, fill 0), uint8 -> float in [0, 1] ->
-per-channel normalisation, then Cutout (zeros in normalised space, as `transforms.Cutout` writes them). Each
+per-channel normalisation, then Cutout (zeros in normalised space, as `augment.tensors.Cutout` writes them). Each
 image draws its own crop offset, flip, sub-policy, application coins, signs and Cutout centre; the draws are
 made on the host from a CPU `torch.Generator` (so no step waits for the device and a seed gives the same draws
 on any device), then images that share an (operation, magnitude, sign) go through the torchvision v2 functional
@@ -123,7 +123,7 @@ class BatchAugment:
     def from_settings(
         cls, settings: DataSettings, image_size: Sequence[int], mean: Sequence[float], std: Sequence[float]
     ) -> BatchAugment:
-        """The batch twin of `transforms.train_transform(settings, image_size, mean, std)`."""
+        """The batch twin of `augment.tensors.train_transform(settings, image_size, mean, std)`."""
         return cls(
             image_size,
             mean,

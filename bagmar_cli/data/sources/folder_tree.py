@@ -84,13 +84,13 @@ def _scan_flat(root: Path) -> FolderTree:
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
     """SettingError unless both fractions are in [0, 1), the test one above 0, and they leave room for training."""
-    for flag, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+    for option, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= value < 1:
-            raise SettingError(f"{flag} must be in [0, 1), got {value:g}")
+            raise SettingError(f"`{option}` must be in [0, 1), got {value:g}")
     if test_fraction == 0:
-        raise SettingError("--test-fraction must be above 0: a flat tree needs a test split to report results on")
+        raise SettingError("`test_fraction` must be above 0: a flat tree needs a test split to report results on")
     if val_fraction + test_fraction >= 1:
-        raise SettingError(f"--val-fraction + --test-fraction is {val_fraction + test_fraction:g}; it must be below 1")
+        raise SettingError(f"`val_fraction` + `test_fraction` is {val_fraction + test_fraction:g}; it must be below 1")
 
 
 def split_by_fractions(
@@ -108,7 +108,7 @@ def split_by_fractions(
         n_test, n_val = _round(len(pool) * test_fraction), _round(len(pool) * val_fraction)
         if n_test + n_val >= len(pool):
             raise SettingError(
-                f"class {name!r} has {len(pool)} images: --val-fraction {val_fraction:g} and --test-fraction "
+                f"class {name!r} has {len(pool)} images: `val_fraction` {val_fraction:g} and `test_fraction` "
                 f"{test_fraction:g} leave it no training image; give it more images or use smaller fractions"
             )
         parts["test"].append(pool[:n_test])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bagmar_cli.data import load_manifest, load_split, lt_counts, prepare_dataset
-from bagmar_cli.data.cifar import CIFAR10, CIFAR100, LT_MEAN, LT_STD, load_cifar
 from bagmar_cli.data.download import file_md5
-from bagmar_cli.data.prepare import draw_splits
-from bagmar_cli.data.registry import get_dataset
+from bagmar_cli.data.sources.cifar import CIFAR10, CIFAR100, LT_MEAN, LT_STD, load_cifar
+from bagmar_cli.data.sources.registry import get_dataset
+from bagmar_cli.data.sources.tensors import draw_splits
 from bagmar_cli.errors import DatasetError, DownloadError, SettingError
 
 TINY = dataclasses.replace(CIFAR10, train_per_class=10, test_per_class=2)  # 100 training images in 5 batches
@@ -158,7 +158,7 @@ def test_archive_in_downloads_is_used_without_network(cifar10_archive, tmp_path,
 def test_offline_without_source_fails_fast_with_a_hint(tmp_path, monkeypatch):
     monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path))
     monkeypatch.setattr("bagmar_cli.data.download.urlopen", _offline)
-    with pytest.raises(DownloadError, match=r"could not download https://www.cs.toronto.edu/.*--source"):
+    with pytest.raises(DownloadError, match=r"could not download https://www.cs.toronto.edu/.*`source`"):
         prepare_dataset("cifar100")
     assert list((tmp_path / "downloads").iterdir()) == [] and not (tmp_path / "cifar100-lt-imb100").exists()
 

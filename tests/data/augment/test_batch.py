@@ -13,8 +13,8 @@ from scipy.stats import chi2_contingency
 from torch import Tensor
 from torchvision.transforms import v2
 
-from bagmar_cli.data.batch_augment import BatchAugment, Draws, SubPolicy, cifar10_policy
-from bagmar_cli.data.transforms import train_transform
+from bagmar_cli.data.augment.batch import BatchAugment, Draws, SubPolicy, cifar10_policy
+from bagmar_cli.data.augment.tensors import train_transform
 from bagmar_cli.settings import DataSettings
 
 RECIPE = DataSettings(random_crop=True, crop_padding=4, hflip=True, autoaugment=True, cutout=16)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bagmar_cli.data import load_manifest, lt_counts, prepare_dataset
-from bagmar_cli.data.fashion_mnist import IMAGES_MAGIC, LABELS_MAGIC, SYSTEM_DIR, load_fashion_mnist, read_idx
+from bagmar_cli.data.sources.fashion_mnist import IMAGES_MAGIC, LABELS_MAGIC, SYSTEM_DIR, load_fashion_mnist, read_idx
 from bagmar_cli.errors import DatasetError, DownloadError
 
 
@@ -92,10 +92,10 @@ def test_real_files_read_and_verify(tmp_path):
 
 
 def test_without_source_reads_downloads_and_fails_fast_offline(tmp_path, helpers, monkeypatch):
-    monkeypatch.setattr("bagmar_cli.data.fashion_mnist.SYSTEM_DIR", tmp_path / "not-installed")
+    monkeypatch.setattr("bagmar_cli.data.sources.fashion_mnist.SYSTEM_DIR", tmp_path / "not-installed")
     monkeypatch.setattr("bagmar_cli.data.download.urlopen", _offline)
     monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path))
-    with pytest.raises(DownloadError, match=r"could not download http://fashion-mnist\.s3.*--source"):
+    with pytest.raises(DownloadError, match=r"could not download http://fashion-mnist\.s3.*`source`"):
         load_fashion_mnist(None)
     downloads = tmp_path / "downloads"
     _write_split(helpers, downloads, "train", np.arange(60_000) % 10, gz=True)

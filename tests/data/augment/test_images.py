@@ -14,7 +14,7 @@ from PIL import Image
 from timm.data.auto_augment import RandAugment
 from torchvision import transforms
 
-from bagmar_cli.data.image_transforms import PadCropTransform, TrainTransform, image_train_transform, normalize_uint8
+from bagmar_cli.data.augment.images import PadCropTransform, TrainTransform, image_train_transform, normalize_uint8
 from bagmar_cli.data.images import EvalPreprocess, ImageListDataset, Undecodable
 from bagmar_cli.settings import DataSettings
 

@@ -13,7 +13,8 @@ import numpy as np
 from bagmar_cli.console import info, warn
 from bagmar_cli.data.download import Resource, fetch, file_md5, md5_bytes
 from bagmar_cli.data.manifest import SourceInfo
-from bagmar_cli.data.registry import DatasetSpec, SourceData, register_dataset
+from bagmar_cli.data.sources.registry import Source, register_source
+from bagmar_cli.data.sources.tensors import DatasetSpec, SourceData, tensor_source
 from bagmar_cli.data.unpickle import restricted_loads
 from bagmar_cli.errors import DatasetError
 
@@ -234,13 +235,13 @@ def _cifar_spec(name: str, layout: CifarLayout, preset: str) -> DatasetSpec:
     )
 
 
-@register_dataset("cifar10")
-def cifar10() -> DatasetSpec:
+@register_source("cifar10")
+def cifar10() -> Source:
     """CIFAR-10-LT: 10 classes, 5,000 training images per class before the long tail."""
-    return _cifar_spec("cifar10", CIFAR10, "cifar10_lt")
+    return tensor_source(_cifar_spec("cifar10", CIFAR10, "cifar10_lt"))
 
 
-@register_dataset("cifar100")
-def cifar100() -> DatasetSpec:
+@register_source("cifar100")
+def cifar100() -> Source:
     """CIFAR-100-LT: 100 classes, 500 training images per class before the long tail."""
-    return _cifar_spec("cifar100", CIFAR100, "cifar100_lt")
+    return tensor_source(_cifar_spec("cifar100", CIFAR100, "cifar100_lt"))

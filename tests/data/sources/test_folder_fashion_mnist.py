@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bagmar_cli.data import load_manifest, load_split, prepare_dataset, prepare_folder
-from bagmar_cli.data.fashion_mnist import CLASSES, SYSTEM_DIR, load_fashion_mnist
+from bagmar_cli.data.sources.fashion_mnist import CLASSES, SYSTEM_DIR, load_fashion_mnist
 
 pytestmark = [
     pytest.mark.slow,  # about 30 s: 70,000 PNG files written and read

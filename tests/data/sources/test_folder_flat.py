@@ -12,10 +12,10 @@ from PIL import Image
 from support.bad_input import assert_one_error_line
 
 from bagmar_cli.data import load_manifest
-from bagmar_cli.data.benchmarks import IMAGENET_MEAN, IMAGENET_STD
-from bagmar_cli.data.folders import split_by_fractions
 from bagmar_cli.data.image_stats import measure_stats
 from bagmar_cli.data.longtail import lt_counts
+from bagmar_cli.data.sources.benchmarks import IMAGENET_MEAN, IMAGENET_STD
+from bagmar_cli.data.sources.folder_tree import split_by_fractions
 from bagmar_cli.errors import SettingError
 
 

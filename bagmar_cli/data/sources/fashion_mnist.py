@@ -13,7 +13,8 @@ import numpy as np
 from bagmar_cli.console import info, warn
 from bagmar_cli.data.download import Resource, fetch, md5_bytes
 from bagmar_cli.data.manifest import SourceInfo
-from bagmar_cli.data.registry import DatasetSpec, SourceData, register_dataset
+from bagmar_cli.data.sources.registry import Source, register_source
+from bagmar_cli.data.sources.tensors import DatasetSpec, SourceData, tensor_source
 from bagmar_cli.errors import DatasetError
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
@@ -120,10 +121,10 @@ def _source_info(paths: dict[str, Path], digests: dict[str, str]) -> SourceInfo:
     return SourceInfo(name=folder.name, files=digests, verified=not differ)
 
 
-@register_dataset("fashion_mnist")
-def fashion_mnist() -> DatasetSpec:
+@register_source("fashion_mnist")
+def fashion_mnist() -> Source:
     """Fashion-MNIST-LT: 10 classes of 28x28 grey images, 6,000 training images per class before the long tail."""
-    return DatasetSpec(
+    spec = DatasetSpec(
         name="fashion_mnist",
         num_classes=len(CLASSES),
         n_max=TRAIN_PER_CLASS,
@@ -133,3 +134,4 @@ def fashion_mnist() -> DatasetSpec:
         default_preset="fashion_mnist_lt",
         load_source=load_fashion_mnist,
     )
+    return tensor_source(spec)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bagmar_cli.data import load_manifest, load_split, lt_counts, prepare_dataset
-from bagmar_cli.data.digits import TEST_PER_CLASS
+from bagmar_cli.data.sources.digits import TEST_PER_CLASS
 from bagmar_cli.errors import SettingError
 
 POOL_MIN = 174 - TEST_PER_CLASS  # the smallest digit class (8) has 174 of the 1,797 images
@@ -44,7 +44,7 @@ def test_test_split_is_the_same_for_every_seed(tmp_path):
 
 
 def test_rejects_a_source_and_an_empty_tail(tmp_path):
-    with pytest.raises(SettingError, match="takes no --source"):
+    with pytest.raises(SettingError, match="takes no `source`"):
         prepare_dataset("digits", source=tmp_path, out=tmp_path / "ds")
     with pytest.raises(SettingError, match="imbalance factor 500 leaves class '8' no training images"):
         prepare_dataset("digits", imb=500, out=tmp_path / "ds")

@@ -12,19 +12,20 @@ from sklearn.datasets import load_digits
 from bagmar_cli.console import warn
 from bagmar_cli.data.longtail import shuffled_by_class
 from bagmar_cli.data.manifest import SourceInfo
-from bagmar_cli.data.registry import DatasetSpec, SourceData, register_dataset
+from bagmar_cli.data.sources.registry import Source, register_source
+from bagmar_cli.data.sources.tensors import DatasetSpec, SourceData, tensor_source
 from bagmar_cli.errors import DatasetError, SettingError
 
 NUM_CLASSES = 10
 TEST_PER_CLASS = 30  # a balanced 300-image test split, held out of the 1,797 images
-TEST_SEED = 0  # fixed, so that every --seed is evaluated on the same test images
+TEST_SEED = 0  # fixed, so that every `seed` is evaluated on the same test images
 SHA256 = "65e5b4619795efb40c1082f4c350c049e4ad552200d369b6ae99e21eef5e72c5"  # raw 0-16 pixels, then int64 labels
 
 
 def load_digits_source(source: Path | None) -> SourceData:
     """The digits as uint8 (N, 1, 8, 8) images scaled 0-16 -> 0-255, split into a training pool and a test set."""
     if source is not None:
-        raise SettingError("the digits dataset ships with scikit-learn and takes no --source")
+        raise SettingError("the digits dataset ships with scikit-learn and takes no `source`")
     bunch = load_digits()
     raw, labels = bunch.images.astype(np.uint8), bunch.target.astype(np.int64)
     if not np.array_equal(raw, bunch.images) or raw.max() > 16:
@@ -48,10 +49,10 @@ def _source_info(raw: np.ndarray, labels: np.ndarray) -> SourceInfo:
     )
 
 
-@register_dataset("digits")
-def digits() -> DatasetSpec:
+@register_source("digits")
+def digits() -> Source:
     """Digits-LT: 10 classes of 8x8 grey images; n_max is the smallest class of the training pool."""
-    return DatasetSpec(
+    spec = DatasetSpec(
         name="digits",
         num_classes=NUM_CLASSES,
         n_max=None,
@@ -61,3 +62,4 @@ def digits() -> DatasetSpec:
         default_preset="digits_lt",
         load_source=load_digits_source,
     )
+    return tensor_source(spec)

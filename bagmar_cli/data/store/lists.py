@@ -15,9 +15,10 @@ from bagmar_cli import __version__
 from bagmar_cli.console import info, warn
 from bagmar_cli.data.filelists import FileList, write_list
 from bagmar_cli.data.manifest import FORMAT_VERSION, ListSplitInfo, Manifest, SourceInfo, write_manifest
-from bagmar_cli.data.store import staged_directory
+from bagmar_cli.data.store.staging import staged_directory
 from bagmar_cli.functional.metrics import shot_groups
 
+AS_LISTED = "as-listed"  # the manifest's profile when the lists (or folders) are used as they are
 INPUT_SIZE = [3, 224, 224]  # what the network sees after the evaluation crop; images on disk vary in size
 BARELY_LONG_TAILED = 2.0  # a training split whose largest / smallest class is below this is warned about
 UPSCALED = 2.0  # a default input size this many times the images' shorter side (or more) is warned about
@@ -133,19 +134,19 @@ def warn_balance(counts: list[int]) -> None:
     if max(counts) / min(counts) < BARELY_LONG_TAILED:
         warn(
             f"the training split is barely long-tailed (largest / smallest class = {max(counts) / min(counts):.2g}, "
-            f"below {BARELY_LONG_TAILED:g}); --imb FACTOR draws a long-tailed subset from a balanced tree"
+            f"below {BARELY_LONG_TAILED:g}); `imb` FACTOR draws a long-tailed subset from a balanced tree"
         )
 
 
 def warn_upscaled(native: list[int] | None, size: int, measured: bool) -> None:
-    """Warn when the default input size upscales the training images UPSCALED times or more, naming --image-size."""
+    """Warn when the default input size upscales the training images UPSCALED times or more, naming `image_size`."""
     if native is None or size < UPSCALED * min(native):
         return
     height, width = native
-    stats = "" if measured else " (and --measure-stats for their own mean and std instead of ImageNet's)"
+    stats = "" if measured else " (and `measure_stats` for their own mean and std instead of ImageNet's)"
     warn(
         f"the training images are {height}x{width} pixels (median), but the network will see them at {size}x{size}, "
-        f"the --image-size default for ImageNet backbones: each is upscaled {size / min(native):.3g}x, at "
+        f"the `image_size` default for ImageNet backbones: each is upscaled {size / min(native):.3g}x, at "
         f"{(size / min(native)) ** 2:.3g}x the compute of their own size; to train at their size pass "
-        f"--image-size {min(native)}{stats}"
+        f"`image_size` {min(native)}{stats}"
     )

@@ -1,4 +1,8 @@
-"""Training and evaluation transforms on uint8 image tensors (C, H, W), as the CIFAR-LT recipes use them."""
+"""Training and evaluation transforms on uint8 image tensors (C, H, W), as the CIFAR-LT recipes use them.
+
+One image at a time, in DataLoader workers: the in-memory datasets' path. `augment.batch` is the same recipe on a
+whole batch on its device; `augment.images` is the large-scale recipe for decoded image files.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,15 @@
-"""prepare_dataset: source -> long-tailed train, optional val, and test splits in a dataset directory."""
+"""The in-memory sources (cifar, digits, fashion_mnist): their spec, and their prepare step.
+
+`prepare_dataset` reads the whole source into memory, draws the long-tailed train split (and a balanced val split)
+and writes uint8 tensor files with a manifest; `tensor_source` registers a spec as such a source.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,12 +24,59 @@ from bagmar_cli.data.longtail import (
     select_long_tail,
     selection_sha256,
 )
-from bagmar_cli.data.manifest import FORMAT_VERSION, Manifest, Selection, SplitInfo, write_manifest
-from bagmar_cli.data.registry import DatasetSpec, SourceData, get_dataset
-from bagmar_cli.data.store import check_writable, default_data_dir, save_split, staged_directory
+from bagmar_cli.data.manifest import FORMAT_VERSION, Manifest, Selection, SourceInfo, SplitInfo, write_manifest
+from bagmar_cli.data.sources.options import TENSOR_OPTIONS, PrepareOptions
+from bagmar_cli.data.sources.registry import TENSORS, Source, get_dataset
+from bagmar_cli.data.store.paths import default_data_dir
+from bagmar_cli.data.store.staging import check_writable, staged_directory
+from bagmar_cli.data.store.tensors import save_split
 from bagmar_cli.errors import SettingError
 
 Split = tuple[np.ndarray, np.ndarray]  # uint8 images (N, C, H, W), int64 labels (N,)
+
+
+class SourceData(NamedTuple):
+    """A dataset as its source holds it: uint8 (N, C, H, W) images and int64 labels, train and test."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+    source: SourceInfo
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What `prepare_dataset` needs to know about a dataset, and how to read its source."""
+
+    name: str
+    num_classes: int
+    n_max: int | None  # images of the largest class; None: the smallest class count in the pool
+    image_size: tuple[int, int, int]  # (C, H, W)
+    mean: tuple[float, ...]  # per channel, for images scaled to [0, 1]
+    std: tuple[float, ...]
+    default_preset: str
+    load_source: Callable[[Path | None], SourceData]  # source path (archive or folder) or None: find it
+
+
+def tensor_source(spec: DatasetSpec) -> Source:
+    """The registry entry of an in-memory dataset: kind TENSORS, prepared by `prepare_dataset`."""
+
+    def prepare(options: PrepareOptions) -> Path:
+        return prepare_dataset(
+            spec.name,
+            imb=100.0 if options.imb is None else options.imb,
+            profile=options.profile,
+            seed=options.seed,
+            val_per_class=options.val_per_class,
+            subset=options.subset,
+            source=options.source,
+            out=options.out,
+            overwrite=options.overwrite,
+        )
+
+    return Source(name=spec.name, kind=TENSORS, accepts=TENSOR_OPTIONS, prepare=prepare, spec=spec)
 
 
 def prepare_dataset(

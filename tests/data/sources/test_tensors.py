@@ -11,8 +11,8 @@ from bagmar_cli.errors import DatasetError, SettingError
 def test_existing_directory_is_kept_unless_overwrite(tmp_path, monkeypatch):
     out = tmp_path / "ds"
     prepare_dataset("digits", imb=10, out=out)
-    monkeypatch.setattr("bagmar_cli.data.digits.load_digits", _never)  # refused before the source is read
-    with pytest.raises(DatasetError, match="already exists; pass --overwrite"):
+    monkeypatch.setattr("bagmar_cli.data.sources.digits.load_digits", _never)  # refused before the source is read
+    with pytest.raises(DatasetError, match="already exists; pass `overwrite`"):
         prepare_dataset("digits", imb=20, out=out)
     assert load_manifest(out).imb == 10
     monkeypatch.undo()
@@ -23,7 +23,7 @@ def test_existing_directory_is_kept_unless_overwrite(tmp_path, monkeypatch):
 def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     out = tmp_path / "ds"
     prepare_dataset("digits", imb=10, out=out)
-    monkeypatch.setattr("bagmar_cli.data.prepare.write_manifest", _never)
+    monkeypatch.setattr("bagmar_cli.data.sources.tensors.write_manifest", _never)
     with pytest.raises(RuntimeError):
         prepare_dataset("digits", imb=20, out=out, overwrite=True)
     assert load_manifest(out).imb == 10 and sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
