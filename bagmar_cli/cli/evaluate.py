@@ -54,9 +54,9 @@ def eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inference batch size.")] = 256,
 ) -> None:
     """Evaluate checkpoints on a split of their dataset (or of --data); several give mean ± std too."""
-    from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
-    from bagmar_cli.engine.posthoc import resolve_posthoc
-    from bagmar_cli.engine.saved_logits import logits_paths
+    from bagmar_cli.engine.evaluate.evaluator import evaluate, split_outputs, summarise
+    from bagmar_cli.engine.evaluate.posthoc import resolve_posthoc
+    from bagmar_cli.engine.evaluate.saved_logits import logits_paths
 
     _refuse_repeats(checkpoints)
     logits_files = logits_paths(save_logits, checkpoints) if save_logits else [None] * len(checkpoints)

@@ -34,7 +34,7 @@ def tune_tau_command(
     device: options.Device = None,
 ) -> None:
     """Score every τ of the grid from one pass of the model; print the table and the best τ."""
-    from bagmar_cli.engine.tuning import tune_tau
+    from bagmar_cli.engine.evaluate.tuning import tune_tau
 
     tuned = tune_tau(
         checkpoint,

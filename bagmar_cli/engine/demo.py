@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 
 from bagmar_cli.data import load_manifest, load_split, prepare_dataset
-from bagmar_cli.engine.compare import claim
-from bagmar_cli.engine.evaluator import evaluate, split_outputs
-from bagmar_cli.engine.export import ExportOptions, export_model
-from bagmar_cli.engine.posthoc import posthoc_scores, resolve_posthoc
-from bagmar_cli.engine.predictor import predict_images
+from bagmar_cli.engine.evaluate.compare import claim
+from bagmar_cli.engine.evaluate.evaluator import evaluate, split_outputs
+from bagmar_cli.engine.evaluate.posthoc import posthoc_scores, resolve_posthoc
+from bagmar_cli.engine.evaluate.tuning import tune_tau
+from bagmar_cli.engine.serve.export import ExportOptions, export_model
+from bagmar_cli.engine.serve.predictor import predict_images
 from bagmar_cli.engine.trainer import train
-from bagmar_cli.engine.tuning import tune_tau
 from bagmar_cli.errors import DatasetError
 from bagmar_cli.functional.metrics import predict
 from bagmar_cli.functional.paired import compare_correct
