@@ -12,6 +12,7 @@ from torch import Tensor
 from bagmar_cli.choices import PosthocMethod
 from bagmar_cli.engine.evaluate.evaluator import split_outputs
 from bagmar_cli.engine.evaluate.posthoc import posthoc_scores, resolve_posthoc
+from bagmar_cli.engine.evaluate.report import AppliedPosthoc
 from bagmar_cli.errors import SettingError
 from bagmar_cli.functional.metrics import per_class_accuracy, predict
 from bagmar_cli.functional.paired import MetricComparison, compare_correct
@@ -31,7 +32,7 @@ class Scored:
     train_counts: list[int]
     labels: Tensor
     preds: Tensor
-    posthoc: dict[str, Any] | None
+    posthoc: AppliedPosthoc | None
 
     @property
     def correct(self) -> Tensor:
@@ -75,8 +76,8 @@ class Comparison:
         payload["comparison"] = {
             "a": [str(s.path) for s in self.a],
             "b": [str(s.path) for s in self.b],
-            "posthoc_a": [s.posthoc for s in self.a],
-            "posthoc_b": [s.posthoc for s in self.b],
+            "posthoc_a": [_applied(s.posthoc) for s in self.a],
+            "posthoc_b": [_applied(s.posthoc) for s in self.b],
             "split": self.a[0].split,
             "n": int(self.a[0].labels.numel()),
             "level": self.options.level,
@@ -85,6 +86,11 @@ class Comparison:
             "plot": None if self.plot is None else str(self.plot),
         }
         return payload
+
+
+def _applied(posthoc: AppliedPosthoc | None) -> dict[str, Any] | None:
+    """A side's post-hoc method as the JSON object eval's reports carry too."""
+    return None if posthoc is None else posthoc.model_dump()
 
 
 def metric_json(result: MetricComparison) -> dict[str, Any]:

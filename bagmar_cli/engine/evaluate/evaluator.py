@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from bagmar_cli.console import warn
 from bagmar_cli.engine.batches import resolve_workers
 from bagmar_cli.engine.evaluate.inference import split_outputs_of
 from bagmar_cli.engine.evaluate.posthoc import Posthoc, posthoc_scores
+from bagmar_cli.engine.evaluate.report import PlotPaths, Report
 from bagmar_cli.engine.evaluate.saved_logits import save_logits as write_logits
 from bagmar_cli.engine.restore import checkpoint_dataset, load_weights, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
@@ -23,8 +23,6 @@ from bagmar_cli.functional.metrics import classification_report, confusion_matri
 from bagmar_cli.functional.posthoc import renormalise
 from bagmar_cli.functional.priors import shifted_prior_accuracies
 from bagmar_cli.plots import plot_confused_pairs, plot_per_class, plot_reliability
-
-SUMMARY_KEYS = ("top1", "top5", "many", "medium", "few", "macro", "nll", "ece")
 
 
 @dataclass
@@ -83,7 +81,7 @@ def evaluate(
     save_logits: Path | None = None,
     plots: Path | None = None,
     plots_asked: bool = True,
-) -> dict[str, Any]:
+) -> Report:
     """The report `bagmar eval --json` prints for one checkpoint.
 
     Plots go to `plots`; when that folder was not asked for (the default beside the checkpoint), a failure to
@@ -92,38 +90,31 @@ def evaluate(
     meta = outputs.ckpt.meta
     scores = posthoc_scores(posthoc, outputs.ckpt, outputs.logits, outputs.features)
     counts = torch.tensor(outputs.counts)
-    report = classification_report(scores, outputs.labels, counts)
+    accuracy = classification_report(scores, outputs.labels, counts)
     probs = _probabilities(scores, posthoc)
     bins = reliability_bins(probs, outputs.labels)
-    per_class = torch.tensor([float("nan") if a is None else a for a in report["per_class"]], dtype=torch.float64)
-    report |= {
-        "nll": float(nll(probs, outputs.labels)),
-        "ece": float(ece_from_bins(bins)),
-        "shifted_priors": shifted_prior_accuracies(per_class, counts),
-        "split": outputs.split,
-        "checkpoint": str(outputs.ckpt.path),
-        "posthoc": posthoc.describe() if posthoc else None,
-        "selected_on_reported_split": meta.selection_split == outputs.split,
-        "tuned_on_reported_split": bool(
-            posthoc and meta.posthoc and meta.posthoc.split == outputs.split and posthoc.source == "recorded"
-        ),
-    }
+    per_class = torch.tensor([float("nan") if a is None else a for a in accuracy["per_class"]], dtype=torch.float64)
+    extras: dict[str, Any] = {}
     if save_logits is not None:  # raw logits and the scores evaluated, with what names their rows and columns
-        report["saved_logits"] = str(write_logits(Path(save_logits), outputs, scores, posthoc))
+        extras["saved_logits"] = str(write_logits(Path(save_logits), outputs, scores, posthoc))
     if plots is not None:
-        report["plots"] = _plots_or_warning(plots, outputs, scores, per_class, bins, posthoc, asked=plots_asked)
-    return report
-
-
-def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample standard deviation of each scalar metric over several checkpoints (seeds)."""
-    summary: dict[str, Any] = {}
-    for key in SUMMARY_KEYS:
-        values = [r[key] for r in reports if r.get(key) is not None]
-        if values:
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            summary[key] = {"mean": statistics.fmean(values), "std": std}
-    return summary
+        extras["plots"] = _plots_or_warning(plots, outputs, scores, per_class, bins, posthoc, asked=plots_asked)
+    return Report.model_validate(
+        accuracy
+        | {
+            "nll": float(nll(probs, outputs.labels)),
+            "ece": float(ece_from_bins(bins)),
+            "shifted_priors": shifted_prior_accuracies(per_class, counts),
+            "split": outputs.split,
+            "checkpoint": str(outputs.ckpt.path),
+            "posthoc": posthoc.describe() if posthoc else None,
+            "selected_on_reported_split": meta.selection_split == outputs.split,
+            "tuned_on_reported_split": bool(
+                posthoc and meta.posthoc and meta.posthoc.split == outputs.split and posthoc.source == "recorded"
+            ),
+        }
+        | extras
+    )
 
 
 def _probabilities(scores: torch.Tensor, posthoc: Posthoc | None) -> torch.Tensor:
@@ -142,7 +133,7 @@ def _plots_or_warning(
     posthoc: Posthoc | None,
     *,
     asked: bool,
-) -> dict[str, str] | None:
+) -> PlotPaths | None:
     """The plots' paths; a default folder that cannot take them is a warning (None), an asked-for one an error."""
     try:
         return _plots(folder, outputs, scores, per_class, bins, posthoc)
@@ -165,7 +156,7 @@ def _plots(
     per_class: torch.Tensor,
     bins: ReliabilityBins,
     posthoc: Posthoc | None,
-) -> dict[str, str]:
+) -> PlotPaths:
     """The three plots, named eval-SPLIT-TAG-*.png (TAG from `plot_tag`), so raw and post-hoc runs keep theirs."""
     tag = plot_tag(posthoc)
     stem, said = f"eval-{outputs.split}-{tag}", f"{outputs.split}, {'raw logits' if posthoc is None else tag}"
@@ -183,4 +174,4 @@ def _plots(
         worst_confused_pairs(cm, 10), classes, folder / f"{stem}-confused.png", title=f"Most confused pairs ({said})"
     )
     reliability = plot_reliability(bins, folder / f"{stem}-reliability.png", title=f"Reliability ({said})")
-    return {"per_class": str(per_class_plot), "confused_pairs": str(confused), "reliability": str(reliability)}
+    return PlotPaths(per_class=str(per_class_plot), confused_pairs=str(confused), reliability=str(reliability))

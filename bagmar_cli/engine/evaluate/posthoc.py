@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import torch
 
 from bagmar_cli.checkpoint import Checkpoint
 from bagmar_cli.checkpoint_meta import TAU_MAX, PosthocRecord
 from bagmar_cli.choices import PosthocMethod
+from bagmar_cli.engine.evaluate.report import AppliedPosthoc
 from bagmar_cli.errors import SettingError
 from bagmar_cli.functional.posthoc import apply_posthoc, pn_column_sums
 
@@ -22,11 +23,11 @@ class Posthoc:
     method: PosthocMethod
     tau: float
     c: torch.Tensor | None = None
-    source: str = "given"  # "recorded" (by tune-tau) or "given" (on the command line)
+    source: Literal["recorded", "given"] = "given"  # recorded by tune-tau, or given to the command
 
-    def describe(self) -> dict[str, Any]:
-        """The JSON form reports carry."""
-        return {"method": self.method, "tau": self.tau, "source": self.source}
+    def describe(self) -> AppliedPosthoc:
+        """What reports say of it."""
+        return AppliedPosthoc(method=self.method, tau=self.tau, source=self.source)
 
 
 def resolve_posthoc(ckpt: Checkpoint, tau: str, method: PosthocMethod | str | None) -> Posthoc | None:

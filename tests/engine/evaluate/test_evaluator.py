@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bagmar_cli.engine.evaluate.evaluator import evaluate, split_outputs, summarise
+from bagmar_cli.engine.evaluate.evaluator import evaluate, split_outputs
+from bagmar_cli.engine.evaluate.report import summarise
 from bagmar_cli.errors import SettingError
 
 
@@ -23,9 +24,11 @@ def test_the_report_scores_the_logits_and_saves_them(tmp_path: Path, digits_run:
     assert outputs.logits.shape == (len(outputs.labels), len(outputs.counts))
     report = evaluate(outputs, save_logits=tmp_path / "logits.safetensors", plots=None)
     accuracy = float((outputs.logits.argmax(dim=1) == outputs.labels).double().mean())
-    assert report["top1"] == pytest.approx(accuracy)
-    assert report["n"] == len(outputs.labels) and report["split"] == "test" and report["posthoc"] is None
-    assert report["selected_on_reported_split"] is False  # best.safetensors was selected on val
+    assert report.top1 == pytest.approx(accuracy)
+    assert report.n == len(outputs.labels) and report.split == "test" and report.posthoc is None
+    assert report.selected_on_reported_split is False  # best.safetensors was selected on val
+    assert report.saved_logits == str(tmp_path / "logits.safetensors")
+    assert "plots" not in report.to_json()  # not asked: no key, as `eval --json` has always printed
     saved = load_file(tmp_path / "logits.safetensors")
     assert torch.equal(saved["logits"], outputs.logits) and torch.equal(saved["labels"], outputs.labels)
 
