@@ -21,6 +21,7 @@ from bagmar_cli.errors import SettingError
 from bagmar_cli.settings.messages import describe
 from bagmar_cli.settings.schema import Settings
 from bagmar_cli.settings.trees import flatten_settings, merge, nest
+from bagmar_cli.settings.versions import SETTINGS_VERSION, VERSION_KEY, migrate
 
 PRESET_PACKAGE = "bagmar_cli.presets"
 INHERIT_KEY = "inherit"
@@ -41,7 +42,9 @@ def load_settings(
 
     `default_preset` (a shipped preset's name, e.g. a dataset's) stands in for `preset` when none is given.
     """
+    # every file is migrated as it is read, so the merged tree is in the current version
     tree: dict[str, Any] = base.model_dump(mode="json", exclude_none=True) if base is not None else {}
+    tree[VERSION_KEY] = SETTINGS_VERSION
     if preset:
         tree = merge(tree, read_preset(preset))
     elif default_preset:
@@ -151,10 +154,14 @@ def _read_settings_file(path: Path, what: str) -> dict[str, Any]:
             data = handle.read(MAX_SETTINGS_FILE + 1)
         if len(data) > MAX_SETTINGS_FILE:  # grew since stat
             raise SettingError(f"{what} {name!r} is larger than 1 MiB; settings files are at most 1 MiB")
-        return tomllib.loads(data.decode("utf-8"))
+        tree = tomllib.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingError(f"{what} {name!r} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingError(f"{what} {name!r} is not valid TOML: {exc}") from None
     except RecursionError:
         raise SettingError(f"{what} {name!r} nests tables or arrays too deeply") from None
+    try:
+        return migrate(tree)
+    except ValueError as exc:
+        raise SettingError(f"{what} {name!r}: {exc}") from None
