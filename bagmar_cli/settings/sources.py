@@ -1,5 +1,5 @@
-"""Where settings come from, and in which order: defaults < preset (`--preset NAME|FILE`) < config file
-(`--config FILE`) < `--set section.key=value` overrides < explicit command-line flags.
+"""Where settings come from, and in which order: defaults < preset (`preset`, a name or a file) < config file
+(`config`) < `overrides` (section.key=value each) < explicit command-line flags.
 
 Presets ship in `bagmar_cli.presets` and may `inherit` another; every file is read with size and type checks.
 """
@@ -68,7 +68,7 @@ def validate(tree: dict[str, Any]) -> Settings:
 
 
 def read_settings_file(path: Path, what: str = "config file") -> Settings:
-    """Settings from a TOML file (a run's config.toml), with the checks of `--config`."""
+    """Settings from a TOML file (a run's config.toml), with the checks of a `config` file."""
     return validate(_read_settings_file(Path(path), what))
 
 
@@ -83,16 +83,16 @@ def changed_settings(recorded: Settings, given: Settings) -> list[tuple[str, Any
 def parse_override(item: str) -> tuple[str, Any]:
     """Parse `section.key=value`; the value is read as TOML where it parses, else as a string."""
     if "=" not in item:
-        raise SettingError(f"--set {item!r}: expected section.key=value")
+        raise SettingError(f"`overrides` {item!r}: expected section.key=value")
     key, raw = (part.strip() for part in item.split("=", 1))
     if not key:
-        raise SettingError(f"--set {item!r}: missing key before '='")
+        raise SettingError(f"`overrides` {item!r}: missing key before '='")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     except RecursionError:
-        raise SettingError(f"--set {key}: the value is nested too deeply") from None
+        raise SettingError(f"`overrides` {key}: the value is nested too deeply") from None
     return key, value
 
 

@@ -133,7 +133,7 @@ def compare_checkpoints(options: CompareOptions) -> Comparison:
 
 
 def score_checkpoint(path: Path, options: CompareOptions) -> Scored:
-    """`path`'s correctness on the split, after its post-hoc method (`--tau auto`: what tune-tau recorded in it)."""
+    """`path`'s correctness on the split, after its post-hoc method (`tau` auto: what tune-tau recorded in it)."""
     outputs = split_outputs(
         path,
         data=options.data,

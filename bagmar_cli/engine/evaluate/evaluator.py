@@ -82,7 +82,7 @@ def evaluate(
     plots: Path | None = None,
     plots_asked: bool = True,
 ) -> Report:
-    """The report `bagmar eval --json` prints for one checkpoint.
+    """The report of one checkpoint (what `bagmar eval` prints as JSON).
 
     Plots go to `plots`; when that folder was not asked for (the default beside the checkpoint), a failure to
     write them is a warning and `plots` is None in the report, so the result is never lost to a plot.

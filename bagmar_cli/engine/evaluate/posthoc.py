@@ -31,13 +31,13 @@ class Posthoc:
 
 
 def resolve_posthoc(ckpt: Checkpoint, tau: str, method: PosthocMethod | str | None) -> Posthoc | None:
-    """`--tau auto|none|FLOAT` (+ `--method`) -> the method to apply, or None for the raw logits.
+    """`tau` (auto, none or a number; with a number, `method`) -> the method to apply, or None for the raw logits.
 
     The one place that decides what a checkpoint serves: eval, export and predict all ask here.
     """
     method = PosthocMethod.parse_optional(method)
     if method is not None and tau in ("auto", "none"):
-        raise SettingError(f"--method goes with --tau NUMBER (--tau {tau} does not take a method)")
+        raise SettingError(f"`method` goes with `tau` NUMBER (`tau` {tau} does not take a method)")
     if tau == "none":
         return None
     if tau == "auto":
@@ -50,11 +50,11 @@ def parse_tau(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise SettingError(f"--tau {text!r}: expected auto, none or a number") from None
+        raise SettingError(f"`tau` {text!r}: expected auto, none or a number") from None
     if not math.isfinite(value):
-        raise SettingError(f"--tau {text!r}: expected a finite number")
+        raise SettingError(f"`tau` {text!r}: expected a finite number")
     if not 0.0 <= value <= TAU_MAX:
-        raise SettingError(f"--tau {text!r}: expected a number from 0 to {TAU_MAX:g}")
+        raise SettingError(f"`tau` {text!r}: expected a number from 0 to {TAU_MAX:g}")
     return value
 
 

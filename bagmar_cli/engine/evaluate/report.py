@@ -1,6 +1,7 @@
-"""What `bagmar eval` reports for one checkpoint: a strict pydantic model, built once and read by attribute.
+"""What `bagmar eval` reports for one checkpoint (`Report`) and `tune-tau` for one search (`TuneReport`): strict
+pydantic models, built once and read by attribute.
 
-`Report.to_json()` is the object `eval --json` prints, key for key in field order; the two optional entries
+`Report.to_json()` is the object eval prints as JSON, key for key in field order; the two optional entries
 (`saved_logits`, `plots`) appear only when the run was asked for them, as they always have.
 """
 
@@ -12,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, NonNegativeInt
 
-from bagmar_cli.choices import PosthocMethod
+from bagmar_cli.choices import PosthocMethod, SearchMetric
 
 SUMMARY_KEYS = ("top1", "top5", "many", "medium", "few", "macro", "nll", "ece")
 
@@ -57,15 +58,44 @@ class Report(_Strict):
     selected_on_reported_split: bool  # the checkpoint's epoch was chosen on this split
     tuned_on_reported_split: bool  # the recorded τ was tuned on this split
     saved_logits: str | None = None  # present only when the logits were saved
-    plots: PlotPaths | None = None  # present only when plots were asked; None: they could not be written
+    plots: PlotPaths | None = None  # present only when plots were asked for; None: they could not be written
 
     def scalars(self) -> dict[str, float | None]:
         """The scalar metrics by name (SUMMARY_KEYS), for tables that pick their columns by name."""
         return {key: getattr(self, key) for key in SUMMARY_KEYS}
 
     def to_json(self) -> dict[str, Any]:
-        """The object `eval --json` prints (NaN stays a float here; the console writes it as null)."""
+        """The object eval prints as JSON (NaN stays a float here; the console writes it as null)."""
         return self.model_dump(exclude_unset=True)
+
+
+class TauRow(_Strict):
+    """One τ of a search, and the accuracy (fractions) of the scores at that τ."""
+
+    tau: float
+    top1: float | None
+    many: float | None  # None: no evaluated class in the group
+    medium: float | None
+    few: float | None
+    macro: float | None
+
+
+class TuneReport(_Strict):
+    """One τ search: every τ of the grid, the best, where it ran and what was written."""
+
+    method: PosthocMethod
+    split: str
+    metric: SearchMetric  # the column that picked `best`
+    grid: list[TauRow]
+    best: TauRow  # the highest `metric`; ties go to the smallest τ
+    tuned_on_test: bool
+    checkpoint: str
+    written: bool
+    plot: str | None  # None without `write`, or when the plot could not be written
+
+    def to_json(self) -> dict[str, Any]:
+        """The object tune-tau prints as JSON."""
+        return self.model_dump()
 
 
 def summarise(reports: Sequence[Report | Mapping[str, Any]]) -> dict[str, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""`bagmar eval --save-logits`: one safetensors file per checkpoint, holding what outside analysis needs.
+"""eval's saved logits (`save_logits`): one safetensors file per checkpoint, holding what outside analysis needs.
 
 Tensors: `logits` (the model's raw logits, float32, [N, C]), `scores` (the scores eval evaluated: the post-hoc
 method's at its τ, or the logits again when there is none) and `labels` (int64, [N]). The file's metadata (all
@@ -55,13 +55,13 @@ def logits_paths(dest: Path, checkpoints: list[Path]) -> list[Path]:
     if len(checkpoints) == 1 and dest.suffix == ".safetensors":
         return [dest]
     if dest.suffix == ".safetensors":
-        raise SettingError(f"--save-logits {dest}: with several checkpoints, give a folder (one file each goes there)")
+        raise SettingError(f"`save_logits` {dest}: with several checkpoints, give a folder (one file each goes there)")
     paths = [dest / f"{ckpt.resolve().parent.name}-{ckpt.stem}{SUFFIX}" for ckpt in checkpoints]
     for index, path in enumerate(paths):
         if path in paths[:index]:
             other = checkpoints[paths.index(path)]
             raise SettingError(
-                f"--save-logits: {checkpoints[index]} and {other} would both write {path.name}; evaluate them in "
+                f"`save_logits`: {checkpoints[index]} and {other} would both write {path.name}; evaluate them in "
                 "two commands, or give each its own folder name"
             )
     return paths

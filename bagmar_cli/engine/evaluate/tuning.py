@@ -12,6 +12,7 @@ from bagmar_cli.checkpoint import load_checkpoint, update_metadata
 from bagmar_cli.console import warn
 from bagmar_cli.engine.evaluate.evaluator import split_outputs
 from bagmar_cli.engine.evaluate.posthoc import head_parameters
+from bagmar_cli.engine.evaluate.report import TuneReport
 from bagmar_cli.engine.evaluate.tau_search import TauSearchResult, parse_grid, search_tau
 from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split
 from bagmar_cli.engine.tensorboard import log_tau_curve
@@ -27,22 +28,28 @@ class TuneResult:
     search: TauSearchResult
     split: str
     checkpoint: Path
-    plot: Path | None  # None with --no-write, or when the plot could not be written
+    plot: Path | None  # None without `write`, or when the plot could not be written
     written: bool
 
+    def report(self) -> TuneReport:
+        """What tune-tau shows, and prints as JSON."""
+        return TuneReport.model_validate(
+            {
+                "method": self.search.method,
+                "split": self.split,
+                "metric": self.search.metric,
+                "grid": self.search.rows,
+                "best": self.search.best,
+                "tuned_on_test": self.split == "test",
+                "checkpoint": str(self.checkpoint),
+                "written": self.written,
+                "plot": None if self.plot is None else str(self.plot),
+            }
+        )
+
     def to_json(self) -> dict[str, Any]:
-        """The object `tune-tau --json` prints."""
-        return {
-            "method": self.search.method,
-            "split": self.split,
-            "metric": self.search.metric,
-            "grid": self.search.rows,
-            "best": self.search.best,
-            "tuned_on_test": self.split == "test",
-            "checkpoint": str(self.checkpoint),
-            "written": self.written,
-            "plot": None if self.plot is None else str(self.plot),
-        }
+        """The object tune-tau prints as JSON."""
+        return self.report().to_json()
 
 
 def tune_tau(
@@ -88,12 +95,16 @@ def tune_tau(
     return TuneResult(search, split, Path(checkpoint), plot, write)
 
 
+class WriteProtected(BagmarError):
+    """The checkpoint cannot take the record; cli/ says how to tune without writing."""
+
+
 def _check_writable(checkpoint: Path) -> None:
     """Refuse before the search when the record could not be written: a write-protected checkpoint stays as it is."""
     try:
         check_writable(checkpoint)
     except WriteError:
-        raise BagmarError(f"{checkpoint} is write-protected; make it writable or pass --no-write") from None
+        raise WriteProtected(f"{checkpoint} is write-protected; make it writable") from None
 
 
 def _plot(search: TauSearchResult, path: Path) -> Path | None:

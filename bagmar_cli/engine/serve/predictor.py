@@ -115,7 +115,7 @@ def _predict_batch(model: LoadedModel, files: list[Path], k: int) -> Iterator[di
 
 
 def format_entry(entry: dict[str, Any]) -> str:
-    """The readable line of one entry: `path  class (score)`, then the next classes with --top-k."""
+    """The readable line of one entry: `path  class (score)`, then the next classes (`top_k`)."""
     if "error" in entry:
         return f"{entry['path']}  error: {entry['error']}"
     return "  ".join([entry["path"], *(f"{top['class']} ({top['score']:.4f})" for top in entry["top_k"])])

@@ -34,7 +34,7 @@ def test_a_number_defaults_to_pn_and_takes_the_method_as_string_or_enum(ckpt):
 
 @pytest.mark.parametrize(
     ("tau", "method", "match"),
-    [("auto", "pn", "--method goes with --tau NUMBER"), ("1", "pm", "unknown post-hoc method 'pm'")],
+    [("auto", "pn", "`method` goes with `tau` NUMBER"), ("1", "pm", "unknown post-hoc method 'pm'")],
 )
 def test_bad_combinations_are_usage_errors(ckpt, tau, method, match):
     with pytest.raises(SettingError, match=match):

@@ -70,7 +70,7 @@ def _write_onnx(path: Path, serving: ServingModule, ckpt: Checkpoint, sidecar: d
 
 
 def _write_torchscript(path: Path, serving: ServingModule, ckpt: Checkpoint, sidecar: dict[str, Any]) -> None:
-    """A traced TorchScript module (it runs any batch size); --check, not trace's own check, compares it."""
+    """A traced TorchScript module (it runs any batch size); the export's parity check, not trace's own, compares it."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notices
@@ -146,5 +146,5 @@ FORMATS: Mapping[ExportFormat, Format] = MappingProxyType(
 
 
 def format_of(fmt: ExportFormat | str) -> Format:
-    """The Format of `--format` (SettingError for an unknown one)."""
+    """The Format of `format` (SettingError for an unknown one)."""
     return FORMATS[ExportFormat.parse(fmt)]

@@ -12,7 +12,7 @@ from bagmar_cli.errors import CheckpointError, SettingError
 
 @dataclass
 class ExportOptions:
-    """The options of `bagmar export` (see its --help); strings are parsed into enums and paths on creation."""
+    """The options of `bagmar export` (docs/cli.md); strings are parsed into enums and paths on creation."""
 
     checkpoint: Path
     format: ExportFormat | str = ExportFormat.ONNX  # onnx, torchscript or safetensors (a bundle)
@@ -47,9 +47,9 @@ def parse_batch(value: str | int | None) -> int | None:
     try:
         size = int(value)
     except ValueError:
-        raise SettingError(f"--batch {value!r}: expected dynamic or a positive integer") from None
+        raise SettingError(f"`batch` {value!r}: expected dynamic or a positive integer") from None
     if size < 1:
-        raise SettingError(f"--batch {value!r}: expected dynamic or a positive integer")
+        raise SettingError(f"`batch` {value!r}: expected dynamic or a positive integer")
     return size
 
 

@@ -95,14 +95,14 @@ def build_serving(
     output = Output.parse_optional(output)
     pn = posthoc is not None and posthoc.method == PosthocMethod.PN
     if pn and output == Output.LOGITS:
-        raise SettingError("PN exports probabilities (PN scores are not logits); use --output probabilities")
+        raise SettingError("PN exports probabilities (PN scores are not logits); use `output` probabilities")
     model = copy.deepcopy(model).cpu().eval()
     buffers = BAKERS[posthoc.method](model, posthoc, train_counts) if posthoc else {}
     return ServingModule(model, output or (Output.PROBABILITIES if pn else Output.LOGITS), **buffers).eval()
 
 
 def serving_from_checkpoint(ckpt: Checkpoint) -> ServingModule:
-    """A checkpoint's or bundle's model with its recorded post-hoc method (as `--tau auto`)."""
+    """A checkpoint's or bundle's model with its recorded post-hoc method (as `tau` auto)."""
     posthoc = served_posthoc(ckpt, "auto", None)
     return build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, ckpt.meta.output)
 
@@ -110,7 +110,7 @@ def serving_from_checkpoint(ckpt: Checkpoint) -> ServingModule:
 def served_posthoc(
     ckpt: Checkpoint, tau: str, method: PosthocMethod | str | None, data: Path | None = None
 ) -> Posthoc | None:
-    """The post-hoc method to serve (as `bagmar eval --tau/--method` reads them), PN always with its c."""
+    """The post-hoc method to serve (`tau` and `method`, read as eval reads them), PN always with its c."""
     posthoc = resolve_posthoc(ckpt, tau, method)
     if posthoc is not None and posthoc.method == PosthocMethod.PN:
         posthoc = replace(posthoc, c=_pn_column_sums(ckpt, data))
@@ -147,7 +147,7 @@ def _pn_column_sums(ckpt: Checkpoint, data: Path | None) -> torch.Tensor:
     if "val" not in manifest.splits:
         raise SettingError(
             f"PN needs column sums c from a validation split and dataset {root} has none; "
-            "prepare it with --val-per-class or record c with `bagmar tune-tau --method pn`"
+            "prepare it with `val_per_class` or record c by tuning PN's τ (`bagmar tune-tau`)"
         )
     spec = ckpt.meta.model
     logits = split_outputs_of(

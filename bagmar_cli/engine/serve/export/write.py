@@ -29,7 +29,7 @@ def export_model(opts: ExportOptions) -> Path:
     posthoc = served_posthoc(ckpt, opts.tau, opts.method, opts.data)
     serving = build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, opts.output)
     if not fmt.fixed_batch and opts.batch is not None:
-        warn("--batch has no effect on a safetensors bundle (it runs any batch size)")
+        warn("a fixed batch has no effect on a safetensors bundle (it runs any batch size)")
     sidecar = make_sidecar(ckpt, opts, serving.output, posthoc)
     checked = _publish(
         out,
@@ -43,14 +43,14 @@ def export_model(opts: ExportOptions) -> Path:
 
 
 def _check_writable(out: Path, sidecar: Path, checkpoint: Path, overwrite: bool) -> None:
-    """SettingError when the export would replace its own checkpoint, or an existing file without --overwrite."""
+    """SettingError when the export would replace its own checkpoint, or an existing file without `overwrite`."""
     if out.resolve() == checkpoint.resolve():
-        raise SettingError(f"--out {out} is the checkpoint being exported; choose another path")
+        raise SettingError(f"`out` {out} is the checkpoint being exported; choose another path")
     for path in (out, sidecar):
         if path.exists() and not overwrite:
-            raise SettingError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
+            raise SettingError(f"{path} already exists; pass `overwrite` to replace it, or choose another `out`")
         if path.is_dir():
-            raise SettingError(f"{path} is a directory; choose another --out")
+            raise SettingError(f"{path} is a directory; choose another `out`")
         check_writable(path)
 
 

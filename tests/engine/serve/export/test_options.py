@@ -37,7 +37,7 @@ def test_strings_become_enums_and_enums_are_taken_as_they_are():
 
 @pytest.mark.parametrize("batch", ["0", "-2", "many"])
 def test_bad_batch_is_a_usage_error(batch):
-    with pytest.raises(SettingError, match="--batch"):
+    with pytest.raises(SettingError, match="`batch`"):
         ExportOptions(Path("b.safetensors"), batch=batch)
 
 

@@ -164,10 +164,10 @@ def test_bundle_holds_weights_and_metadata_only(digits_run, tmp_path):
     ("options", "match"),
     [
         ({"format": "tflite"}, "--format"),
-        ({"batch": "0"}, "--batch"),
+        ({"batch": "0"}, "`batch`"),
         ({"output": "scores"}, "--output"),
-        ({"tau": "abc"}, "--tau"),
-        ({"method": "pn"}, "--method"),
+        ({"tau": "abc"}, "`tau`"),
+        ({"method": "pn"}, "`method`"),
         ({"tau": "1", "method": "pn", "output": "logits"}, "probabilities"),
     ],
 )
