@@ -25,7 +25,7 @@ NAMED_PER_KIND = 5  # the per-class plot names this many few-shot classes and th
 
 
 class TauCurve(Protocol):
-    """What the τ plot needs of a search (engine.tau_search.TauSearchResult has it): passed in, not imported."""
+    """What the τ plot needs of a search (evaluate.tau_search.TauSearchResult has it): passed in, not imported."""
 
     @property
     def method(self) -> str: ...  # the post-hoc method, for the title

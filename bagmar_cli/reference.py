@@ -75,7 +75,7 @@ def explained_toml(settings: Settings) -> str:
             if key.startswith(f"{section}.")
         ]
     if settings.stage2 is not None:
-        lines += ["", f"# {docs['stage2'].description}", tomli_w.dumps({"stage2": settings.stage2}).rstrip()]
+        lines += ["", f"# {docs['stage2'].description}", tomli_w.dumps({"stage2": settings.stage2.changes()}).rstrip()]
     return "\n".join(lines).strip() + "\n"
 
 
@@ -98,6 +98,8 @@ def _kind(annotation: Any) -> str:
         return f"{getattr(origin, '__name__', str(origin))}[{args}]"
     if annotation is Path:
         return "path"
+    if hasattr(annotation, "model_fields"):  # [stage2]: a partial tree of the sections above
+        return "table"
     return getattr(annotation, "__name__", str(annotation))
 
 

@@ -21,7 +21,7 @@ from bagmar_cli.data import load_manifest, load_split
 from bagmar_cli.data.augment.tensors import eval_transform
 from bagmar_cli.data.manifest import FORMAT_VERSION, Manifest, SourceInfo, write_manifest
 from bagmar_cli.data.store.tensors import save_split
-from bagmar_cli.engine.inference import split_outputs_of
+from bagmar_cli.engine.evaluate.inference import split_outputs_of
 from bagmar_cli.models import build_model
 from bagmar_cli.settings import ModelSettings
 

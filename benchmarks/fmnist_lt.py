@@ -39,11 +39,12 @@ import torch
 from bagmar_cli.checkpoint import atomic_write
 from bagmar_cli.console import info, result
 from bagmar_cli.data import load_manifest, load_split, prepare_dataset
-from bagmar_cli.engine.compare import metric_json
-from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
-from bagmar_cli.engine.posthoc import posthoc_scores, resolve_posthoc
+from bagmar_cli.engine.evaluate.compare import metric_json
+from bagmar_cli.engine.evaluate.evaluator import evaluate, split_outputs
+from bagmar_cli.engine.evaluate.posthoc import posthoc_scores, resolve_posthoc
+from bagmar_cli.engine.evaluate.report import summarise
+from bagmar_cli.engine.evaluate.tuning import tune_tau
 from bagmar_cli.engine.trainer import train
-from bagmar_cli.engine.tuning import tune_tau
 from bagmar_cli.functional.metrics import predict
 from bagmar_cli.functional.paired import compare_correct
 from bagmar_cli.settings import Settings, load_settings
@@ -137,8 +138,8 @@ def train_and_score(settings: Settings, run_dir: Path) -> dict[str, Any]:
         "checkpoint": str(checkpoint),
         "best_epoch": outputs.ckpt.meta.best.epoch if outputs.ckpt.meta.best else None,
         "tau": tuned.search.best["tau"],
-        "plain": _scores(evaluate(outputs), counts),
-        "pn": _scores(evaluate(outputs, posthoc), counts),
+        "plain": _scores(evaluate(outputs).to_json(), counts),
+        "pn": _scores(evaluate(outputs, posthoc).to_json(), counts),
         "correct": {
             "plain": pack_correct(predict(outputs.logits) == outputs.labels),
             "pn": pack_correct(pn_preds == outputs.labels),

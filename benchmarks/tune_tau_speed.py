@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from bagmar_cli.engine.tau_search import parse_grid, search_tau
+from bagmar_cli.engine.evaluate.tau_search import parse_grid, search_tau
 from bagmar_cli.functional.posthoc import POSTHOC_METHODS
 
 

@@ -5,7 +5,7 @@ import math
 import torch
 from PIL import Image
 
-from bagmar_cli.engine.tau_search import search_tau
+from bagmar_cli.engine.evaluate.tau_search import search_tau
 from bagmar_cli.functional.calibration import reliability_bins
 from bagmar_cli.plots import (
     named_classes,

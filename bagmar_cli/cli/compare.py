@@ -16,7 +16,7 @@ from bagmar_cli.console import result_json, show
 from bagmar_cli.errors import SettingError
 
 if TYPE_CHECKING:
-    from bagmar_cli.engine.compare import Comparison
+    from bagmar_cli.engine.evaluate.compare import Comparison
 
 VS = "--vs"
 
@@ -58,7 +58,7 @@ def compare_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inference batch size.")] = 256,
 ) -> None:
     """Paired intervals and p-values for top-1, macro and many/medium/few accuracy of A minus B on the same images."""
-    from bagmar_cli.engine.compare import CompareOptions, compare_checkpoints, verdict
+    from bagmar_cli.engine.evaluate.compare import CompareOptions, compare_checkpoints, verdict
 
     a, b = split_sides(checkpoints)
     if not 0.0 < level < 1.0:

@@ -55,6 +55,6 @@ def comparison_table(comparison: Comparison) -> Table:
     for column in COLUMNS:
         table.add_column(column, justify="right")
     for arm in (comparison.ce, comparison.bagmar):
-        table.add_row(arm.name, *(pct(arm.raw[key]) for key in COLUMNS))
-        table.add_row(f"{arm.name} + PN (τ = {arm.tau:g})", *(pct(arm.tuned[key]) for key in COLUMNS))
+        table.add_row(arm.name, *(pct(arm.raw.scalars()[key]) for key in COLUMNS))
+        table.add_row(f"{arm.name} + PN (τ = {arm.tau:g})", *(pct(arm.tuned.scalars()[key]) for key in COLUMNS))
     return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,9 @@ from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import priors_table, report_table, summary_table
 from bagmar_cli.console import note, result_json, show
 from bagmar_cli.errors import SettingError
+
+if TYPE_CHECKING:
+    from bagmar_cli.engine.evaluate.report import Report
 
 
 @app.command("eval")
@@ -54,9 +57,10 @@ def eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inference batch size.")] = 256,
 ) -> None:
     """Evaluate checkpoints on a split of their dataset (or of --data); several give mean ± std too."""
-    from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
-    from bagmar_cli.engine.posthoc import resolve_posthoc
-    from bagmar_cli.engine.saved_logits import logits_paths
+    from bagmar_cli.engine.evaluate.evaluator import evaluate, split_outputs
+    from bagmar_cli.engine.evaluate.posthoc import resolve_posthoc
+    from bagmar_cli.engine.evaluate.report import summarise
+    from bagmar_cli.engine.evaluate.saved_logits import logits_paths
 
     _refuse_repeats(checkpoints)
     logits_files = logits_paths(save_logits, checkpoints) if save_logits else [None] * len(checkpoints)
@@ -76,11 +80,11 @@ def eval_command(
         report = evaluate(outputs, posthoc, save_logits=logits_file, plots=folder, plots_asked=plots is not None)
         _show(report, prior)
         reports.append(report)
-    payload: dict[str, Any] = (
-        reports[0] if len(reports) == 1 else {"checkpoints": reports, "summary": summarise(reports)}
-    )
+    payload: dict[str, Any] = reports[0].to_json()
     if len(reports) > 1:
-        show(summary_table(payload["summary"], len(reports)))
+        summary = summarise(reports)
+        show(summary_table(summary, len(reports)))
+        payload = {"checkpoints": [report.to_json() for report in reports], "summary": summary}
     if as_json:
         result_json(payload)
 
@@ -97,14 +101,14 @@ def _refuse_repeats(checkpoints: list[Path]) -> None:
         seen[key] = path
 
 
-def _show(report: dict[str, Any], prior: bool) -> None:
-    title = f"{report['checkpoint']} on {report['split']}"
-    if report["posthoc"]:
-        title += f" with {report['posthoc']['method']} τ={report['posthoc']['tau']:g}"
+def _show(report: Report, prior: bool) -> None:
+    title = f"{report.checkpoint} on {report.split}"
+    if report.posthoc:
+        title += f" with {report.posthoc.method} τ={report.posthoc.tau:g}"
     show(report_table(report, title=title))
     if prior:
-        show(priors_table(report["shifted_priors"]))
-    if report["selected_on_reported_split"]:
-        note(f"this checkpoint's epoch was selected on the {report['split']} split it reports.")
-    if report["tuned_on_reported_split"]:
-        note(f"τ was tuned on the {report['split']} split it reports.")
+        show(priors_table(report.shifted_priors))
+    if report.selected_on_reported_split:
+        note(f"this checkpoint's epoch was selected on the {report.split} split it reports.")
+    if report.tuned_on_reported_split:
+        note(f"τ was tuned on the {report.split} split it reports.")

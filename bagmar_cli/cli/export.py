@@ -35,7 +35,7 @@ def export_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Export a checkpoint for serving, with a JSON sidecar `<out>.json`; prints the export's path."""
-    from bagmar_cli.engine.export import ExportOptions, export_model
+    from bagmar_cli.engine.serve.export import ExportOptions, export_model
 
     opts = ExportOptions(
         checkpoint=checkpoint,

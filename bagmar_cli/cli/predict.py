@@ -24,7 +24,7 @@ def predict_command(
     device: options.Device = None,
 ) -> None:
     """Classify images; unreadable files get an error line and make the exit code 1 once all are done."""
-    from bagmar_cli.engine.predictor import format_entry, predict_images
+    from bagmar_cli.engine.serve.predictor import format_entry, predict_images
 
     failed = 0
     for entry in predict_images(model, images, k=top_k, batch_size=batch_size, device=device or "auto"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from bagmar_cli.engine.evaluate.report import Report
 
 GROUPS = ("top1", "top5", "many", "medium", "few", "macro")
 HEADERS = {"top1": "top-1", "top5": "top-5", "many": "many", "medium": "medium", "few": "few", "macro": "macro"}
@@ -15,17 +18,17 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def report_table(report: dict[str, Any], title: str) -> Table:
-    """One row: the accuracy columns of an evaluation report in percent, plus calibration when present."""
+def report_table(report: Report, title: str) -> Table:
+    """One row: the accuracy columns of an evaluation report in percent, then calibration (NLL, ECE)."""
     table = Table(title=title, title_justify="left")
     for key in GROUPS:
         table.add_column(HEADERS[key], justify="right")
-    extra = [key for key in ("nll", "ece") if key in report]
-    for key in extra:
+    for key in ("nll", "ece"):
         table.add_column(key.upper(), justify="right")
     table.add_column("n", justify="right")
-    cells = [pct(report.get(key)) for key in GROUPS] + [f"{report[key]:.3f}" for key in extra]
-    table.add_row(*cells, str(report["n"]))
+    scalars = report.scalars()
+    cells = [pct(scalars[key]) for key in GROUPS] + [f"{report.nll:.3f}", f"{report.ece:.3f}"]
+    table.add_row(*cells, str(report.n))
     return table
 
 

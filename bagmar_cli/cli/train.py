@@ -74,7 +74,8 @@ def train_command(
     else:
         default = None if preset else _default_preset(data)
         settings = load_settings(preset, config, overrides, flags, default_preset=default)
-    if stage1 is not None and settings.stage2 == {"model": {"weights": flags["stage2.model.weights"]}}:
+    only_stage1_weights = {"model": {"weights": flags.get("stage2.model.weights")}}
+    if stage1 is not None and settings.stage2 is not None and settings.stage2.changes() == only_stage1_weights:
         raise SettingError(
             "--stage1 skips the first of two stages, but these settings train one stage ([stage2] unset)"
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,6 +13,9 @@ from bagmar_cli.cli import options
 from bagmar_cli.cli.app import app
 from bagmar_cli.cli.tables import pct
 from bagmar_cli.console import info, result_json, show, warn
+
+if TYPE_CHECKING:
+    from bagmar_cli.engine.evaluate.report import TuneReport
 
 
 @app.command("tune-tau")
@@ -34,19 +37,22 @@ def tune_tau_command(
     device: options.Device = None,
 ) -> None:
     """Score every τ of the grid from one pass of the model; print the table and the best τ."""
-    from bagmar_cli.engine.tuning import tune_tau
+    from bagmar_cli.engine.evaluate.tuning import WriteProtected, tune_tau
 
-    tuned = tune_tau(
-        checkpoint,
-        method=method,
-        split=split,
-        grid=grid,
-        metric=metric,
-        write=write,
-        data=data,
-        device=device or "auto",
-    )
-    show(_table(tuned.to_json()))
+    try:
+        tuned = tune_tau(
+            checkpoint,
+            method=method,
+            split=split,
+            grid=grid,
+            metric=metric,
+            write=write,
+            data=data,
+            device=device or "auto",
+        )
+    except WriteProtected as exc:
+        raise WriteProtected(f"{exc} or pass --no-write") from None
+    show(_table(tuned.report()))
     best = tuned.search.best
     plot = f"; plot: {tuned.plot}" if tuned.plot else ""
     info(f"best τ = {best['tau']:g} ({metric} {pct(best[metric])}% on {tuned.split}){plot}")
@@ -58,11 +64,13 @@ def tune_tau_command(
         result_json(tuned.to_json())
 
 
-def _table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"{report['method']} on {report['split']}", title_justify="left")
+def _table(report: TuneReport) -> Table:
+    table = Table(title=f"{report.method} on {report.split}", title_justify="left")
     for column in ("τ", "top-1", "many", "medium", "few", "macro"):
         table.add_column(column, justify="right")
-    for row in report["grid"]:
-        mark = " *" if row["tau"] == report["best"]["tau"] else ""
-        table.add_row(f"{row['tau']:g}{mark}", *(pct(row[k]) for k in ("top1", "many", "medium", "few", "macro")))
+    for row in report.grid:
+        mark = " *" if row.tau == report.best.tau else ""
+        table.add_row(
+            f"{row.tau:g}{mark}", *(pct(value) for value in (row.top1, row.many, row.medium, row.few, row.macro))
+        )
     return table

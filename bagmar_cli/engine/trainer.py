@@ -30,7 +30,7 @@ from bagmar_cli.engine.build import (
     train_transform_of,
 )
 from bagmar_cli.engine.eta import RunClock
-from bagmar_cli.engine.inference import sharded_outputs
+from bagmar_cli.engine.evaluate.inference import sharded_outputs
 from bagmar_cli.engine.run_settings import bind_dataset, check_resume
 from bagmar_cli.engine.rundir import STAGES, RunDir
 from bagmar_cli.engine.runtime import resolve_device

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
 from bagmar_cli.choices import did_you_mean
 
 
+def _section(annotation: Any) -> Any:
+    """The model a field holds: the annotation itself, or the model of `Model | None` ([stage2]'s sections)."""
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    models = [arg for arg in get_args(annotation) if hasattr(arg, "model_fields")]
+    return models[0] if len(models) == 1 else annotation
+
+
 def _fields_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
     model: Any = root
     for part in loc:
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None or not hasattr(field.annotation, "model_fields"):
+        if field is None or not hasattr(_section(field.annotation), "model_fields"):
             break
-        model = field.annotation
+        model = _section(field.annotation)
     return list(model.model_fields)
 
 
@@ -27,7 +35,7 @@ def _known_fields(loc: tuple[str, ...], root: type[BaseModel]) -> tuple[str, ...
         if fields is None or part not in fields:
             break
         known.append(part)
-        model = fields[part].annotation
+        model = _section(fields[part].annotation)
     return tuple(known) or loc
 
 

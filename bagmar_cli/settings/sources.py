@@ -1,5 +1,5 @@
-"""Where settings come from, and in which order: defaults < preset (`--preset NAME|FILE`) < config file
-(`--config FILE`) < `--set section.key=value` overrides < explicit command-line flags.
+"""Where settings come from, and in which order: defaults < preset (`preset`, a name or a file) < config file
+(`config`) < `overrides` (section.key=value each) < explicit command-line flags.
 
 Presets ship in `bagmar_cli.presets` and may `inherit` another; every file is read with size and type checks.
 """
@@ -21,6 +21,7 @@ from bagmar_cli.errors import SettingError
 from bagmar_cli.settings.messages import describe
 from bagmar_cli.settings.schema import Settings
 from bagmar_cli.settings.trees import flatten_settings, merge, nest
+from bagmar_cli.settings.versions import SETTINGS_VERSION, VERSION_KEY, migrate
 
 PRESET_PACKAGE = "bagmar_cli.presets"
 INHERIT_KEY = "inherit"
@@ -41,7 +42,9 @@ def load_settings(
 
     `default_preset` (a shipped preset's name, e.g. a dataset's) stands in for `preset` when none is given.
     """
+    # every file is migrated as it is read, so the merged tree is in the current version
     tree: dict[str, Any] = base.model_dump(mode="json", exclude_none=True) if base is not None else {}
+    tree[VERSION_KEY] = SETTINGS_VERSION
     if preset:
         tree = merge(tree, read_preset(preset))
     elif default_preset:
@@ -65,7 +68,7 @@ def validate(tree: dict[str, Any]) -> Settings:
 
 
 def read_settings_file(path: Path, what: str = "config file") -> Settings:
-    """Settings from a TOML file (a run's config.toml), with the checks of `--config`."""
+    """Settings from a TOML file (a run's config.toml), with the checks of a `config` file."""
     return validate(_read_settings_file(Path(path), what))
 
 
@@ -80,16 +83,16 @@ def changed_settings(recorded: Settings, given: Settings) -> list[tuple[str, Any
 def parse_override(item: str) -> tuple[str, Any]:
     """Parse `section.key=value`; the value is read as TOML where it parses, else as a string."""
     if "=" not in item:
-        raise SettingError(f"--set {item!r}: expected section.key=value")
+        raise SettingError(f"`overrides` {item!r}: expected section.key=value")
     key, raw = (part.strip() for part in item.split("=", 1))
     if not key:
-        raise SettingError(f"--set {item!r}: missing key before '='")
+        raise SettingError(f"`overrides` {item!r}: missing key before '='")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     except RecursionError:
-        raise SettingError(f"--set {key}: the value is nested too deeply") from None
+        raise SettingError(f"`overrides` {key}: the value is nested too deeply") from None
     return key, value
 
 
@@ -151,10 +154,14 @@ def _read_settings_file(path: Path, what: str) -> dict[str, Any]:
             data = handle.read(MAX_SETTINGS_FILE + 1)
         if len(data) > MAX_SETTINGS_FILE:  # grew since stat
             raise SettingError(f"{what} {name!r} is larger than 1 MiB; settings files are at most 1 MiB")
-        return tomllib.loads(data.decode("utf-8"))
+        tree = tomllib.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingError(f"{what} {name!r} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingError(f"{what} {name!r} is not valid TOML: {exc}") from None
     except RecursionError:
         raise SettingError(f"{what} {name!r} nests tables or arrays too deeply") from None
+    try:
+        return migrate(tree)
+    except ValueError as exc:
+        raise SettingError(f"{what} {name!r}: {exc}") from None

@@ -323,7 +323,7 @@ def test_16_bit_png_predicts_as_its_8_bit_version(cli, tmp_path):
 
 @pytest.fixture(scope="module")
 def onnx_export(tmp_path_factory, digits_data) -> Path:
-    from bagmar_cli.engine.export import ExportOptions, export_model
+    from bagmar_cli.engine.serve.export import ExportOptions, export_model
 
     ckpt = Path(shutil.copy(FIXTURE, tmp_path_factory.mktemp("export") / "v1.safetensors"))
     return export_model(ExportOptions(ckpt, "onnx", data=digits_data, batch=3))

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bagmar_cli.checkpoint import update_metadata
 from bagmar_cli.data import load_split
-from bagmar_cli.engine.evaluator import split_outputs
+from bagmar_cli.engine.evaluate.evaluator import split_outputs
 from bagmar_cli.functional.posthoc import logit_adjust
 from bagmar_cli.functional.priors import class_prior
 

@@ -21,7 +21,7 @@ from support.image_trees import write_jpeg
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.data.sources.benchmarks import get_benchmark
-from bagmar_cli.engine.saved_logits import load_logits
+from bagmar_cli.engine.evaluate.saved_logits import load_logits
 
 TINY = ["--preset", "digits_lt", "--set", "model.backbone=resnet8_cifar", "--set", "data.crop=32", "--device", "cpu"]
 

@@ -9,12 +9,34 @@ import pytest
 import torch
 
 from bagmar_cli.engine.demo import Arm, Comparison, compare
+from bagmar_cli.engine.evaluate.report import Report
+
+
+def _report(few: float) -> Report:
+    """A test report that differs from the others only in few-shot accuracy."""
+    return Report(
+        top1=0.8,
+        top5=1.0,
+        many=0.9,
+        medium=0.8,
+        few=few,
+        macro=0.7,
+        per_class=[],
+        n=0,
+        nll=1.0,
+        ece=0.1,
+        shifted_priors={},
+        split="test",
+        checkpoint="best.safetensors",
+        posthoc=None,
+        selected_on_reported_split=False,
+        tuned_on_reported_split=False,
+    )
 
 
 def _arm(name: str, few: float, few_pn: float) -> Arm:
     """An arm whose test reports differ only in few-shot accuracy."""
-    report = {"many": 0.9, "medium": 0.8, "macro": 0.7}
-    return Arm(name, Path(name), Path(name), 1.0, [], report | {"few": few}, report | {"few": few_pn}, Path(name))
+    return Arm(name, Path(name), Path(name), 1.0, [], _report(few), _report(few_pn), Path(name))
 
 
 def test_claim_is_stated_only_when_the_numbers_support_it():

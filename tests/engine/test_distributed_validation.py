@@ -34,7 +34,7 @@ def _shard_worker(rank: int, init: str, out: str) -> None:
 
     from bagmar_cli.data.splits import OpenedSplit, TensorBatches
     from bagmar_cli.engine import distributed
-    from bagmar_cli.engine.inference import sharded_outputs
+    from bagmar_cli.engine.evaluate.inference import sharded_outputs
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     model, images, labels = _model_and_data()
