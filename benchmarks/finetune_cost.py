@@ -316,7 +316,7 @@ def main() -> None:
     if args.memory_of is not None:
         torch.set_num_threads(args.threads)
         growth = _memory_worker(args.memory_of, args.backbone, args.classes, args.rank, args.batch)
-        print(json.dumps({"variant": args.memory_of, "peak_rss_growth_mib": growth}))
+        result(json.dumps({"variant": args.memory_of, "peak_rss_growth_mib": growth}))
         return
     report = run(
         args.backbone, batch=args.batch, steps=args.steps, warmup=args.warmup, threads=args.threads,
