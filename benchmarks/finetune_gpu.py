@@ -86,7 +86,7 @@ def render(rows: list[dict[str, Any]], device: str, backbone: str, batch: int, s
     for row in rows:
         peak = "-" if row["peak_memory_bytes"] is None else f"{row['peak_memory_bytes'] / 2**30:.1f}"
         lines.append(
-            f"| {row['variant']} | {row['trainable'] / 1e6:.2f} M of {row['total'] / 1e6:.1f} M "
+            f"| {row['variant']} | {row['trainable'] / 1e6:.2f} M of {row['total'] / 1e6:.2f} M "
             f"| {row['images_per_s']:.0f} | {row['epoch_min']:.1f} | {peak} |"
         )
     return lines
