@@ -30,6 +30,7 @@ STAGE1_ONLY = (
     "model.pretrained",
     "model.peft",  # the adapters are part of the network stage 1 trained
     "model.peft_rank",
+    "model.lora_targets",
     "model.lora_alpha",
     "model.lora_dropout",
     "model.adaptformer_scale",
