@@ -42,7 +42,7 @@ from bagmar_cli.data import load_manifest, load_split, prepare_dataset
 from bagmar_cli.engine.compare import metric_json
 from bagmar_cli.engine.evaluator import evaluate, split_outputs, summarise
 from bagmar_cli.engine.posthoc import posthoc_scores, resolve_posthoc
-from bagmar_cli.engine.trainer import train
+from bagmar_cli.engine.train.recipe import train
 from bagmar_cli.engine.tuning import tune_tau
 from bagmar_cli.functional.metrics import predict
 from bagmar_cli.functional.paired import compare_correct

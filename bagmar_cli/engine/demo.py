@@ -19,7 +19,7 @@ from bagmar_cli.engine.evaluator import evaluate, split_outputs
 from bagmar_cli.engine.export import ExportOptions, export_model
 from bagmar_cli.engine.posthoc import posthoc_scores, resolve_posthoc
 from bagmar_cli.engine.predictor import predict_images
-from bagmar_cli.engine.trainer import train
+from bagmar_cli.engine.train.recipe import train
 from bagmar_cli.engine.tuning import tune_tau
 from bagmar_cli.errors import DatasetError
 from bagmar_cli.functional.metrics import predict

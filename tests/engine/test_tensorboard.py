@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.training import raise_at_call, with_hooks
 
 accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
@@ -37,17 +38,8 @@ def test_training_and_tune_tau_write_event_files_with_the_numbers_of_metrics_jso
 
 
 def test_a_resumed_run_hides_the_points_of_the_epochs_it_trains_again(cli, digits_data, tmp_path, monkeypatch):
-    from bagmar_cli.engine import trainer
-
-    run, save, saves = tmp_path / "run", trainer._save, []
-
-    def interrupt_before_the_second_checkpoint(*args):
-        saves.append(1)
-        if len(saves) == 2:  # epoch 2 is logged, not checkpointed: the resume trains it again
-            raise KeyboardInterrupt
-        save(*args)
-
-    monkeypatch.setattr(trainer, "_save", interrupt_before_the_second_checkpoint)
+    run = tmp_path / "run"
+    with_hooks(monkeypatch, on_epoch_logged=raise_at_call(2))  # epoch 2 is logged, not checkpointed: trained again
     assert cli("train", "--data", digits_data, "--out", run, "--epochs", "3", *TINY).code == 130
     assert [step for step, _ in scalars(run)["train/loss"]] == [1, 2]
     monkeypatch.undo()

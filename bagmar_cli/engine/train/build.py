@@ -21,12 +21,11 @@ from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list
 from bagmar_cli.data.transforms import TensorImages, train_transform
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, process_batch, resolve_workers
-from bagmar_cli.engine.optimizer import build_optimizer, lr_rule_line
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.runtime import seed_everything
-from bagmar_cli.engine.schedule import build_scheduler
-from bagmar_cli.engine.step import build_ema, prepare_model
-from bagmar_cli.engine.training_state import TrainingProgress
+from bagmar_cli.engine.train.optimizer import build_optimizer, lr_rule_line
+from bagmar_cli.engine.train.schedule import build_scheduler
+from bagmar_cli.engine.train.step import build_ema, prepare_model
 from bagmar_cli.errors import SettingError
 from bagmar_cli.losses import ClassWeightedLoss, build_loss
 from bagmar_cli.models import Classifier, build_model
@@ -56,6 +55,15 @@ def check_frozen_start(model: ModelSettings, world: distributed.World) -> None:
         warn(
             f'model.freeze = "{model.freeze}" keeps randomly initialised layers frozen: no model.weights or pretrained'
         )
+
+
+@dataclass
+class TrainingProgress:
+    """Where training stands: epochs done, best validation top-1 and its epoch."""
+
+    epoch: int = 0
+    best_top1: float = -1.0
+    best_epoch: int = 0
 
 
 @dataclass
