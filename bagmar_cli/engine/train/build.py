@@ -48,8 +48,8 @@ def check_frozen_start(model: ModelSettings, world: distributed.World) -> None:
         return
     if model.freeze == "backbone":
         raise SettingError(
-            'model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: pass '
-            "--set model.weights=FILE (a stage-1 checkpoint or a timm state dict) or model.pretrained=true"
+            'model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: set '
+            "`model.weights` to a file (a stage-1 checkpoint or a timm state dict) or `model.pretrained` to true"
         )
     if world.is_main:
         warn(

@@ -81,7 +81,7 @@ def fit(job: Job, run: RunDir | None, resume_from: Path | None, hooks: Hooks | N
                 state.best_top1, state.best_epoch = record.scores.top1, state.epoch
             append_record(run.metrics, record)  # first: a resume drops lines of epochs not checkpointed
             if board:  # before the checkpoint too: a resume hides the points of epochs it trains again
-                board.epoch(record.as_dict(), job.val_name)
+                board.epoch(record)
             hooks.epoch_logged(record)
             _save(job, run, record)
             info(f"{_epoch_line(record)}; {clock.line(epochs - state.epoch)}")
