@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -51,9 +52,9 @@ def train_command(
     ] = None,
 ) -> int | None:
     """Train a model; the path of best.safetensors (best validation top-1) is the only line on stdout."""
-    from bagmar_cli.engine.run_settings import recorded_settings, resume_command
-    from bagmar_cli.engine.rundir import RunDir
-    from bagmar_cli.engine.trainer import train
+    from bagmar_cli.engine.train.recipe import train
+    from bagmar_cli.engine.train.resume import recorded_settings
+    from bagmar_cli.engine.train.rundir import RunDir
     from bagmar_cli.settings import load_settings
 
     if resume and out is None:
@@ -101,6 +102,11 @@ def train_command(
     if checkpoint is not None:  # None on the other ranks of a torchrun job
         result(str(checkpoint))
     return None
+
+
+def resume_command(out: Path) -> str:
+    """The command line that continues the run in `out`."""
+    return f"bagmar train --out {shlex.quote(str(out))} --resume"
 
 
 def _train_args(

@@ -20,10 +20,10 @@ import typer
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from support.training import with_hooks
 
 import bagmar_cli.plots  # noqa: F401  (first import writes matplotlib's cache folders, outside the watch)
 from bagmar_cli.cli.app import app
-from bagmar_cli.engine import trainer
 from bagmar_cli.errors import TrainingError
 
 COMMANDS = {info.name: typer.main.get_command(app).commands[info.name] for info in app.registered_commands}
@@ -173,7 +173,7 @@ def offline(*args, **kwargs):
 )
 @given(args=command_lines())
 def test_random_command_lines_fail_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args):
-    monkeypatch.setattr(trainer, "_fit", no_training)
+    with_hooks(monkeypatch, on_epoch_start=no_training)
     monkeypatch.setattr("bagmar_cli.data.download.urlopen", offline)
     monkeypatch.setattr("bagmar_cli.data.sources.fashion_mnist.SYSTEM_DIR", tmp_path / "no-system-copy")
     torch.manual_seed(0)

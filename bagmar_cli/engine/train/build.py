@@ -21,12 +21,11 @@ from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.data.splits import OpenedSplit, dataset_preprocess, is_file_list, open_eval_split
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder, SampleBatches, process_batch, resolve_workers
-from bagmar_cli.engine.optimizer import build_optimizer, lr_rule_line
 from bagmar_cli.engine.restore import evaluation_split
 from bagmar_cli.engine.runtime import seed_everything
-from bagmar_cli.engine.schedule import build_scheduler
-from bagmar_cli.engine.step import build_ema, prepare_model
-from bagmar_cli.engine.training_state import TrainingProgress
+from bagmar_cli.engine.train.optimizer import build_optimizer, lr_rule_line
+from bagmar_cli.engine.train.schedule import build_scheduler
+from bagmar_cli.engine.train.step import build_ema, prepare_model
 from bagmar_cli.errors import SettingError
 from bagmar_cli.losses import ClassWeightedLoss, build_loss
 from bagmar_cli.models import Classifier, build_model
@@ -49,13 +48,22 @@ def check_frozen_start(model: ModelSettings, world: distributed.World) -> None:
         return
     if model.freeze == "backbone":
         raise SettingError(
-            'model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: pass '
-            "--set model.weights=FILE (a stage-1 checkpoint or a timm state dict) or model.pretrained=true"
+            'model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: set '
+            "`model.weights` to a file (a stage-1 checkpoint or a timm state dict) or `model.pretrained` to true"
         )
     if world.is_main:
         warn(
             f'model.freeze = "{model.freeze}" keeps randomly initialised layers frozen: no model.weights or pretrained'
         )
+
+
+@dataclass
+class TrainingProgress:
+    """Where training stands: epochs done, best validation top-1 and its epoch."""
+
+    epoch: int = 0
+    best_top1: float = -1.0
+    best_epoch: int = 0
 
 
 @dataclass

@@ -4,7 +4,7 @@ global batch."""
 import pytest
 import torch
 
-from bagmar_cli.engine.optimizer import build_optimizer, effective_lrs, lr_rule_line
+from bagmar_cli.engine.train.optimizer import build_optimizer, effective_lrs, lr_rule_line
 from bagmar_cli.models import build_model
 from bagmar_cli.models.freeze import freeze
 from bagmar_cli.settings import ModelSettings, OptimSettings
@@ -40,7 +40,7 @@ def test_frozen_parameters_are_not_optimised():
 
 
 def test_the_head_lr_follows_the_schedule():
-    from bagmar_cli.engine.schedule import build_scheduler
+    from bagmar_cli.engine.train.schedule import build_scheduler
     from bagmar_cli.settings import ScheduleSettings
 
     optimizer = build_optimizer(_model(), OptimSettings(lr=0.2, head_lr=0.02), 64)
