@@ -15,7 +15,11 @@ from timm.models.vision_transformer import VisionTransformer
 
 # bagmar's choice for 28x28 grey images on a CPU: 7x7 patches (a 4x4 grid and a class token), width 64, 4 blocks of
 # 2 heads: 0.2 M parameters, about 3x cheaper a step than 4x4 patches (measured on one thread).
-FACTORY_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")  # what timm.create_model passes to every builder
+FACTORY_ONLY = (
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+    "cache_dir",
+)  # what timm.create_model passes to every builder
 TINY_28 = {"img_size": 28, "patch_size": 7, "embed_dim": 64, "depth": 4, "num_heads": 2}
 
 
