@@ -5,8 +5,8 @@ No pretrained weights can be downloaded here, so the foundation-model regime is 
 trained with cross-entropy on classes 0-4, balanced (--up-per-class training images each, seed 0), once; every
 downstream run starts from that one checkpoint, as fine-tuning starts from one released model. Downstream: classes
 5-9 (labels 0-4 in folder order: sandal, shirt, sneaker, bag, ankle boot), a pool of the first --down-per-class
-training images of each (by index), long-tailed at --imb (100: 950, 316, 100, 31, 10 training images after 50 val
-images per class, so many, medium and few-shot groups each hold a class), scored on their official test images.
+training images of each (by index), long-tailed at --imb (500 and 50: 450, 188, 70, 27, 10 training images after 50
+val images per class, so many, medium and few-shot groups each hold a class), scored on their official test images.
 Both tasks are written as PNG folders and go through `prepare folder`, the path a user's own data takes.
 
 Methods: from scratch (random ViT), linear probe (`model.freeze = "backbone"`), full fine-tuning, LoRA and
@@ -100,7 +100,7 @@ class SimSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.method}-{self.loss}-e{self.epochs}-s{self.seed}"
+        return f"{self.data.name}-{self.method}-{self.loss}-e{self.epochs}-s{self.seed}"
 
     def settings(self) -> Settings:
         extra = METHODS[self.method][1] if self.method in METHODS else []
@@ -135,20 +135,26 @@ def trainable(spec: SimSpec) -> tuple[int, int]:
 
 
 def prepare_tasks(out: Path, up_per_class: int, down_per_class: int, test_per_class: int | None, imb: float):
-    """(upstream, downstream) dataset directories: PNG trees written once, then `prepare folder`."""
-    data = out / "data"
-    up, down = data / f"up-{up_per_class}", data / f"down-{down_per_class}-imb{imb:g}-test{test_per_class or 'all'}"
-    if (up / "manifest.json").exists() and (down / "manifest.json").exists():
-        return up, down
-    source = load_fashion_mnist(None)
-    trees = {"up": (UPSTREAM, up_per_class), "down": (DOWNSTREAM, down_per_class)}
-    for tree, (classes, per_class) in trees.items():
-        write_pngs(data / "pngs" / tree / "train", source.train_images, source.train_labels, classes, per_class)
-        write_pngs(data / "pngs" / tree / "test", source.test_images, source.test_labels, classes, test_per_class)
-    common = {"val_per_class": VAL_PER_CLASS, "seed": PREPARE_SEED, "image_size": 28, "overwrite": True}
-    prepare_folder(root=data / "pngs" / "up", out=up, **common)  # balanced: no long tail drawn
-    prepare_folder(root=data / "pngs" / "down", imb=imb, out=down, **common)
+    """(upstream, downstream) dataset directories, each a PNG tree written once and then `prepare folder`."""
+    test = f"-test{test_per_class}" if test_per_class else ""
+    up = prepare_task(out / "data", f"up-{up_per_class}{test}", UPSTREAM, up_per_class, test_per_class, None)
+    down = prepare_task(out / "data", f"down-{down_per_class}-imb{imb:g}{test}", DOWNSTREAM, down_per_class,
+                        test_per_class, imb)  # fmt: skip
     return up, down
+
+
+def prepare_task(data: Path, name: str, classes: range, per_class: int, test_per_class: int | None, imb: float | None):
+    """DATA/NAME prepared from DATA/pngs/NAME: `per_class` training images of each of `classes` (long-tailed by
+    `imb`; None: balanced), val from them, and `test_per_class` official test images (None: all)."""
+    root, pngs = data / name, data / "pngs" / name
+    if (root / "manifest.json").exists():
+        return root
+    source = load_fashion_mnist(None)
+    write_pngs(pngs / "train", source.train_images, source.train_labels, classes, per_class)
+    write_pngs(pngs / "test", source.test_images, source.test_labels, classes, test_per_class)
+    return prepare_folder(
+        root=pngs, imb=imb, val_per_class=VAL_PER_CLASS, seed=PREPARE_SEED, image_size=28, out=root, overwrite=True
+    )
 
 
 def write_pngs(root: Path, images: Any, labels: Any, classes: range, per_class: int | None) -> None:
@@ -265,12 +271,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="downstream seeds, comma-separated")
     parser.add_argument("--methods", type=_names(METHODS), default=list(METHODS), help=", ".join(METHODS))
     parser.add_argument("--losses", type=_names(SIM_LOSSES), default=list(SIM_LOSSES), help=", ".join(SIM_LOSSES))
-    parser.add_argument("--epochs", type=int, default=10, help="downstream epochs")
+    parser.add_argument("--epochs", type=int, default=8, help="downstream epochs")
     parser.add_argument("--up-epochs", type=int, default=10, help="upstream epochs")
     parser.add_argument("--up-per-class", type=int, default=2000, help="upstream training images per class")
-    parser.add_argument("--down-per-class", type=int, default=1000, help="downstream pool per class (before imb)")
+    parser.add_argument("--down-per-class", type=int, default=500, help="downstream pool per class (before imb)")
     parser.add_argument("--test-per-class", type=int, default=None, help="test images per class (default: all)")
-    parser.add_argument("--imb", type=float, default=100.0, help="downstream imbalance factor")
+    parser.add_argument("--imb", type=float, default=50.0, help="downstream imbalance factor")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank and AdaptFormer width")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one process each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")

@@ -43,8 +43,10 @@ def test_tiny_simulation_writes_every_run_and_reads_them_back(bench, tmp_path, m
     first = _run(bench, tmp_path, monkeypatch, capsys)
     saved = json.loads((tmp_path / "results.json").read_text())
     names = sorted(run["name"] for run in saved["runs"])
-    downstream = [f"{m}-{loss}-e1-s0" for m in ("linear", "lora", "scratch") for loss in ("bagmar", "ce")]
-    assert names == sorted(["upstream-ce-e1-s0", *downstream])
+    downstream = [
+        f"down-70-imb10-test8-{m}-{loss}-e1-s0" for m in ("linear", "lora", "scratch") for loss in ("bagmar", "ce")
+    ]
+    assert names == sorted(["up-60-test8-upstream-ce-e1-s0", *downstream])
     assert set(saved["summary"]) == {"scratch", "linear", "lora"}
     for method in saved["summary"].values():
         assert set(method) == {"ce", "bagmar"} and {"plain", "pn", "tau"} <= set(method["ce"])
