@@ -66,11 +66,14 @@ PRESET = "fashion_mnist_lt"  # its augmentation for 28x28 grey images (2-pixel c
 UPSTREAM, DOWNSTREAM = range(0, 5), range(5, 10)  # Fashion-MNIST classes: T-shirt..coat; sandal..ankle boot
 VAL_PER_CLASS = 50  # from the training images: best epoch and PN's τ
 PREPARE_SEED = 0
-# our choice for a ViT trained from scratch or fine-tuned on a CPU: AdamW at 1e-3, weight decay 0.05, batch 64
+# our choice for a ViT trained from scratch or fine-tuned on a CPU: AdamW at 1e-3, weight decay 0.05, batch 64, the
+# head at 10x (at 1e-3 a linear probe's head was still far from fitted after 8 epochs, 96 steps: val top-1 29 % where
+# 0.01 reached 45 %, seed 0)
 RECIPE = [
     "model.backbone=vit_tiny_28",
     "optim.name=adamw",
     "optim.lr=0.001",
+    "optim.head_lr=0.01",
     "optim.weight_decay=0.05",
     "data.num_workers=0",
 ]
