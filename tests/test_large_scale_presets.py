@@ -208,8 +208,8 @@ def test_each_clip_preset_trains_two_steps_with_the_real_architecture(name, tmp_
     flags = {"data.root": data, "train.batch_size": 2, "train.device": "cpu"}
     settings, root, manifest = bind_dataset(load_settings(preset=name, overrides=overrides, flags=flags))
     job = build(settings, root, manifest, torch.device("cpu"), distributed.World())
-    trainable, total = parameter_counts(job.model)
-    assert 80e6 < total < 100e6 and trainable < 0.05 * total  # ViT-B/16: adapters and head only
+    _, total = parameter_counts(job.model)  # what trains is engine/train's (tests/engine/train)
+    assert 80e6 < total < 100e6  # ViT-B/16 with its adapters
     before = {k: v.clone() for k, v in job.model.state_dict().items() if "adaptformer.up_proj.weight" in k}
     batches = batch_source(job, open_split(root, "train", train_transform_of(job)))
     step = TrainStep(job.model, job.loss_fn, job.optimizer, settings.train, job.device, scheduler=job.scheduler)

@@ -94,3 +94,8 @@ def test_lora_without_peft_is_one_error_line(cli, folder, tmp_path, monkeypatch)
         outcome, 2, '`model.peft` = "lora" needs the optional package peft', "pip install 'bagmar[finetune]'"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_the_folder_recipe_without_a_folder_asks_for_one(cli, tmp_path):
+    outcome = cli("train", "--preset", "finetune", *RUN, "--out", tmp_path / "run")
+    assert_one_error_line(outcome, 2, "no dataset: pass --data DIR")
