@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,39 @@ def test_train_on_a_folder_with_lora_and_a_weights_file_through_the_cli(dataset,
     assert out.strip() == str(tmp_path / "run" / "best.safetensors")
     assert "trainable " in err and " M parameters (" in err
     assert (tmp_path / "run" / "adapters.safetensors").is_file()
+
+
+def test_a_text_head_starts_from_the_manifests_class_names(dataset, weights, tmp_path):
+    open_clip = pytest.importorskip("open_clip")
+    from tests.models.test_head_init import TINY
+
+    (tmp_path / "bagmar-tiny-train.json").write_text(json.dumps(TINY))
+    open_clip.add_model_config(tmp_path)
+    torch.manual_seed(0)
+    tower = open_clip.create_model("bagmar-tiny-train").eval()
+    save_file({k: v.contiguous() for k, v in tower.state_dict().items()}, tmp_path / "tiny.safetensors")
+    sets = [
+        "model.head_init=text",
+        "model.text_model=bagmar-tiny-train",
+        f"model.text_weights={tmp_path / 'tiny.safetensors'}",
+    ]
+    settings, root, manifest = bind_dataset(_settings(dataset, weights, "model.peft=lora", *sets))
+    job = build(settings, root, manifest, torch.device("cpu"), World())
+    prompts = [f"a photo of a {name}." for name in manifest.classes]
+    with torch.no_grad():
+        expected = F.normalize(tower.encode_text(open_clip.get_tokenizer("bagmar-tiny-train")(prompts)), dim=1)
+    torch.testing.assert_close(job.model.head.weight.detach(), expected)
+
+
+def test_imagenet_1k_weights_on_imagenet_lt_are_warned_about(dataset, weights, tmp_path, monkeypatch, capsys):
+    """test_vit's default tag is r160_in1k: on a dataset whose manifest says imagenet_lt, the run says so."""
+    from bagmar_cli.engine.train import recipe
+
+    def as_imagenet_lt(settings):
+        settings, root, manifest = bind_dataset(settings)
+        return settings, root, manifest.model_copy(update={"dataset": "imagenet_lt"})
+
+    monkeypatch.setattr(recipe, "bind_dataset", as_imagenet_lt)
+    train(_settings(dataset, weights, "model.peft=lora"), tmp_path / "run")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "'test_vit' was trained on ImageNet-1k" in err and "do not compare with the long-tailed literature" in err
