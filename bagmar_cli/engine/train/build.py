@@ -96,7 +96,8 @@ class Job:
 
     @cached_property
     def inputs(self) -> RunInputs:
-        """What the network sees: the backbone's data config when it brings pretrained weights, else the dataset's."""
+        """What the network sees: the backbone's data config when it brings pretrained weights (a bagmar checkpoint's
+        record when it comes from one), else the dataset's (engine/train/inputs.py)."""
         return run_inputs(self.settings, self.manifest)
 
     @property
