@@ -14,7 +14,7 @@ from bagmar_cli.errors import DownloadError, SettingError
 from bagmar_cli.models.finetune import add_adapters
 from bagmar_cli.models.heads import HEADS, Head
 from bagmar_cli.models.pretrained import hub_access, pretrained_failure
-from bagmar_cli.models.weights import load_backbone_weights
+from bagmar_cli.models.weights import holds_adapters, load_backbone_weights
 from bagmar_cli.settings import ModelSettings
 
 # where a network's input size comes from, by the kind of dataset: the setting (or command) that changes it
@@ -43,7 +43,8 @@ class Classifier(nn.Module):
 
 def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Classifier:
     """Create the backbone by timm name (num_classes=0: pooled features), load `model.weights` into it when set,
-    add the adapters of `model.peft` (unmerged, the same every time), and attach the head."""
+    add the adapters of `model.peft` (unmerged, the same every time; before loading a checkpoint that holds them),
+    and attach the head."""
     if not timm.is_model(settings.backbone):
         hint = did_you_mean(settings.backbone, timm.list_models())
         raise SettingError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
@@ -62,9 +63,12 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
             raise SettingError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
         except (RuntimeError, ValueError) as exc:
             raise SettingError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
-    if settings.weights is not None:
+    adapted_weights = settings.weights is not None and holds_adapters(settings.weights)
+    if settings.weights is not None and not adapted_weights:
         load_backbone_weights(backbone, settings.weights)
     backbone = add_adapters(backbone, settings, num_classes)
+    if settings.weights is not None and adapted_weights:  # a peft run's checkpoint: base and adapters, unmerged
+        load_backbone_weights(backbone, settings.weights)
     num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
     return Classifier(backbone, HEADS[settings.head](num_features, num_classes, settings.head_scale))
 
