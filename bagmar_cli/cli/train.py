@@ -130,6 +130,10 @@ def _train_args(
     return args + (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
 
 
+# presets that manifests of earlier bagmars name, by the preset that is now their recipe
+RENAMED_PRESETS = {"folder": "finetune"}  # `prepare folder` named a recipe before one shipped
+
+
 def _default_preset(data: Path | None) -> str | None:
     """The default preset of the dataset named in the manifest under --data."""
     if data is None:
@@ -138,9 +142,10 @@ def _default_preset(data: Path | None) -> str | None:
     from bagmar_cli.settings import preset_names
 
     manifest = load_manifest(data)
-    if manifest.default_preset not in preset_names():  # the image-file recipes are not shipped yet
+    name = RENAMED_PRESETS.get(manifest.default_preset, manifest.default_preset)
+    if name not in preset_names():
         raise SettingError(
-            f"dataset {data} ({manifest.dataset}) names the preset {manifest.default_preset!r}, which this bagmar "
-            "does not ship yet: pass --preset NAME (`bagmar presets` lists the shipped ones)"
+            f"dataset {data} ({manifest.dataset}) names the preset {name!r}, which this bagmar "
+            "does not ship: pass --preset NAME (`bagmar presets` lists the shipped ones)"
         )
-    return manifest.default_preset
+    return name

@@ -149,6 +149,11 @@ class ModelSettings(Section):
     adaptformer_scale: float = Field(1.0, description="AdaptFormer's learned output scale, initially (LIFT's 1)")
     train_norms: bool = Field(False, description="also train the backbone's norm layers (peft or freeze set)")
     train_biases: bool = Field(False, description="also train the backbone's biases (BitFit; peft or freeze set)")
+    features: Literal["pooled", "projected"] = Field(
+        "pooled",
+        description="what the head sees: the backbone's pooled features, or those passed through its own pretrained "
+        "head (a CLIP image tower's projection into the text space, 768 -> 512 for ViT-B/16; frozen under peft)",
+    )
     head_init: Literal["random", "class_mean", "text"] = Field(
         "random", description="normed head: random, each class's mean feature, or CLIP text features of its name"
     )

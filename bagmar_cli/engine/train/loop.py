@@ -11,13 +11,14 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
-from bagmar_cli.checkpoint import save_checkpoint
+from bagmar_cli.checkpoint import save_adapters, save_checkpoint
 from bagmar_cli.console import err, info, warn
 from bagmar_cli.data.splits import OpenedSplit, open_split
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import DeviceBatches, SampleBatches, resolve_workers
 from bagmar_cli.engine.evaluate.inference import sharded_outputs
 from bagmar_cli.engine.tensorboard import EpochLog
+from bagmar_cli.engine.train.adapters import adapters_file
 from bagmar_cli.engine.train.build import Job, batch_source, open_selection_split, train_transform_of
 from bagmar_cli.engine.train.eta import RunClock
 from bagmar_cli.engine.train.hooks import Hooks
@@ -173,6 +174,8 @@ def _save(job: Job, run: RunDir, record: EpochRecord) -> None:
     tensors, meta = training_checkpoint(job, record)
     if job.state.best_epoch == job.state.epoch:  # best before last: a run stopped between them replays this epoch
         save_checkpoint(run.best, tensors, meta)
+        if job.settings.model.peft != "none":
+            save_adapters(run.adapters, *adapters_file(job))
     save_checkpoint(run.last, tensors, meta)
 
 

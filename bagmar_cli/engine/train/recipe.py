@@ -3,7 +3,8 @@
 Settings with a [stage2] table train two stages (Kang et al.'s decoupling): stage 1 trains the network into
 RUN/stage1/, stage 2 re-trains the classifier into RUN/stage2/, each a run directory of its own; RUN/config.toml
 records both. Stage 2 starts from the backbone of stage 1's selected checkpoint (through `model.weights`: its
-classifier starts fresh), or from the file [stage2] names, in which case stage 1 does not run. A resume
+classifier starts fresh; under `model.peft`, a stage-1-only setting, with stage 1's adapters, which train on), or
+from the file [stage2] names, in which case stage 1 does not run. A resume
 continues whichever stage was cut short (resume.py holds what a resume may change).
 """
 
@@ -16,18 +17,20 @@ from pathlib import Path
 
 import torch
 
-from bagmar_cli.console import info
+from bagmar_cli.console import info, warn
 from bagmar_cli.data import Manifest
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.runtime import resolve_device
-from bagmar_cli.engine.train.build import build, check_frozen_start, is_image_files, network_size, steps_per_epoch
+from bagmar_cli.engine.train.build import build, check_frozen_start, is_image_files, steps_per_epoch
 from bagmar_cli.engine.train.dataset import bind_dataset
 from bagmar_cli.engine.train.hooks import Hooks
+from bagmar_cli.engine.train.inputs import run_inputs
 from bagmar_cli.engine.train.loop import fit
 from bagmar_cli.engine.train.resume import check_resume, continues, finished
 from bagmar_cli.engine.train.rundir import STAGES, RunDir
 from bagmar_cli.files import atomic_write
 from bagmar_cli.models.classifier import check_input_size
+from bagmar_cli.models.preprocess import saw_imagenet_test_classes
 from bagmar_cli.settings import Settings
 
 
@@ -56,7 +59,13 @@ def train(
     first, second = settings.stages()
     for stage in (first, second):
         if stage is not None:  # before anything is written: a backbone that cannot take the images is refused
-            check_input_size(stage.model, network_size(manifest, stage.data.crop), image_files=is_image_files(manifest))
+            # stage 2 after stage 1 sees what stage 1's backbone saw (its checkpoint records it)
+            seen = (
+                stage.model_copy(update={"model": first.model})
+                if stage is second and not settings.skips_stage1
+                else stage
+            )
+            check_input_size(stage.model, run_inputs(seen, manifest).size, image_files=is_image_files(manifest))
     device = resolve_device(settings.train.device)
     world = distributed.init_world(device)
     if world.size > 1 and device.type == "cuda":
@@ -94,6 +103,11 @@ def _train_stage(
     `later`: the optimiser steps of the stages after it."""
     if not resume:
         check_frozen_start(settings.model, place.world)
+        if place.world.is_main and saw_imagenet_test_classes(settings.model, place.manifest.dataset):
+            warn(
+                f"model.backbone {settings.model.backbone!r} was trained on ImageNet-1k, every class of ImageNet-LT's "
+                "test images at full size: this run's numbers do not compare with the long-tailed literature's"
+            )
     run = RunDir(out, overwrite=overwrite, resume=resume) if place.world.is_main else None
     with run if run is not None else nullcontext():
         if run is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from bagmar_cli.checkpoint import file_sha256, load_checkpoint
-from bagmar_cli.checkpoint_meta import CheckpointMeta, DatasetRef, ModelSpec
+from bagmar_cli.checkpoint_meta import CheckpointMeta, DatasetRef, ModelSpec, ParameterCounts
 from bagmar_cli.data import Manifest
 from bagmar_cli.engine.runtime import capture_rng, restore_rng
 from bagmar_cli.engine.train.build import Job, TrainingProgress
@@ -22,6 +22,7 @@ from bagmar_cli.engine.train.metrics import EpochRecord
 from bagmar_cli.engine.train.rundir import STAGES, RunDir
 from bagmar_cli.engine.train.schedule import load_scheduler_state, scheduler_state
 from bagmar_cli.errors import CheckpointError, SettingError, TrainingError
+from bagmar_cli.models.finetune import parameter_counts
 from bagmar_cli.settings import RESUMABLE, Settings, changed_settings, flatten_settings, read_settings_file
 
 # Where stage 2's backbone comes from: set by the recipe (stage 1's checkpoint), so no config.toml records it.
@@ -40,6 +41,7 @@ def training_checkpoint(job: Job, record: EpochRecord) -> tuple[dict[str, torch.
     rng_tensors, rng_meta = capture_rng()
     tensors |= rng_tensors
     m, state, settings = job.manifest, job.state, job.settings
+    trainable, total = parameter_counts(job.model)
     meta = CheckpointMeta(
         settings=settings,
         model=ModelSpec(
@@ -47,8 +49,8 @@ def training_checkpoint(job: Job, record: EpochRecord) -> tuple[dict[str, torch.
             head=settings.model.head,
             num_classes=m.num_classes,
             input_size=job.input_size,
-            mean=list(m.mean),
-            std=list(m.std),
+            mean=list(job.inputs.mean),  # the backbone's own when it brings pretrained weights
+            std=list(job.inputs.std),
             preprocess=job.preprocess,
         ),
         classes=list(m.classes),
@@ -62,6 +64,7 @@ def training_checkpoint(job: Job, record: EpochRecord) -> tuple[dict[str, torch.
         best={"epoch": state.best_epoch, "top1": state.best_top1, "split": job.val_name},
         selection_split=job.val_name,
         metrics=record.as_dict(),
+        parameters=ParameterCounts(trainable=trainable, total=total),
         optimizer_param_groups=optim_state["param_groups"],
         scheduler=scheduler_state(job.scheduler),
         rng=rng_meta,

@@ -12,7 +12,7 @@ from pathlib import Path
 from bagmar_cli.errors import SettingError, TrainingError
 
 LOCK_NAME = ".lock"
-RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml")
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml", "adapters.safetensors")
 STAGES = ("stage1", "stage2")  # a two-stage run keeps each stage's run directory under its own
 # What bagmar writes into a run directory: the run's files, its lock, and what eval, tune-tau and export put
 # beside a checkpoint, with the temporaries of their atomic writes. `overwrite` replaces a directory holding
@@ -41,6 +41,7 @@ class RunDir:
         self.path = Path(path)
         self.last = self.last_of(self.path)
         self.best = self.path / "best.safetensors"
+        self.adapters = self.path / "adapters.safetensors"  # model.peft runs: the selected weights' adapters only
         self.metrics = self.path / "metrics.jsonl"
         self.config = self.config_of(self.path)
         self._overwrite = overwrite and not resume
