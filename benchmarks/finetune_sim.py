@@ -5,7 +5,7 @@ No pretrained weights can be downloaded here, so the foundation-model regime is 
 trained with cross-entropy on classes 0-4, balanced (--up-per-class training images each, seed 0), once; every
 downstream run starts from that one checkpoint, as fine-tuning starts from one released model. Downstream: classes
 5-9 (labels 0-4 in folder order: sandal, shirt, sneaker, bag, ankle boot), a pool of the first --down-per-class
-training images of each (by index), long-tailed at --imb (500 and 50: 450, 188, 70, 27, 10 training images after 50
+training images of each (by index), long-tailed at --imb (500 and 50: 450, 188, 70, 26, 10 training images after 50
 val images per class, so many, medium and few-shot groups each hold a class), scored on their official test images.
 Both tasks are written as PNG folders and go through `prepare folder`, the path a user's own data takes.
 
