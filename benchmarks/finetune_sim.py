@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,9 @@ def trainable(spec: SimSpec) -> tuple[int, int]:
 # -- the two tasks as PNG folders ----------------------------------------------------------------
 
 
-def prepare_tasks(out: Path, up_per_class: int, down_per_class: int, test_per_class: int | None, imb: float):
+def prepare_tasks(
+    out: Path, up_per_class: int, down_per_class: int, test_per_class: int | None, imb: float
+) -> tuple[Path, Path]:
     """(upstream, downstream) dataset directories, each a PNG tree written once and then `prepare folder`."""
     test = f"-test{test_per_class}" if test_per_class else ""
     up = prepare_task(out / "data", f"up-{up_per_class}{test}", UPSTREAM, up_per_class, test_per_class, None)
@@ -146,7 +149,9 @@ def prepare_tasks(out: Path, up_per_class: int, down_per_class: int, test_per_cl
     return up, down
 
 
-def prepare_task(data: Path, name: str, classes: range, per_class: int, test_per_class: int | None, imb: float | None):
+def prepare_task(
+    data: Path, name: str, classes: range, per_class: int, test_per_class: int | None, imb: float | None
+) -> Path:
     """DATA/NAME prepared from DATA/pngs/NAME: `per_class` training images of each of `classes` (long-tailed by
     `imb`; None: balanced), val from them, and `test_per_class` official test images (None: all)."""
     root, pngs = data / name, data / "pngs" / name
@@ -211,7 +216,9 @@ def intervals(records: list[dict[str, Any]], down: Path, methods: list[str], los
     return found
 
 
-def markdown(summary: dict[str, Any], counts: dict[str, tuple[int, int]], found: dict[str, Any], meta: dict) -> str:
+def markdown(
+    summary: dict[str, Any], counts: dict[str, tuple[int, int]], found: dict[str, Any], meta: dict[str, Any]
+) -> str:
     """The results table (method x loss x plain/PN, mean ± std in %) and the differences with their intervals."""
     down = load_manifest(Path(meta["downstream"])).splits
     up = meta["upstream_run"]
@@ -258,7 +265,9 @@ def markdown(summary: dict[str, Any], counts: dict[str, tuple[int, int]], found:
 # -- main --------------------------------------------------------------------------------------
 
 
-def _names(choices: dict[str, Any] | tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _names(choices: Iterable[str]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of `choices`."""
+
     def parse(text: str) -> list[str]:
         names = [part for part in text.split(",") if part]
         if unknown := [name for name in names if name not in choices]:
