@@ -24,8 +24,9 @@ lint: install
 	$(VENV)/bin/ruff format --check bagmar_cli tests benchmarks
 	$(VENV)/bin/mypy bagmar_cli
 
+# two test processes (pytest-xdist), one torch thread each (docs/development.md has the timings)
 test: lint
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 # the README's pip line in a fresh venv outside the checkout, then every subcommand from there (CI runs it)
 wheel-check: install

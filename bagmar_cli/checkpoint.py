@@ -15,11 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from bagmar_cli import __version__
-from bagmar_cli.checkpoint_meta import FORMAT, FORMAT_VERSION, CheckpointMeta, parse_meta
+from bagmar_cli.checkpoint_meta import (
+    ADAPTERS_FORMAT,
+    FORMAT,
+    FORMAT_VERSION,
+    AdapterMeta,
+    CheckpointMeta,
+    first_error,
+    parse_meta,
+)
 from bagmar_cli.errors import CheckpointError
 from bagmar_cli.files import atomic_write
 
@@ -50,6 +59,35 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: Checkpoi
     return Path(path)
 
 
+def save_adapters(path: Path, tensors: dict[str, torch.Tensor], meta: AdapterMeta) -> Path:
+    """Write an adapters-only file (`models.finetune.adapter_state_dict` tensors, model-state keys) atomically."""
+    header = meta.model_dump(mode="json") | {"bagmar_version": __version__}
+    encoded = {key: json.dumps(value, allow_nan=False) for key, value in header.items()}
+    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(Path(path), save(contiguous, metadata=encoded))
+    return Path(path)
+
+
+def load_adapters(path: Path) -> tuple[dict[str, torch.Tensor], AdapterMeta]:
+    """Read and validate an adapters-only file: its tensors (for `models.finetune.load_adapter_state`) and metadata."""
+    path = Path(path)
+    _read_bytes(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({_first_line(exc)})") from None
+    if raw.get("format") != json.dumps(ADAPTERS_FORMAT):
+        raise CheckpointError(f"{path} is not a bagmar adapters file (format {raw.get('format')!r})")
+    try:
+        meta = AdapterMeta.model_validate({key: json.loads(value) for key, value in raw.items()})
+    except (json.JSONDecodeError, ValidationError) as exc:
+        problem = first_error(exc) if isinstance(exc, ValidationError) else "not JSON"
+        raise CheckpointError(f"{path}: adapters metadata {problem}") from None
+    return tensors, meta
+
+
 def load_checkpoint(path: Path, *, tensors: bool = True) -> Checkpoint:
     """Read and validate a bagmar checkpoint; `tensors=False` reads only the metadata."""
     path = Path(path)
@@ -67,6 +105,17 @@ def load_checkpoint(path: Path, *, tensors: bool = True) -> Checkpoint:
         raise CheckpointError(f"{path}: checkpoint metadata {exc}") from None
     _check_head(path, head, typed)
     return Checkpoint(loaded, typed, path, hashlib.sha256(raw).hexdigest())
+
+
+def checkpoint_meta_of(path: Path) -> CheckpointMeta | None:
+    """The metadata of `path` when it is a valid bagmar checkpoint (the header only is read), else None: a weights
+    file that may be a timm state dict."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata()
+        return parse_meta(_decode(raw, Path(path)))
+    except (SafetensorError, OSError, ValueError, RuntimeError, CheckpointError):
+        return None
 
 
 def update_metadata(path: Path, updates: dict[str, Any]) -> Checkpoint:

@@ -19,10 +19,11 @@ from pydantic import (
 )
 
 from bagmar_cli.data.images import EvalPreprocess
-from bagmar_cli.settings import Settings
+from bagmar_cli.settings import ModelSettings, Settings
 
 FORMAT = "bagmar-checkpoint"
 FORMAT_VERSION = 1
+ADAPTERS_FORMAT = "bagmar-adapters"  # the adapters-only file a `model.peft` run writes beside best.safetensors
 TAU_MAX = 10.0  # τ of every post-hoc method lies in [0, TAU_MAX]: larger values only flatten scores to ties
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -93,6 +94,13 @@ class BestRecord(_Strict):
     split: str
 
 
+class ParameterCounts(_Strict):
+    """What the run trained: parameters with requires_grad (adapters, head...) and all of them, adapters included."""
+
+    trainable: NonNegativeInt
+    total: PositiveInt
+
+
 class CheckpointMeta(_Strict):
     """All metadata of a checkpoint or bundle; the training state fields are absent from bundles."""
 
@@ -109,6 +117,7 @@ class CheckpointMeta(_Strict):
     best: BestRecord | None = None
     selection_split: str | None = None  # split that selected the best epoch
     metrics: dict[str, Any] | None = None  # the metrics.jsonl record of the last epoch
+    parameters: ParameterCounts | None = None  # trainable and total parameters (training checkpoints)
     optimizer_param_groups: list[dict[str, Any]] | None = None  # resume state (the tensors hold the rest)
     scheduler: dict[str, Any] | None = None
     rng: dict[str, Any] | None = None
@@ -132,6 +141,20 @@ class CheckpointMeta(_Strict):
         if encoded["model"]["preprocess"] is None:  # a tensor dataset's checkpoint reads as the first format's
             del encoded["model"]["preprocess"]
         return encoded
+
+
+class AdapterMeta(_Strict):
+    """The metadata of an adapters-only file: what rebuilds the model its tensors fit, and the base they fit on."""
+
+    format: Literal["bagmar-adapters"] = "bagmar-adapters"  # ADAPTERS_FORMAT
+    format_version: PositiveInt = 1
+    bagmar_version: str = ""
+    model: ModelSettings  # backbone, `peft` and its options, head: `build_model` from these (the base loaded)
+    num_classes: PositiveInt
+    in_chans: PositiveInt
+    classes: list[str]
+    base_weights: str | None = None  # `model.weights` of the run, as given (None: timm's pretrained, or none)
+    base_weights_sha256: str | None = None  # SHA-256 of that file: the base the adapters were trained on
 
 
 def parse_meta(raw: dict[str, Any]) -> CheckpointMeta:

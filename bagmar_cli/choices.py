@@ -49,7 +49,7 @@ class Choice(StrEnum):
 
 
 class PosthocMethod(Choice):
-    """The post-hoc methods (`--method`)."""
+    """The post-hoc methods (the `method` option)."""
 
     PN = "pn"
     TAU_NORM = "tau-norm"
@@ -61,7 +61,7 @@ class PosthocMethod(Choice):
 
 
 class SearchMetric(Choice):
-    """The accuracy column that picks the best τ (`tune-tau --metric`)."""
+    """The accuracy column that picks the best τ (tune-tau's `metric` option)."""
 
     TOP1 = "top1"
     MACRO = "macro"
@@ -75,7 +75,7 @@ class SearchMetric(Choice):
 
 
 class ExportFormat(Choice):
-    """The file formats `bagmar export --format` writes."""
+    """The file formats `bagmar export` writes (its `format` option)."""
 
     ONNX = "onnx"
     TORCHSCRIPT = "torchscript"
@@ -83,15 +83,15 @@ class ExportFormat(Choice):
 
     @classmethod
     def label(cls) -> str:
-        return "--format"
+        return "`format`"
 
 
 class Output(Choice):
-    """What an export returns (`--output`), and the name of that output."""
+    """What an export returns (its `output` option), and the name of that output."""
 
     LOGITS = "logits"
     PROBABILITIES = "probabilities"
 
     @classmethod
     def label(cls) -> str:
-        return "--output"
+        return "`output`"

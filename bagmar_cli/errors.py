@@ -1,7 +1,7 @@
 """Domain errors: what went wrong, in the library's words; cli/ turns each into one `Error:` line and an exit code.
 
 Messages name settings and options, never command-line flags: a setting or option is written in backticks by its
-name (`out`, `resume`, `train.epochs`), and cli/ shows the flag that sets it (`--out`, `--resume`, `--epochs`)."""
+name (`out`, `resume`, `train.epochs`), and cli/ shows the flag that sets it in the command that ran."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ from bagmar_cli.engine.evaluate.evaluator import evaluate, split_outputs
 from bagmar_cli.engine.evaluate.posthoc import posthoc_scores, resolve_posthoc
 from bagmar_cli.engine.evaluate.report import summarise
 from bagmar_cli.engine.evaluate.tuning import tune_tau
-from bagmar_cli.engine.trainer import train
+from bagmar_cli.engine.train.recipe import train
 from bagmar_cli.functional.metrics import predict
 from bagmar_cli.functional.paired import compare_correct
 from bagmar_cli.settings import Settings, load_settings

@@ -9,7 +9,7 @@ memory (real CIFAR is not needed), fed four ways:
 3. `per-sample`: bagmar's current path: `TensorImages` + `train_transform` in a DataLoader with `num_workers` 0;
 4. `batch`: `BatchAugment` on the whole uint8 batch on the training device, then the same step;
 5. `bagmar now`: the trainer's own path: `engine.batches.DeviceBatches` (the split on the device, the sampler's
-   order, `BatchAugment`) into `engine.step.TrainStep` (no loss read per step), with `--precision`,
+   order, `BatchAugment`) into `engine.train.step.TrainStep` (no loss read per step), with `--precision`,
    `--channels-last` and `--compile` (which apply to this pipeline only; 1-4 stay fp32, NCHW, eager).
 
 Each pipeline gets a fresh model with the same seed, `--warmup` untimed steps (DataLoader workers start there), then
@@ -56,7 +56,7 @@ from bagmar_cli.data.augment.batch import BatchAugment
 from bagmar_cli.data.augment.tensors import TensorImages, train_transform
 from bagmar_cli.engine.batches import DeviceBatches, EpochOrder
 from bagmar_cli.engine.distributed import World
-from bagmar_cli.engine.step import TrainStep, prepare_model
+from bagmar_cli.engine.train.step import TrainStep, prepare_model
 from bagmar_cli.losses import build_loss
 from bagmar_cli.models import build_model
 from bagmar_cli.settings import LossSettings, Settings, load_settings

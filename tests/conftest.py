@@ -46,7 +46,7 @@ def digits_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory, digits_data) -> Path:
     """A 2-epoch digits run (tiny ResNet-20 to stay fast); returns best.safetensors."""
-    from bagmar_cli.engine.trainer import train
+    from bagmar_cli.engine.train.recipe import train
     from bagmar_cli.settings import load_settings
 
     settings = load_settings(

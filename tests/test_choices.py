@@ -27,8 +27,8 @@ def test_every_value_parses_from_its_string_and_from_itself(kind):
     [
         (PosthocMethod, "tau_norm", "unknown post-hoc method 'tau_norm' (did you mean tau-norm?); choose from pn, "),
         (SearchMetric, "accuracy", "unknown metric 'accuracy'; choose from top1, macro, many, medium, few"),
-        (ExportFormat, "tflite", "unknown --format 'tflite'; choose from onnx, torchscript, safetensors"),
-        (Output, "scores", "unknown --output 'scores'; choose from logits, probabilities"),
+        (ExportFormat, "tflite", "unknown `format` 'tflite'; choose from onnx, torchscript, safetensors"),
+        (Output, "scores", "unknown `output` 'scores'; choose from logits, probabilities"),
     ],
 )
 def test_an_unknown_value_is_one_usage_error(kind, value, message):

@@ -1,5 +1,6 @@
 """The large-scale presets: each validates, holds the values its header and docs/large-scale.md promise in each
-stage, and a stage-2-only preset trains exactly stage 2 of its two-stage preset."""
+stage, and a stage-2-only preset trains exactly stage 2 of its two-stage preset. The CLIP ViT-B/16 presets (after
+LIFT) hold LIFT's values, and the slow suite trains each for two steps with the real architecture."""
 
 from __future__ import annotations
 
@@ -84,8 +85,20 @@ def flat(settings: Settings) -> dict[str, Any]:
     return flatten_settings(settings.model_dump(mode="json"))
 
 
+CLIP = sorted(f"{bench}_clip_vitb16" for bench in BACKBONES)
+# LIFT's recipe (Shi et al., ICML 2024: configs/model/clip_vit_b16_peft.yaml), as the CLIP presets' headers state it
+LIFT = {
+    "model.backbone": "vit_base_patch16_clip_224.openai", "model.pretrained": True, "model.peft": "adaptformer",
+    "model.head": "normed", "model.head_scale": 30.0, "model.head_init": "text", "model.text_model": "ViT-B-16",
+    "model.text_pretrained": "openai", "optim.name": "sgd", "optim.lr": 0.01, "optim.lr_batch": 128,
+    "optim.momentum": 0.9, "optim.weight_decay": 5e-4, "schedule.name": "cosine", "train.batch_size": 128,
+    "data.random_crop": True, "data.crop_scale_min": 0.08, "data.hflip": True, "data.crop": 224,
+    "eval.tta": "five_crop", "loss.name": "bagmar", "data.sampler": "instance",
+}  # fmt: skip
+
+
 def test_every_large_scale_preset_ships_and_each_benchmark_names_its_default():
-    assert sorted(name for name in preset_names() if name.startswith(tuple(BACKBONES))) == LARGE
+    assert sorted(name for name in preset_names() if name.startswith(tuple(BACKBONES))) == sorted(LARGE + CLIP)
     assert {bench.default_preset for bench in BENCHMARKS.values()} == set(BACKBONES)
 
 
@@ -153,3 +166,54 @@ def _same_but_description(a: tuple[Settings, Settings | None], b: tuple[Settings
         (x is None and y is None) or (x is not None and y is not None and _changes(x, y) == [])
         for x, y in zip(a, b, strict=True)
     )
+
+
+@pytest.mark.parametrize("name", CLIP)
+def test_the_clip_presets_hold_lifts_values(name):
+    settings = load_settings(preset=name)
+    first, second = settings.stages()
+    assert second is None and settings.description
+    assert {key: flat(first)[key] for key in LIFT} == LIFT
+    assert first.data.dataset == name.removesuffix("_clip_vitb16") and first.data.root is None
+    assert first.train.epochs == (20 if name.startswith("inat2018") else 10)  # LIFT: 20 for iNaturalist
+
+
+def test_the_folder_recipe_fine_tunes_a_pretrained_backbone():
+    settings = load_settings(preset="finetune")
+    model = settings.model
+    assert model.pretrained and model.peft in ("lora", "adaptformer") and model.head == "normed"
+    assert settings.loss.name == "bagmar" and settings.data.dataset is None and settings.stage2 is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLIP)
+def test_each_clip_preset_trains_two_steps_with_the_real_architecture(name, tmp_path):
+    """CLIP ViT-B/16 with AdaptFormer and random weights (the hub is offline here), on a tree in the benchmark's
+    official list format, batch 2. The text head is left random: its open_clip weights come from the hub too."""
+    import torch
+    from support.image_trees import benchmark_jpeg_tree
+
+    from bagmar_cli.data.sources.benchmarks import prepare_benchmark
+    from bagmar_cli.data.splits import open_split
+    from bagmar_cli.engine import distributed
+    from bagmar_cli.engine.train.build import batch_source, build, train_transform_of
+    from bagmar_cli.engine.train.dataset import bind_dataset
+    from bagmar_cli.engine.train.step import TrainStep
+    from bagmar_cli.models.finetune import parameter_counts
+
+    bench = name.removesuffix("_clip_vitb16")
+    benchmark_jpeg_tree(bench, tmp_path / "root", tmp_path / "splits", train_per_class=(1,), eval_every=1000)
+    data = prepare_benchmark(bench, root=tmp_path / "root", splits_dir=tmp_path / "splits", out=tmp_path / "ds")
+    overrides = ["model.pretrained=false", 'model.head_init="random"', "data.num_workers=0"]
+    flags = {"data.root": data, "train.batch_size": 2, "train.device": "cpu"}
+    settings, root, manifest = bind_dataset(load_settings(preset=name, overrides=overrides, flags=flags))
+    job = build(settings, root, manifest, torch.device("cpu"), distributed.World())
+    _, total = parameter_counts(job.model)  # what trains is engine/train's (tests/engine/train)
+    assert 80e6 < total < 100e6  # ViT-B/16 with its adapters
+    before = {k: v.clone() for k, v in job.model.state_dict().items() if "adaptformer.up_proj.weight" in k}
+    batches = batch_source(job, open_split(root, "train", train_transform_of(job)))
+    step = TrainStep(job.model, job.loss_fn, job.optimizer, settings.train, job.device, scheduler=job.scheduler)
+    losses = [float(step(images, labels)) for (images, labels), _ in zip(batches.epoch(0), range(2), strict=False)]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    after = job.model.state_dict()
+    assert before and any(not torch.equal(after[k], v) for k, v in before.items()), "the adapters learn"

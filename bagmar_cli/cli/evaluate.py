@@ -54,6 +54,7 @@ def eval_command(
     ] = None,
     device: options.Device = None,
     weights: options.Weights = None,
+    tta: options.Tta = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inference batch size.")] = 256,
 ) -> None:
     """Evaluate checkpoints on a split of their dataset (or of --data); several give mean ± std too."""
@@ -74,6 +75,7 @@ def eval_command(
             batch_size=batch_size,
             features=method == "tau-norm" or tau == "auto",
             weights=weights,
+            tta=tta,
         )
         posthoc = resolve_posthoc(outputs.ckpt, tau, method)
         folder = None if no_plots else (plots or ckpt.parent)
@@ -105,6 +107,8 @@ def _show(report: Report, prior: bool) -> None:
     title = f"{report.checkpoint} on {report.split}"
     if report.posthoc:
         title += f" with {report.posthoc.method} τ={report.posthoc.tau:g}"
+    if report.tta != "none":
+        title += f", TTA {report.tta}"
     show(report_table(report, title=title))
     if prior:
         show(priors_table(report.shifted_priors))

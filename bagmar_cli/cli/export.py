@@ -33,6 +33,7 @@ def export_command(
     data: options.Data = None,
     weights: options.Weights = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    tta: options.Tta = None,
 ) -> None:
     """Export a checkpoint for serving, with a JSON sidecar `<out>.json`; prints the export's path."""
     from bagmar_cli.engine.serve.export import ExportOptions, export_model
@@ -49,5 +50,6 @@ def export_command(
         data=data,
         overwrite=overwrite,
         weights=weights,
+        tta=tta,
     )
     result(str(export_model(opts)))

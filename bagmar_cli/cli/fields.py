@@ -23,13 +23,15 @@ _NAMED = re.compile(r"`([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)`")
 
 
 def option_flags(command: Any) -> dict[str, str]:
-    """A command's options by parameter name -> their long flag (`val_fraction` -> `--val-fraction`).
+    """A command's options by parameter name and by their flag's own name -> their long flag (`val_fraction` ->
+    `--val-fraction`; `format` -> `--format`, whose parameter is `fmt`).
 
     `command` is a click command (Typer's own copy of click: typed loosely so either click will do)."""
     flags: dict[str, str] = {}
     for param in command.params:
         longs = [opt for opt in (*param.opts, *param.secondary_opts) if opt.startswith("--")]
         if param.param_type_name == "option" and param.name and longs:
+            flags[longs[0][2:].replace("-", "_")] = longs[0]  # `format` for --format, whatever the parameter's name
             flags[param.name] = longs[0]
     return flags
 

@@ -21,6 +21,14 @@ Weights = Annotated[
     str | None,
     typer.Option("--weights", help="ema or model (default: the weights validation used, EMA when trained with it)."),
 ]
+Tta = Annotated[
+    str | None,
+    typer.Option(
+        "--tta",
+        help="Test-time views, logits averaged: none, flip, five_crop, five_crop_flip (LIFT's five crops) "
+        "[default: the checkpoint's eval.tta].",
+    ),
+]
 Json = Annotated[
     bool,
     typer.Option("--json", help="Also print one JSON object on stdout (the table still goes to stderr)."),

@@ -22,12 +22,13 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 256,
     device: options.Device = None,
+    tta: options.Tta = None,
 ) -> None:
     """Classify images; unreadable files get an error line and make the exit code 1 once all are done."""
     from bagmar_cli.engine.serve.predictor import format_entry, predict_images
 
     failed = 0
-    for entry in predict_images(model, images, k=top_k, batch_size=batch_size, device=device or "auto"):
+    for entry in predict_images(model, images, k=top_k, batch_size=batch_size, device=device or "auto", tta=tta):
         result_json(entry) if as_json else result(format_entry(entry))
         if "error" in entry:
             failed += 1

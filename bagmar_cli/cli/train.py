@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -51,9 +52,9 @@ def train_command(
     ] = None,
 ) -> int | None:
     """Train a model; the path of best.safetensors (best validation top-1) is the only line on stdout."""
-    from bagmar_cli.engine.run_settings import recorded_settings, resume_command
-    from bagmar_cli.engine.rundir import RunDir
-    from bagmar_cli.engine.trainer import train
+    from bagmar_cli.engine.train.recipe import train
+    from bagmar_cli.engine.train.resume import recorded_settings
+    from bagmar_cli.engine.train.rundir import RunDir
     from bagmar_cli.settings import load_settings
 
     if resume and out is None:
@@ -103,6 +104,11 @@ def train_command(
     return None
 
 
+def resume_command(out: Path) -> str:
+    """The command line that continues the run in `out`."""
+    return f"bagmar train --out {shlex.quote(str(out))} --resume"
+
+
 def _train_args(
     preset: str | None,
     config: Path | None,
@@ -124,6 +130,10 @@ def _train_args(
     return args + (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
 
 
+# presets that manifests of earlier bagmars name, by the preset that is now their recipe
+RENAMED_PRESETS = {"folder": "finetune"}  # `prepare folder` named a recipe before one shipped
+
+
 def _default_preset(data: Path | None) -> str | None:
     """The default preset of the dataset named in the manifest under --data."""
     if data is None:
@@ -132,9 +142,10 @@ def _default_preset(data: Path | None) -> str | None:
     from bagmar_cli.settings import preset_names
 
     manifest = load_manifest(data)
-    if manifest.default_preset not in preset_names():  # the image-file recipes are not shipped yet
+    name = RENAMED_PRESETS.get(manifest.default_preset, manifest.default_preset)
+    if name not in preset_names():
         raise SettingError(
-            f"dataset {data} ({manifest.dataset}) names the preset {manifest.default_preset!r}, which this bagmar "
-            "does not ship yet: pass --preset NAME (`bagmar presets` lists the shipped ones)"
+            f"dataset {data} ({manifest.dataset}) names the preset {name!r}, which this bagmar "
+            "does not ship: pass --preset NAME (`bagmar presets` lists the shipped ones)"
         )
-    return manifest.default_preset
+    return name

@@ -20,7 +20,7 @@ from bagmar_cli.engine.evaluate.report import Report
 from bagmar_cli.engine.evaluate.tuning import tune_tau
 from bagmar_cli.engine.serve.export import ExportOptions, export_model
 from bagmar_cli.engine.serve.predictor import predict_images
-from bagmar_cli.engine.trainer import train
+from bagmar_cli.engine.train.recipe import train
 from bagmar_cli.errors import DatasetError
 from bagmar_cli.functional.metrics import predict
 from bagmar_cli.functional.paired import compare_correct

@@ -25,12 +25,12 @@ def load_weights(path: Path, weights: str | None = None) -> Checkpoint:
     """The checkpoint at `path` with `weights` (default: `default_weights`) as its `model.` tensors."""
     ckpt = load_checkpoint(path)
     if weights is not None and weights not in WEIGHTS:
-        raise SettingError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
+        raise SettingError(f"`weights` {weights!r}: choose from {', '.join(WEIGHTS)}")
     if (weights or default_weights(ckpt)) == "model":
         return ckpt
     ema = ckpt.section("ema")
     if not ema:
-        raise SettingError(f"--weights ema: {ckpt.path} holds no EMA weights (trained without train.ema)")
+        raise SettingError(f"`weights` ema: {ckpt.path} holds no EMA weights (trained without train.ema)")
     kept = {key: value for key, value in ckpt.tensors.items() if not key.startswith(("model.", "ema."))}
     return dataclasses.replace(ckpt, tensors=kept | {f"model.{key}": value for key, value in ema.items()})
 
@@ -51,11 +51,12 @@ def model_from_checkpoint(ckpt: Checkpoint) -> Classifier:
 
 
 def checkpoint_dataset(ckpt: Checkpoint, override: Path | None = None) -> tuple[Path, Manifest]:
-    """The dataset directory (`--data` or the one recorded at training) and its manifest, checked against the model."""
+    """The dataset directory (the `data` option, else the one recorded at training) and its manifest, checked
+    against the model."""
     recorded = ckpt.meta.dataset.root if ckpt.meta.dataset else ""
     root = Path(override) if override else Path(recorded)
     if not override and not root.is_dir():
-        raise DatasetError(f"the dataset this checkpoint was trained on ({root}) is not there; pass --data DIR")
+        raise DatasetError(f"the dataset this checkpoint was trained on ({root}) is not there; pass `data` DIR")
     manifest = load_manifest(root)
     expected = ckpt.meta.model.num_classes
     if manifest.num_classes != expected:

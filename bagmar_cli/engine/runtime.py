@@ -21,7 +21,7 @@ def resolve_device(name: str) -> torch.device:
         raise SettingError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SettingError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+            raise SettingError(f"device {name!r} requested but CUDA is not available on this machine; use `device` cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise SettingError(f"device {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
     elif device.type != "cpu":

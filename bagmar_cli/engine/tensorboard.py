@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bagmar_cli.engine.train.metrics import EpochRecord
+
 EVENT_FILES = "events.out.tfevents.*"  # the names SummaryWriter gives its files
 TAU_STEPS = 100  # the τ curve's step is round(100 τ): TensorBoard's steps are integers
 GROUP_KEYS = ("top1", "top5", "many", "medium", "few", "macro")
@@ -40,17 +42,16 @@ class EpochLog:
         self.folder, self.enabled = folder, available()
         self._writer: Any = None
 
-    def epoch(self, record: dict[str, Any], val_name: str) -> None:
-        """Log one metrics.jsonl record (its `epoch`, training numbers and the selection split's report)."""
+    def epoch(self, record: EpochRecord) -> None:
+        """Log one metrics.jsonl record (its `epoch`, training numbers and the selection split's scores)."""
         if not self.enabled:
             return
-        step = int(record["epoch"])
         if self._writer is None:
-            self._writer = _writer(self.folder, purge_step=step)
-        scalars = {f"train/{key}": record.get(key) for key in TRAIN_KEYS}
-        report = record.get(val_name) or {}
-        scalars |= {f"{val_name}/{key}": report.get(key) for key in GROUP_KEYS}
-        _add(self._writer, scalars.items(), step)
+            self._writer = _writer(self.folder, purge_step=record.epoch)
+        scalars = {f"train/{key}": getattr(record, key) for key in TRAIN_KEYS}
+        if record.split is not None and record.scores is not None:
+            scalars |= {f"{record.split}/{key}": getattr(record.scores, key) for key in GROUP_KEYS}
+        _add(self._writer, scalars.items(), record.epoch)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -13,8 +13,9 @@ from bagmar_cli.choices import did_you_mean
 from bagmar_cli.errors import DownloadError, SettingError
 from bagmar_cli.models.finetune import add_adapters
 from bagmar_cli.models.heads import HEADS, Head
+from bagmar_cli.models.preprocess import pretrained_cfg
 from bagmar_cli.models.pretrained import hub_access, pretrained_failure
-from bagmar_cli.models.weights import load_backbone_weights
+from bagmar_cli.models.weights import holds_adapters, load_backbone_weights
 from bagmar_cli.settings import ModelSettings
 
 # where a network's input size comes from, by the kind of dataset: the setting (or command) that changes it
@@ -42,17 +43,20 @@ class Classifier(nn.Module):
 
 
 def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Classifier:
-    """Create the backbone by timm name (num_classes=0: pooled features), load `model.weights` into it when set,
-    add the adapters of `model.peft` (unmerged, the same every time), and attach the head."""
+    """Create the backbone by timm name (num_classes=0: pooled features; `model.features = "projected"`: its own
+    pretrained head's outputs), load `model.weights` into it when set,
+    add the adapters of `model.peft` (unmerged, the same every time; before loading a checkpoint that holds them),
+    and attach the head."""
     if not timm.is_model(settings.backbone):
         hint = did_you_mean(settings.backbone, timm.list_models())
         raise SettingError(f"unknown backbone {settings.backbone!r}{hint}; any timm model name works")
+    projected = projection_width(settings) if settings.features == "projected" else 0
     with hub_access() if settings.pretrained else nullcontext(True) as online:
         try:
             backbone = timm.create_model(
                 settings.backbone,
                 pretrained=settings.pretrained,
-                num_classes=0,
+                num_classes=projected,  # 0: pooled features
                 in_chans=in_chans,
                 drop_rate=settings.drop_rate,
             )
@@ -62,11 +66,28 @@ def build_model(settings: ModelSettings, num_classes: int, in_chans: int) -> Cla
             raise SettingError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
         except (RuntimeError, ValueError) as exc:
             raise SettingError(f"cannot create backbone {settings.backbone!r}: {exc}") from None
-    if settings.weights is not None:
+    adapted_weights = settings.weights is not None and holds_adapters(settings.weights)
+    if settings.weights is not None and not adapted_weights:
         load_backbone_weights(backbone, settings.weights)
     backbone = add_adapters(backbone, settings, num_classes)
-    num_features = cast(int, backbone.num_features)  # timm sets it as an int; torch types attributes as Tensor | Module
+    if settings.weights is not None and adapted_weights:  # a peft run's checkpoint: base and adapters, unmerged
+        load_backbone_weights(backbone, settings.weights)
+    # the projection's width, else the pooled features' (timm sets an int; torch types attributes as Tensor | Module)
+    num_features = projected or cast(int, backbone.num_features)
     return Classifier(backbone, HEADS[settings.head](num_features, num_classes, settings.head_scale))
+
+
+def projection_width(settings: ModelSettings) -> int:
+    """The width of the backbone's own pretrained head (`model.features = "projected"`: a CLIP tower's 512-wide
+    image projection); SettingError when its pretrained config records no head."""
+    cfg = pretrained_cfg(settings.backbone)
+    width = int(cfg.num_classes or 0) if cfg is not None else 0
+    if width <= 0:
+        raise SettingError(
+            f'`model.features` = "projected" keeps the backbone\'s own pretrained head, and {settings.backbone!r} '
+            'has none: use a CLIP image tower (e.g. vit_base_patch16_clip_224.openai) or `model.features` = "pooled"'
+        )
+    return width
 
 
 def fixed_input_size(backbone: str) -> tuple[int, int] | None:

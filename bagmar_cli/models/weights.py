@@ -2,7 +2,8 @@
 
 The file is a timm state dict (the backbone's own keys; a full model's classifier is dropped, a 3-channel stem is
 adapted to the input's channels as timm does for pretrained weights) or a bagmar checkpoint, whose
-`model.backbone.*` tensors are taken. Anything else that does not fit is one error naming the keys.
+`model.backbone.*` tensors are taken (with its adapters, unmerged, when it was trained under `model.peft`:
+`holds_adapters`). Anything else that does not fit is one error naming the keys.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from timm.models import adapt_input_conv, load_checkpoint
 from torch import nn
 
 from bagmar_cli.errors import CheckpointError
+from bagmar_cli.models.adapters import is_adapter
 
 BACKBONE_PREFIX = "model.backbone."  # a bagmar checkpoint's backbone tensors
 MAX_NAMED_KEYS = 5  # keys named in a mismatch error; the rest are counted
@@ -32,6 +34,17 @@ def load_backbone_weights(backbone: nn.Module, path: Path) -> None:
         load_checkpoint(backbone, str(path), use_ema=False, strict=True, filter_fn=partial(backbone_state, path=path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"model.weights {path} is not a valid safetensors file ({exc})") from None
+
+
+def holds_adapters(path: Path) -> bool:
+    """Whether weights file `path` is a bagmar checkpoint whose backbone holds adapters (a `model.peft` run's): its
+    backbone loads after the same adapters are added (stage 2 of such a run)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+    except (SafetensorError, OSError):
+        return False  # load_backbone_weights names the problem
+    return any(key.startswith(BACKBONE_PREFIX) and is_adapter(key) for key in keys)
 
 
 def backbone_state(state: dict[str, torch.Tensor], model: nn.Module, *, path: Path) -> dict[str, torch.Tensor]:

@@ -129,17 +129,31 @@ class ModelSettings(Section):
     # fine-tuning a pretrained backbone (models/finetune.py, head_init.py, preprocess.py; docs/finetune.md)
     peft: Literal["none", "lora", "adaptformer"] = Field(
         "none",
-        description="LoRA (peft, on the linears qkv, proj, fc1, fc2) or AdaptFormer (LIFT's scaled bottleneck MLP "
+        description="LoRA (peft, on the linears lora_targets names) or AdaptFormer (LIFT's scaled bottleneck MLP "
         "beside each block's MLP): base weights frozen",
     )
     peft_rank: int | None = Field(
-        None, ge=1, description="LoRA rank / AdaptFormer width; None: LIFT's 2^floor(log2(classes / (2 blocks))), >= 1"
+        None,
+        ge=1,
+        description="LoRA rank / AdaptFormer width; None: LoRA 8 (our choice: under 1 % of a ViT-B trains), "
+        "AdaptFormer LIFT's 2^floor(log2(classes / (2 blocks))), >= 1",
+    )
+    lora_targets: list[Literal["qkv", "proj", "fc1", "fc2"]] = Field(
+        ["qkv", "proj"],
+        min_length=1,
+        description="LoRA: the linears adapted in each block: attention (qkv, proj; a ViT's) and MLP (fc1, fc2; "
+        "ConvNeXt has only these)",
     )
     lora_alpha: float = Field(1.0, gt=0.0, description="LoRA update (alpha / rank) B A x; 1: LIFT's 1 / rank")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on LoRA's input (peft's default 0)")
     adaptformer_scale: float = Field(1.0, description="AdaptFormer's learned output scale, initially (LIFT's 1)")
     train_norms: bool = Field(False, description="also train the backbone's norm layers (peft or freeze set)")
     train_biases: bool = Field(False, description="also train the backbone's biases (BitFit; peft or freeze set)")
+    features: Literal["pooled", "projected"] = Field(
+        "pooled",
+        description="what the head sees: the backbone's pooled features, or those passed through its own pretrained "
+        "head (a CLIP image tower's projection into the text space, 768 -> 512 for ViT-B/16; frozen under peft)",
+    )
     head_init: Literal["random", "class_mean", "text"] = Field(
         "random", description="normed head: random, each class's mean feature, or CLIP text features of its name"
     )

@@ -28,8 +28,10 @@ STAGE1_ONLY = (
     "data.val_per_class",
     "model.backbone",
     "model.pretrained",
+    "model.features",
     "model.peft",  # the adapters are part of the network stage 1 trained
     "model.peft_rank",
+    "model.lora_targets",
     "model.lora_alpha",
     "model.lora_dropout",
     "model.adaptformer_scale",

@@ -2,7 +2,7 @@
 user's TOML) brought to the current version before it is validated, so old files load and dead keys can go.
 
 Version 1 is every tree written before versions were recorded (none says `settings_version`); version 2 drops
-`eval.split`, which was never read (`bagmar eval --split` chooses).
+`eval.split`, which was never read (`bagmar eval`'s `split` option chooses).
 """
 
 from __future__ import annotations

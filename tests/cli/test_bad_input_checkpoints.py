@@ -221,7 +221,7 @@ def test_rewritten_checkpoint_keeps_its_mode_and_new_files_follow_the_umask(cli,
 
 
 def test_training_files_follow_the_umask(tmp_path, digits_data, umask_027):
-    from bagmar_cli.engine.trainer import train
+    from bagmar_cli.engine.train.recipe import train
     from bagmar_cli.settings import load_settings
 
     settings = load_settings(

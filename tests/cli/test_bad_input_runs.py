@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.bad_input import assert_one_error_line, expand, snapshot
+from support.training import raise_at_call, with_hooks
 
 DEEP = 1000  # nesting that exhausted Python's recursion limit in the TOML parser
 
@@ -224,10 +225,7 @@ def test_an_interrupt_names_the_command_that_was_interrupted(cli, monkeypatch):
 def test_an_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resume(
     cli, digits_data, tmp_path, monkeypatch
 ):
-    def interrupt(*args: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("bagmar_cli.engine.trainer._train_epoch", interrupt)
+    with_hooks(monkeypatch, on_epoch_start=raise_at_call(1))
     outcome = cli("train", "--data", digits_data, "--out", tmp_path / "run", "--device", "cpu")
     assert outcome.code == 130
     assert outcome.err.strip().splitlines()[-1] == (

@@ -130,3 +130,24 @@ def test_usage_errors(cli, ckpt, tmp_path, args):
     (tmp_path / "empty").mkdir()
     outcome = cli(*(a.format(ckpt=ckpt, empty=tmp_path / "empty") for a in args))
     assert outcome.code == 2 and outcome.err.startswith("Error:") and outcome.out == ""
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", *EXPORTS])
+def test_predict_with_test_time_views_agrees_with_eval(cli, ckpt, test_pngs, digits_run, kind):
+    """`predict --tta` on a checkpoint, and an export made with `--tta` (the views baked in), give eval's TTA
+    probabilities; an export runs only the views it was made with."""
+    logits = split_outputs(digits_run, data=None, split="test", device="cpu", tta="five_crop_flip").logits
+    eval_probs = torch.softmax(logits, dim=1)
+    model, extra = ckpt, ["--tta", "five_crop_flip"]
+    if kind != "checkpoint":
+        exported = cli("export", ckpt, "--format", kind, "--tta", "five_crop_flip")
+        assert exported.code == 0, exported.err
+        model, extra = Path(exported.out.strip()), []
+        if kind != "safetensors":
+            assert json.loads(Path(f"{model}.json").read_text())["tta"] == "five_crop_flip"
+            refused = cli("predict", model, test_pngs, "--tta", "flip")
+            assert refused.code == 2 and "--tta flip:" in refused.err and "fixed at export" in refused.err
+    outcome = cli("predict", model, test_pngs, "--json", "--top-k", "10", *extra)
+    assert outcome.code == 0, outcome.err
+    _, probs = predicted(outcome)
+    assert (probs - eval_probs).abs().max() < 1e-5

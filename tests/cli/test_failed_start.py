@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from support.bad_input import assert_one_error_line
+from support.training import raise_at_call, with_hooks
 
 from bagmar_cli.errors import TrainingError
 
@@ -27,10 +28,7 @@ def test_a_fixed_size_backbone_on_images_of_another_size_is_refused_before_anyth
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory_and_the_command_works_again(
     cli, digits_data, tmp_path, monkeypatch
 ):
-    def fail(*args: object) -> None:
-        raise TrainingError("the first step failed")
-
-    monkeypatch.setattr("bagmar_cli.engine.trainer._train_epoch", fail)
+    with_hooks(monkeypatch, on_epoch_start=raise_at_call(1, TrainingError("the first step failed")))
     outcome = _train(cli, digits_data, tmp_path / "run", "--set", "model.backbone=resnet8_cifar")
     assert_one_error_line(outcome, 1, "the first step failed")
     assert list(tmp_path.iterdir()) == []
@@ -46,10 +44,7 @@ def test_a_failed_start_in_a_directory_the_user_made_keeps_the_directory_but_not
     run = tmp_path / "run"
     run.mkdir()
 
-    def fail(*args: object) -> None:
-        raise MemoryError
-
-    monkeypatch.setattr("bagmar_cli.engine.trainer._train_epoch", fail)
+    with_hooks(monkeypatch, on_epoch_start=raise_at_call(1, MemoryError))
     outcome = _train(cli, digits_data, run, "--set", "model.backbone=resnet8_cifar")
     assert outcome.code == 1 and "MemoryError" in outcome.err
     assert run.is_dir() and list(run.iterdir()) == []

@@ -21,6 +21,10 @@ def test_a_named_option_is_shown_as_the_flag_of_the_command_that_ran() -> None:
     assert render("`val_fraction` must be below 1", _flags("prepare", "digits")) == "--val-fraction must be below 1"
 
 
+def test_an_option_is_named_by_its_flag_even_when_its_parameter_is_named_otherwise() -> None:
+    assert render("unknown `format` 'tflite'", _flags("export", "x.safetensors")) == "unknown --format 'tflite'"
+
+
 def test_train_shows_the_flags_that_set_settings_and_leaves_other_names_alone() -> None:
     flags = _flags("train")
     assert render("`train.epochs` must be positive", flags) == "--epochs must be positive"

@@ -15,15 +15,16 @@ import tempfile
 import urllib.error
 from pathlib import Path
 
+import pytest
 import torch
 import typer
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from support.training import with_hooks
 
 import bagmar_cli.plots  # noqa: F401  (first import writes matplotlib's cache folders, outside the watch)
 from bagmar_cli.cli.app import app
-from bagmar_cli.engine import trainer
 from bagmar_cli.errors import TrainingError
 
 COMMANDS = {info.name: typer.main.get_command(app).commands[info.name] for info in app.registered_commands}
@@ -165,15 +166,27 @@ def offline(*args, **kwargs):
     raise urllib.error.URLError("offline in the fuzz test")
 
 
-@settings(
-    max_examples=int(os.environ.get("BAGMAR_FUZZ_EXAMPLES", "60")),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+FUZZ = dict(
+    deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
+
+
+@settings(max_examples=int(os.environ.get("BAGMAR_FUZZ_EXAMPLES", "20")), **FUZZ)
 @given(args=command_lines())
 def test_random_command_lines_fail_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args):
-    monkeypatch.setattr(trainer, "_fit", no_training)
+    fails_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, **FUZZ)
+@given(args=command_lines())
+def test_many_random_command_lines_fail_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args):
+    fails_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args)
+
+
+def fails_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args):
+    """One command line: exit 0, 1 or 2, an `Error:` line on failure, no traceback, no file written outside."""
+    with_hooks(monkeypatch, on_epoch_start=no_training)
     monkeypatch.setattr("bagmar_cli.data.download.urlopen", offline)
     monkeypatch.setattr("bagmar_cli.data.sources.fashion_mnist.SYSTEM_DIR", tmp_path / "no-system-copy")
     torch.manual_seed(0)

@@ -77,7 +77,7 @@ def test_torchrun_on_image_files_keeps_the_ranks_in_step_when_a_whole_batch_fail
     from bagmar_cli.data.splits import open_split
     from bagmar_cli.engine.batches import EpochOrder
     from bagmar_cli.engine.distributed import World
-    from bagmar_cli.engine.run_settings import bind_dataset
+    from bagmar_cli.engine.train.dataset import bind_dataset
     from bagmar_cli.settings import load_settings
 
     for c, n in enumerate((6, 4, 3)):

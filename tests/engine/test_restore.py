@@ -38,7 +38,7 @@ def test_a_missing_dataset_says_to_pass_data(digits_run, tmp_path):
         update={"dataset": ckpt.meta.dataset.model_copy(update={"root": str(tmp_path / "gone")})}
     )
     ckpt.meta = gone
-    with pytest.raises(DatasetError, match="pass --data DIR"):
+    with pytest.raises(DatasetError, match="pass `data` DIR"):
         checkpoint_dataset(ckpt)
 
 

@@ -3,10 +3,12 @@ EventAccumulator (the `tensorboard` extra, which the `test` extra installs)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from support.training import raise_at_call, with_hooks
+
+from bagmar_cli.engine.train.metrics import read_records
 
 accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
@@ -24,12 +26,13 @@ def test_training_and_tune_tau_write_event_files_with_the_numbers_of_metrics_jso
     run = tmp_path / "run"
     outcome = cli("train", "--data", digits_data, "--out", run, "--epochs", "2", *TINY)
     assert outcome.code == 0, outcome.err
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = read_records(run / "metrics.jsonl")
+    assert [(r.epoch, r.split) for r in records] == [(1, "val"), (2, "val")]
     logged = scalars(run)
     for key in ("loss", "lr", "images_per_s"):
-        assert logged[f"train/{key}"] == [(r["epoch"], pytest.approx(r[key])) for r in records]
+        assert logged[f"train/{key}"] == [(r.epoch, pytest.approx(getattr(r, key))) for r in records]
     for key in ("top1", "many", "medium", "few"):
-        assert logged[f"val/{key}"] == [(r["epoch"], pytest.approx(r["val"][key])) for r in records]
+        assert logged[f"val/{key}"] == [(r.epoch, pytest.approx(getattr(r.scores, key))) for r in records]
     tuned = cli("tune-tau", run / "best.safetensors", "--grid", "0:1:0.5", "--json", "--device", "cpu")
     assert tuned.code == 0, tuned.err
     curve = scalars(run)["tau/best/pn/top1"]
@@ -37,24 +40,15 @@ def test_training_and_tune_tau_write_event_files_with_the_numbers_of_metrics_jso
 
 
 def test_a_resumed_run_hides_the_points_of_the_epochs_it_trains_again(cli, digits_data, tmp_path, monkeypatch):
-    from bagmar_cli.engine import trainer
-
-    run, save, saves = tmp_path / "run", trainer._save, []
-
-    def interrupt_before_the_second_checkpoint(*args):
-        saves.append(1)
-        if len(saves) == 2:  # epoch 2 is logged, not checkpointed: the resume trains it again
-            raise KeyboardInterrupt
-        save(*args)
-
-    monkeypatch.setattr(trainer, "_save", interrupt_before_the_second_checkpoint)
+    run = tmp_path / "run"
+    with_hooks(monkeypatch, on_epoch_logged=raise_at_call(2))  # epoch 2 is logged, not checkpointed: trained again
     assert cli("train", "--data", digits_data, "--out", run, "--epochs", "3", *TINY).code == 130
     assert [step for step, _ in scalars(run)["train/loss"]] == [1, 2]
     monkeypatch.undo()
     assert cli("train", "--out", run, "--resume").code == 0
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert scalars(run)["train/loss"] == [(r["epoch"], pytest.approx(r["loss"])) for r in records]
-    assert [r["epoch"] for r in records] == [1, 2, 3]
+    records = read_records(run / "metrics.jsonl")
+    assert scalars(run)["train/loss"] == [(r.epoch, pytest.approx(r.loss)) for r in records]
+    assert [r.epoch for r in records] == [1, 2, 3]
 
 
 def test_without_the_package_no_event_file_is_written(cli, digits_data, tmp_path, monkeypatch):

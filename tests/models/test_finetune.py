@@ -20,6 +20,8 @@ CASES = [("test_vit", "lora"), ("test_vit", "adaptformer"), ("test_convnext", "l
 
 def _model(backbone, peft, seed=0, **settings):
     torch.manual_seed(seed)
+    if backbone == "test_convnext" and peft == "lora":
+        settings.setdefault("lora_targets", ["fc1", "fc2"])  # a ConvNeXt has no attention
     model_settings = ModelSettings(backbone=backbone, peft=peft, peft_rank=4, head="normed", **settings)
     model = build_model(model_settings, 5, 3)
     train_only(model, model_settings)
@@ -165,9 +167,20 @@ def test_adaptformer_stays_its_own_module_when_merged():
     assert any(is_adapter(name) for name in merged(model).state_dict())
 
 
-def test_lora_on_a_backbone_without_attention_or_mlp_linears_is_one_setting_error():
-    with pytest.raises(SettingError, match=re.escape('`model.peft` = "lora" found no attention or MLP linears')):
+def test_lora_adapts_the_attention_linears_by_default_at_rank_8():
+    model = build_model(ModelSettings(backbone="test_vit", peft="lora"), 5, 3)
+    adapted = {name.rsplit(".lora_A", 1)[0] for name, _ in model.named_parameters() if ".lora_A." in name}
+    assert adapted == {
+        f"backbone.blocks.{i}.attn.{layer}" for i in range(len(model.backbone.blocks)) for layer in ("qkv", "proj")
+    }
+    assert model.backbone.blocks[0].attn.qkv.lora_A["default"].weight.shape[0] == 8
+
+
+def test_lora_on_a_backbone_without_the_named_linears_is_one_setting_error():
+    with pytest.raises(SettingError, match=re.escape('`model.peft` = "lora" found none of the linears')):
         build_model(ModelSettings(backbone="resnet8_cifar", peft="lora"), 10, 3)
+    with pytest.raises(SettingError, match=re.escape("(qkv, proj)")):
+        build_model(ModelSettings(backbone="test_convnext", peft="lora"), 10, 3)
     with pytest.raises(SettingError, match=re.escape('`model.peft` = "adaptformer" found no block')):
         build_model(ModelSettings(backbone="resnet8_cifar", peft="adaptformer"), 10, 3)
 

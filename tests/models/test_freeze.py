@@ -91,6 +91,6 @@ def test_a_frozen_backbone_without_weights_is_refused_before_the_run_starts(cli,
     outcome = cli(*args, "--set", "model.backbone=resnet20_cifar", "--set", "model.freeze=backbone")
     assert outcome.code == 2 and not (tmp_path / "run").exists()
     assert outcome.err == (
-        'Error: model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: pass '
-        "--set model.weights=FILE (a stage-1 checkpoint or a timm state dict) or model.pretrained=true\n"
+        'Error: model.freeze = "backbone" keeps the backbone as it starts, and nothing gives it weights: set '
+        "`model.weights` to a file (a stage-1 checkpoint or a timm state dict) or `model.pretrained` to true\n"
     )

@@ -18,7 +18,7 @@ def empty_cache(tmp_path, monkeypatch):
 
 def _train_pretrained_test_vit(cli, data, out, monkeypatch):
     """timm's tiny test_vit, pretrained, on digits (its 160x160 input-size check is passed by, to reach the hub)."""
-    monkeypatch.setattr("bagmar_cli.engine.trainer.check_input_size", lambda *a, **k: None)
+    monkeypatch.setattr("bagmar_cli.engine.train.recipe.check_input_size", lambda *a, **k: None)
     return cli(
         "train", "--data", data, "--out", out, "--epochs", "1", "--device", "cpu",
         "--set", "model.backbone=test_vit", "--set", "model.pretrained=true",

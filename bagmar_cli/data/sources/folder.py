@@ -115,7 +115,7 @@ def prepare_folder(
         seed=seed,
         val_per_class=val_per_class,
         source=SourceInfo(name=Path(os.path.abspath(root)).name, verified=False),
-        default_preset="folder",
+        default_preset="finetune",
         reported_split="test",
         mean=list(mean),
         std=list(std),

@@ -15,6 +15,7 @@ from bagmar_cli.engine.evaluate.inference import split_outputs_of
 from bagmar_cli.engine.evaluate.posthoc import Posthoc, posthoc_scores
 from bagmar_cli.engine.evaluate.report import PlotPaths, Report
 from bagmar_cli.engine.evaluate.saved_logits import save_logits as write_logits
+from bagmar_cli.engine.evaluate.tta import NONE, parse_tta, tta_plan
 from bagmar_cli.engine.restore import checkpoint_dataset, load_weights, model_from_checkpoint
 from bagmar_cli.engine.runtime import resolve_device
 from bagmar_cli.errors import SettingError, WriteError
@@ -36,6 +37,7 @@ class SplitOutputs:
     features: torch.Tensor | None
     counts: list[int]
     root: Path | None = None  # the dataset directory the split was read from
+    tta: str = NONE  # the test-time views the logits are averaged over (`eval.tta`)
 
 
 def split_outputs(
@@ -47,9 +49,11 @@ def split_outputs(
     batch_size: int = 256,
     features: bool = False,
     weights: str | None = None,
+    tta: str | None = None,
 ) -> SplitOutputs:
     """Run the model of `ckpt_path` (its `weights`, see `restore.load_weights`) over `split` of its dataset; None:
-    the split the dataset's results are reported on (test; val for iNaturalist 2018, which has no test split)."""
+    the split the dataset's results are reported on (test; val for iNaturalist 2018, which has no test split).
+    `tta`: the test-time views (engine/evaluate/tta.py); None: the checkpoint's `eval.tta`."""
     ckpt = load_weights(ckpt_path, weights)
     root, manifest = checkpoint_dataset(ckpt, data)
     split = split or manifest.reported_split or "test"
@@ -58,6 +62,7 @@ def split_outputs(
     torch_device = resolve_device(device)
     model = model_from_checkpoint(ckpt).to(torch_device)
     spec = ckpt.meta.model
+    mode = parse_tta(tta, ckpt.meta.settings.eval.tta)
     outputs = split_outputs_of(
         model,
         root,
@@ -69,9 +74,10 @@ def split_outputs(
         device=torch_device,
         workers=resolve_workers(ckpt.meta.settings.data.num_workers, per_sample=True),
         features=features,
+        tta=tta_plan(mode, spec),
     )
     counts = list(ckpt.meta.train_counts)
-    return SplitOutputs(ckpt, split, outputs.logits, outputs.labels, outputs.features, counts, Path(root))
+    return SplitOutputs(ckpt, split, outputs.logits, outputs.labels, outputs.features, counts, Path(root), mode)
 
 
 def evaluate(
@@ -108,6 +114,7 @@ def evaluate(
             "split": outputs.split,
             "checkpoint": str(outputs.ckpt.path),
             "posthoc": posthoc.describe() if posthoc else None,
+            "tta": outputs.tta,
             "selected_on_reported_split": meta.selection_split == outputs.split,
             "tuned_on_reported_split": bool(
                 posthoc and meta.posthoc and meta.posthoc.split == outputs.split and posthoc.source == "recorded"

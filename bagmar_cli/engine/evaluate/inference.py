@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Subset
 from bagmar_cli.data.images import Batch, EvalPreprocess
 from bagmar_cli.data.splits import OpenedSplit, eval_loader, open_eval_split
 from bagmar_cli.engine import distributed
+from bagmar_cli.engine.evaluate.tta import TTAPlan, tta_preprocess
 from bagmar_cli.errors import DatasetError
 from bagmar_cli.models import Classifier
 
@@ -31,11 +32,17 @@ class Outputs:
 
 @torch.no_grad()
 def compute_outputs(
-    model: Classifier, loader: DataLoader[Batch], *, device: torch.device | str = "cpu", features: bool = False
+    model: Classifier,
+    loader: DataLoader[Batch],
+    *,
+    device: torch.device | str = "cpu",
+    features: bool = False,
+    tta: TTAPlan | None = None,
 ) -> Outputs:
     """Run `model` in eval mode over the `Batch`es of `loader`; an image that fails to decode is a DatasetError.
 
-    Evaluation refuses to skip: a report over a silently smaller split would not be the split's report.
+    Evaluation refuses to skip: a report over a silently smaller split would not be the split's report. Under
+    `tta` the logits (and features) are the means over the plan's views.
     """
     was_training = model.training
     model.eval()
@@ -48,8 +55,8 @@ def compute_outputs(
                     f"cannot decode {bad.path} ({bad.reason}); evaluation reads every image of the split: "
                     "replace or remove the file and prepare the dataset again"
                 )
-            feature = model.features(batch.images.to(device, non_blocking=True))
-            logits.append(model.head(feature).float().cpu())
+            feature, logit = _forward(model, batch.images.to(device, non_blocking=True), tta)
+            logits.append(logit.float().cpu())
             labels.append(batch.labels)
             if features:
                 feats.append(feature.float().cpu())
@@ -61,6 +68,15 @@ def compute_outputs(
             torch.empty(0, classes), torch.empty(0, dtype=torch.int64), torch.empty(0, 0) if features else None
         )
     return Outputs(torch.cat(logits), torch.cat(labels), torch.cat(feats) if features else None)
+
+
+def _forward(model: Classifier, images: Tensor, tta: TTAPlan | None) -> tuple[Tensor, Tensor]:
+    """(features, logits) of a batch: the model's, or their means over the views of `tta` (tta_logits' mean)."""
+    if tta is None:
+        feature = model.features(images)
+        return feature, model.head(feature)
+    pairs = [(feature, model.head(feature)) for feature in map(model.features, tta.views_of(images))]
+    return torch.stack([f for f, _ in pairs]).mean(0), torch.stack([logit for _, logit in pairs]).mean(0)
 
 
 def split_outputs_of(
@@ -75,11 +91,13 @@ def split_outputs_of(
     device: torch.device | str = "cpu",
     workers: int = 0,
     features: bool = False,
+    tta: TTAPlan | None = None,
 ) -> Outputs:
-    """`model`'s outputs on `split` of the dataset in `root`, preprocessed as the model records (open_eval_split)."""
-    opened = open_eval_split(root, split, preprocess, mean, std)
+    """`model`'s outputs on `split` of the dataset in `root`, preprocessed as the model records (open_eval_split),
+    or as `tta` reads images (`tta_preprocess`)."""
+    opened = open_eval_split(root, split, tta_preprocess(preprocess, tta), mean, std)
     loader = eval_loader(opened.dataset, batch_size, workers if opened.files else 0)  # tensors: whole batches at once
-    return compute_outputs(model, loader, device=device, features=features)
+    return compute_outputs(model, loader, device=device, features=features, tta=tta)
 
 
 def sharded_outputs(

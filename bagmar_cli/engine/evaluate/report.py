@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, NonNegativeInt
 
 from bagmar_cli.choices import PosthocMethod, SearchMetric
 
+TTAMode = Literal["none", "flip", "five_crop", "five_crop_flip"]  # functional/tta.TTA_MODES
+
 SUMMARY_KEYS = ("top1", "top5", "many", "medium", "few", "macro", "nll", "ece")
 
 
@@ -55,6 +57,7 @@ class Report(_Strict):
     split: str
     checkpoint: str
     posthoc: AppliedPosthoc | None  # None: the raw logits
+    tta: TTAMode = "none"  # the test-time views the logits were averaged over (`eval.tta`)
     selected_on_reported_split: bool  # the checkpoint's epoch was chosen on this split
     tuned_on_reported_split: bool  # the recorded τ was tuned on this split
     saved_logits: str | None = None  # present only when the logits were saved

@@ -94,11 +94,18 @@ def top_k(probs: Tensor, classes: list[str], k: int) -> list[list[dict[str, Any]
 
 
 def predict_images(
-    model_path: Path, paths: Sequence[Path], *, k: int = 1, batch_size: int = 256, device: str = "auto"
+    model_path: Path,
+    paths: Sequence[Path],
+    *,
+    k: int = 1,
+    batch_size: int = 256,
+    device: str = "auto",
+    tta: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One entry per image, in order: {"path", "top_k"} or, for an unreadable file, {"path", "error"}."""
+    """One entry per image, in order: {"path", "top_k"} or, for an unreadable file, {"path", "error"}; `tta`: the
+    test-time views (export.loaded.load_model)."""
     files = find_images(paths)
-    model = load_model(model_path, device)
+    model = load_model(model_path, device, tta)
     for start in range(0, len(files), batch_size):
         yield from _predict_batch(model, files[start : start + batch_size], k)
 

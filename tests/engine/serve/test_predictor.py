@@ -61,7 +61,7 @@ def test_unreadable_files_get_errors_and_the_rest_results(tmp_path, monkeypatch)
     (tmp_path / "2b-truncated.png").write_bytes(whole[: len(whole) // 2])
     mean_pixel = lambda x: torch.stack([x.mean((1, 2, 3)) - 0.5, 0.5 - x.mean((1, 2, 3))], dim=1)  # noqa: E731
     model = LoadedModel(mean_pixel, ["bright", "dark"], [1, 8, 8], [0.0], [1.0], "logits")
-    monkeypatch.setattr("bagmar_cli.engine.serve.predictor.load_model", lambda path, device: model)
+    monkeypatch.setattr("bagmar_cli.engine.serve.predictor.load_model", lambda path, device, tta=None: model)
     entries = list(predict_images(Path("model.onnx"), [tmp_path], k=2, batch_size=2))
     assert [Path(e["path"]).name for e in entries] == ["0.png", "1.png", "1b-garbage.png", "2.png", "2b-truncated.png"]
     assert [("error" in e) for e in entries] == [False, False, True, False, True]

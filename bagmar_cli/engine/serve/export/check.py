@@ -13,6 +13,7 @@ from bagmar_cli.choices import Output
 from bagmar_cli.console import info, warn
 from bagmar_cli.data.splits import open_eval_split
 from bagmar_cli.engine.evaluate.inference import first_images
+from bagmar_cli.engine.evaluate.tta import TTAPlan, tta_input_size, tta_preprocess
 from bagmar_cli.engine.restore import checkpoint_dataset, evaluation_split
 from bagmar_cli.engine.serve.export.loaded import load_export
 from bagmar_cli.engine.serve.export.serving import ServingModule
@@ -23,10 +24,15 @@ CHECK_IMAGES = 64  # validation images the check compares on
 
 
 def check_export(
-    path: Path, sidecar: dict[str, Any], serving: ServingModule, ckpt: Checkpoint, data: Path | None
+    path: Path,
+    sidecar: dict[str, Any],
+    serving: ServingModule,
+    ckpt: Checkpoint,
+    data: Path | None,
+    tta: TTAPlan | None = None,
 ) -> dict[str, Any]:
     """Compare the written export with the PyTorch serving module; BagmarError if they disagree."""
-    images, source = check_inputs(ckpt, data)
+    images, source = check_inputs(ckpt, data, tta=tta)
     batch = sidecar["batch"] if isinstance(sidecar["batch"], int) else None
     exported = load_export(path, sidecar["format"], batch)(images)
     with torch.no_grad():
@@ -34,8 +40,11 @@ def check_export(
     return compare_outputs(exported, reference, serving.output, source)
 
 
-def check_inputs(ckpt: Checkpoint, data: Path | None, n: int = CHECK_IMAGES) -> tuple[Tensor, str]:
-    """Up to n normalised images of the val split (else test); random inputs when the dataset is not there."""
+def check_inputs(
+    ckpt: Checkpoint, data: Path | None, n: int = CHECK_IMAGES, *, tta: TTAPlan | None = None
+) -> tuple[Tensor, str]:
+    """Up to n normalised images of the val split (else test), read as the test-time views `tta` take them;
+    random inputs when the dataset is not there."""
     spec = ckpt.meta.model
     try:
         root, manifest = checkpoint_dataset(ckpt, data)
@@ -43,9 +52,10 @@ def check_inputs(ckpt: Checkpoint, data: Path | None, n: int = CHECK_IMAGES) -> 
         if data is not None:
             raise
         warn(f"checking on random inputs, not real images: {exc}")
-        return torch.randn(n, *spec.input_size, generator=torch.Generator().manual_seed(0)), "random"
+        return torch.randn(n, *tta_input_size(spec, tta), generator=torch.Generator().manual_seed(0)), "random"
     split = evaluation_split(manifest)
-    return first_images(open_eval_split(root, split, spec.preprocess, spec.mean, spec.std), n), split
+    preprocess = tta_preprocess(spec.preprocess, tta)
+    return first_images(open_eval_split(root, split, preprocess, spec.mean, spec.std), n), split
 
 
 def compare_outputs(exported: Tensor, reference: Tensor, output: Output | str, source: str) -> dict[str, Any]:

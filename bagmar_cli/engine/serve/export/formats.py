@@ -80,8 +80,10 @@ def _write_torchscript(path: Path, serving: ServingModule, ckpt: Checkpoint, sid
 
 
 def _write_bundle(path: Path, serving: ServingModule, ckpt: Checkpoint, sidecar: dict[str, Any]) -> None:
-    """A checkpoint of kind "bundle": model weights and the metadata to rebuild and serve the model."""
+    """A checkpoint of kind "bundle": model weights and the metadata to rebuild and serve the model (its
+    `eval.tta` the test-time views exported; the weights stay unmerged, as the checkpoint's)."""
     kept = ckpt.meta.model_dump(mode="json", exclude=BUNDLE_DROPS)
+    kept["settings"]["eval"]["tta"] = sidecar.get("tta", kept["settings"]["eval"]["tta"])
     meta = parse_meta(
         kept
         | {

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from bagmar_cli.choices import Output
 from bagmar_cli.data.images import EvalPreprocess
+from bagmar_cli.engine.evaluate.tta import parse_tta, tta_input_size, tta_plan, tta_preprocess
 from bagmar_cli.engine.restore import load_weights
 from bagmar_cli.engine.runtime import resolve_device
 from bagmar_cli.engine.serve.export.formats import format_of
@@ -61,33 +62,42 @@ class LoadedModel:
         return outputs if self.output == Output.PROBABILITIES else torch.softmax(outputs, dim=1)
 
 
-def load_model(path: Path, device: str = "auto") -> LoadedModel:
-    """Any model kind: a .safetensors checkpoint or bundle, else an export described by its `<path>.json`."""
+def load_model(path: Path, device: str = "auto", tta: str | None = None) -> LoadedModel:
+    """Any model kind: a .safetensors checkpoint or bundle, else an export described by its `<path>.json`.
+
+    `tta`: the test-time views (None: a checkpoint's `eval.tta`, an export's baked-in views); an export runs only
+    the views it was exported with."""
     path = Path(path)
     if path.exists() and not path.is_file() and not path.is_dir():
         raise SettingError(f"model {path}: not a regular file (a FIFO, socket or device)")
     torch_device = resolve_device(device)
     if path.suffix == ".safetensors":
-        return _from_checkpoint(path, torch_device)
-    return _from_export(path, torch_device)
+        return _from_checkpoint(path, torch_device, tta)
+    return _from_export(path, torch_device, tta)
 
 
-def _from_checkpoint(path: Path, device: torch.device) -> LoadedModel:
-    """A checkpoint or bundle, served with its recorded post-hoc method."""
+def _from_checkpoint(path: Path, device: torch.device, tta: str | None) -> LoadedModel:
+    """A checkpoint or bundle, served with its recorded post-hoc method and the test-time views `tta`."""
     ckpt = load_weights(path)
-    serving = serving_from_checkpoint(ckpt).to(device)
+    serving = serving_from_checkpoint(ckpt, tta).to(device)
     spec = ckpt.meta.model
+    plan = tta_plan(parse_tta(tta, ckpt.meta.settings.eval.tta), spec)
     run = torch_runner(serving, device)
-    return LoadedModel(
-        run, ckpt.meta.classes, spec.input_size, spec.mean, spec.std, serving.output, str(path), spec.preprocess
-    )
+    preprocess = tta_preprocess(spec.preprocess, plan)
+    size = tta_input_size(spec, plan)
+    return LoadedModel(run, ckpt.meta.classes, size, spec.mean, spec.std, serving.output, str(path), preprocess)
 
 
-def _from_export(path: Path, device: torch.device) -> LoadedModel:
+def _from_export(path: Path, device: torch.device, tta: str | None) -> LoadedModel:
     """An ONNX or TorchScript export, read through the runtime its sidecar names."""
     if not path.is_file():
         raise SettingError(f"model {path} not found")
     sidecar = read_sidecar(path)
+    if tta is not None and tta != sidecar.tta:
+        raise SettingError(
+            f"`tta` {tta}: {path} applies the test-time views {sidecar.tta!r}, fixed at export; "
+            f"export the checkpoint again with `tta` {tta}"
+        )
     run = load_export(path, sidecar.format, sidecar.fixed_batch, device)
     return LoadedModel(
         run,

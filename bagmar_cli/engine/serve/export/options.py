@@ -25,6 +25,7 @@ class ExportOptions:
     data: Path | None = None  # dataset directory, if not the one recorded in the checkpoint
     overwrite: bool = False
     weights: str | None = None  # ema or model; None: what validation used (restore.default_weights)
+    tta: str | None = None  # test-time views baked into the export (engine/evaluate/tta.py); None: its eval.tta
 
     def __post_init__(self) -> None:
         self.format = ExportFormat.parse(self.format)

@@ -1,17 +1,17 @@
 """The exported computation: the Classifier plus the post-hoc method baked in as fixed buffers.
 
-τ-norm becomes re-scaled head weights, logit adjustment a bias, PN a re-scaling of the softmax. The module takes
-`images`, float (N, C, H, W) already normalised, and returns `logits` or `probabilities` in the class order of
-the checkpoint's `classes`.
+τ-norm becomes re-scaled head weights, logit adjustment a bias, PN a re-scaling of the softmax. LoRA is merged into
+its linears (models/finetune.merged: plain timm and torch modules, nothing of peft), and test-time views, when asked,
+are part of the module (engine/evaluate/tta.TTAModule). The module takes `images`, float (N, C, H, W) already
+normalised, and returns `logits` or `probabilities` in the class order of the checkpoint's `classes`.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,7 @@ from bagmar_cli.choices import Output, PosthocMethod
 from bagmar_cli.console import info
 from bagmar_cli.engine.evaluate.inference import split_outputs_of
 from bagmar_cli.engine.evaluate.posthoc import Posthoc, require_linear_head, resolve_posthoc
+from bagmar_cli.engine.evaluate.tta import TTAModule, TTAPlan, parse_tta, tta_plan
 from bagmar_cli.engine.restore import checkpoint_dataset, model_from_checkpoint
 from bagmar_cli.errors import CheckpointError, SettingError
 from bagmar_cli.functional.posthoc import (
@@ -32,6 +33,7 @@ from bagmar_cli.functional.posthoc import (
 )
 from bagmar_cli.functional.priors import class_prior
 from bagmar_cli.models import Classifier
+from bagmar_cli.models.finetune import merged
 
 
 class ServingModule(nn.Module):
@@ -40,7 +42,7 @@ class ServingModule(nn.Module):
     bias: Tensor | None  # a buffer
     pn_factor: Tensor | None  # a buffer
 
-    def __init__(self, model: Classifier, output: Output, bias: Tensor | None = None, pn_factor: Tensor | None = None):
+    def __init__(self, model: nn.Module, output: Output, bias: Tensor | None = None, pn_factor: Tensor | None = None):
         super().__init__()
         self.model = model
         self.output = Output(output).value  # a plain string: TorchScript traces it as a constant
@@ -89,22 +91,30 @@ BAKERS: dict[PosthocMethod, Baker] = {
 
 
 def build_serving(
-    model: Classifier, posthoc: Posthoc | None, train_counts: list[int], output: Output | str | None = None
+    model: Classifier,
+    posthoc: Posthoc | None,
+    train_counts: list[int],
+    output: Output | str | None = None,
+    tta: TTAPlan | None = None,
 ) -> ServingModule:
-    """The served module (on a copy of `model`); PN always outputs probabilities."""
+    """The served module (on a copy of `model`, LoRA merged), averaging over the views of `tta` when given; PN
+    always outputs probabilities."""
     output = Output.parse_optional(output)
     pn = posthoc is not None and posthoc.method == PosthocMethod.PN
     if pn and output == Output.LOGITS:
         raise SettingError("PN exports probabilities (PN scores are not logits); use `output` probabilities")
-    model = copy.deepcopy(model).cpu().eval()
+    model = cast(Classifier, merged(model)).cpu().eval()
     buffers = BAKERS[posthoc.method](model, posthoc, train_counts) if posthoc else {}
-    return ServingModule(model, output or (Output.PROBABILITIES if pn else Output.LOGITS), **buffers).eval()
+    served = model if tta is None else TTAModule(model, tta)
+    return ServingModule(served, output or (Output.PROBABILITIES if pn else Output.LOGITS), **buffers).eval()
 
 
-def serving_from_checkpoint(ckpt: Checkpoint) -> ServingModule:
-    """A checkpoint's or bundle's model with its recorded post-hoc method (as `tau` auto)."""
+def serving_from_checkpoint(ckpt: Checkpoint, tta: str | None = None) -> ServingModule:
+    """A checkpoint's or bundle's model with its recorded post-hoc method (as `tau` auto) and the test-time views
+    `tta` (None: its `eval.tta`)."""
     posthoc = served_posthoc(ckpt, "auto", None)
-    return build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, ckpt.meta.output)
+    plan = tta_plan(parse_tta(tta, ckpt.meta.settings.eval.tta), ckpt.meta.model)
+    return build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, ckpt.meta.output, plan)
 
 
 def served_posthoc(

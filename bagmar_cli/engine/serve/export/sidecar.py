@@ -15,6 +15,8 @@ from bagmar_cli.checkpoint_meta import Finite, PositiveFinite, PosthocRecord, fi
 from bagmar_cli.choices import ExportFormat, Output
 from bagmar_cli.data.images import EvalPreprocess
 from bagmar_cli.engine.evaluate.posthoc import Posthoc
+from bagmar_cli.engine.evaluate.report import TTAMode
+from bagmar_cli.engine.evaluate.tta import TTAPlan, tta_input_size, tta_preprocess
 from bagmar_cli.engine.serve.export.formats import INPUT_NAME, format_of
 from bagmar_cli.engine.serve.export.serving import posthoc_record
 from bagmar_cli.errors import BagmarError, SettingError
@@ -57,6 +59,7 @@ class Sidecar(BaseModel):
     std: list[PositiveFinite]
     preprocess: EvalPreprocess | None = None  # models trained on image files: resize, center crop, normalise
     posthoc: PosthocRecord | None  # the baked-in post-hoc method
+    tta: TTAMode = "none"  # the test-time views baked in (the input is then what they are taken from)
     sha256: str | None = None  # of the export file (absent only while it is being written)
     check: dict[str, Any] | None = None  # the --check record, or None with --no-check
 
@@ -104,10 +107,14 @@ def read_sidecar(path: Path) -> Sidecar:
     return parsed
 
 
-def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Posthoc | None) -> dict[str, Any]:
-    """Everything needed to serve the export with only its runtime and Pillow (see docs/export.md)."""
+def make_sidecar(
+    ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Posthoc | None, tta: str, plan: TTAPlan | None
+) -> dict[str, Any]:
+    """Everything needed to serve the export with only its runtime and Pillow (see docs/export.md); under test-time
+    views `plan`, the input size and preprocessing are those the views are taken from (`tta_preprocess`)."""
     spec = ckpt.meta.model
-    channels, height, width = spec.input_size
+    channels, height, width = tta_input_size(spec, plan)
+    preprocess = tta_preprocess(spec.preprocess, plan)
     fmt = format_of(opts.format)
     return {
         "format": str(opts.format),
@@ -126,6 +133,7 @@ def make_sidecar(ckpt: Checkpoint, opts: ExportOptions, output: str, posthoc: Po
         "resize": {"height": height, "width": width, "filter": "bilinear"},
         "mean": list(spec.mean),
         "std": list(spec.std),
-        "preprocess": None if spec.preprocess is None else spec.preprocess.model_dump(mode="json"),
+        "preprocess": None if preprocess is None else preprocess.model_dump(mode="json"),
         "posthoc": posthoc_record(posthoc),
+        "tta": tta,
     }

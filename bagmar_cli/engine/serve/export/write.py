@@ -11,6 +11,7 @@ from typing import Any
 
 from bagmar_cli.checkpoint import file_sha256
 from bagmar_cli.console import warn
+from bagmar_cli.engine.evaluate.tta import parse_tta, tta_plan
 from bagmar_cli.engine.restore import load_weights, model_from_checkpoint
 from bagmar_cli.engine.serve.export.check import check_export
 from bagmar_cli.engine.serve.export.formats import format_of
@@ -27,14 +28,16 @@ def export_model(opts: ExportOptions) -> Path:
     ckpt = load_weights(opts.checkpoint, opts.weights)
     _check_writable(out, sidecar_path, Path(opts.checkpoint), opts.overwrite)
     posthoc = served_posthoc(ckpt, opts.tau, opts.method, opts.data)
-    serving = build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, opts.output)
+    tta = parse_tta(opts.tta, ckpt.meta.settings.eval.tta)
+    plan = tta_plan(tta, ckpt.meta.model)
+    serving = build_serving(model_from_checkpoint(ckpt), posthoc, ckpt.meta.train_counts, opts.output, plan)
     if not fmt.fixed_batch and opts.batch is not None:
         warn("a fixed batch has no effect on a safetensors bundle (it runs any batch size)")
-    sidecar = make_sidecar(ckpt, opts, serving.output, posthoc)
+    sidecar = make_sidecar(ckpt, opts, serving.output, posthoc, tta, plan)
     checked = _publish(
         out,
         lambda path: fmt.write(path, serving, ckpt, sidecar),
-        lambda path: check_export(path, sidecar, serving, ckpt, opts.data) if opts.check else None,
+        lambda path: check_export(path, sidecar, serving, ckpt, opts.data, plan) if opts.check else None,
     )
     sidecar |= {"sha256": file_sha256(out), "check": checked}
     Sidecar.model_validate(sidecar)  # what predict will read back

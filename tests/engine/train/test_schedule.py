@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bagmar_cli.engine.schedule import build_scheduler, load_scheduler_state, scheduler_state
+from bagmar_cli.engine.train.schedule import build_scheduler, load_scheduler_state, scheduler_state
 from bagmar_cli.errors import CheckpointError
 from bagmar_cli.settings import ScheduleSettings
 
@@ -89,7 +89,7 @@ def test_a_per_epoch_state_of_an_earlier_bagmar_is_refused_by_name():
 def test_the_schedule_peaks_at_the_scaled_lr_and_decays_to_the_stated_min_lr():
     """lr 0.2 stated for 512 images, linearly scaled to 0.05 for 128: warm-up at 0.05 * 0.5, the cosine from 0.05
     (the head's from 0.005), and both end at schedule.min_lr as stated (a floor is not scaled)."""
-    from bagmar_cli.engine.optimizer import build_optimizer
+    from bagmar_cli.engine.train.optimizer import build_optimizer
     from bagmar_cli.models import build_model
     from bagmar_cli.settings import ModelSettings, OptimSettings
 

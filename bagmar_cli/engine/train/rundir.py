@@ -1,25 +1,21 @@
-"""A run directory: refuse to clobber another run, hold a lock so two trainers never share one, keep metrics.jsonl."""
+"""A run directory: its paths, refusing to clobber another run, and a lock so two trainers never share one."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import fnmatch
-import json
-import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
-from bagmar_cli.errors import SettingError, TrainingError, WriteError
-from bagmar_cli.files import atomic_write
+from bagmar_cli.errors import SettingError, TrainingError
 
 LOCK_NAME = ".lock"
-RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml")
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "config.toml", "adapters.safetensors")
 STAGES = ("stage1", "stage2")  # a two-stage run keeps each stage's run directory under its own
 # What bagmar writes into a run directory: the run's files, its lock, and what eval, tune-tau and export put
-# beside a checkpoint, with the temporaries of their atomic writes. `--overwrite` replaces a directory holding
+# beside a checkpoint, with the temporaries of their atomic writes. `overwrite` replaces a directory holding
 # only these.
 _OUTPUTS = (
     *RUN_FILES,
@@ -45,6 +41,7 @@ class RunDir:
         self.path = Path(path)
         self.last = self.last_of(self.path)
         self.best = self.path / "best.safetensors"
+        self.adapters = self.path / "adapters.safetensors"  # model.peft runs: the selected weights' adapters only
         self.metrics = self.path / "metrics.jsonl"
         self.config = self.config_of(self.path)
         self._overwrite = overwrite and not resume
@@ -53,20 +50,20 @@ class RunDir:
 
     def _check(self, overwrite: bool, resume: bool) -> None:
         if self.path.exists() and not self.path.is_dir():
-            raise SettingError(f"--out {self.path} exists and is not a directory")
+            raise SettingError(f"`out` {self.path} exists and is not a directory")
         holds_run = self.path.is_dir() and any((self.path / name).exists() for name in (*RUN_FILES, *STAGES))
         if holds_run and not (overwrite or resume):
-            raise SettingError(f"--out {self.path} already holds a run; pass --resume to continue it or --overwrite")
+            raise SettingError(f"`out` {self.path} already holds a run; pass `resume` to continue it or `overwrite`")
         if resume and not self.resumable(self.path):
-            raise SettingError(f"--resume: {self.last} not found, nothing to resume")
+            raise SettingError(f"`resume`: {self.last} not found, nothing to resume")
         if self._overwrite and self.path.is_dir():
             foreign = not_written_by_bagmar(self.path)
             if foreign:
                 shown = ", ".join(str(self.path / name) for name in foreign[:5])
                 more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
                 raise SettingError(
-                    f"--out {self.path} holds files bagmar did not write ({shown}{more}); --overwrite replaces only "
-                    "a run directory holding nothing else: move them, or choose another --out"
+                    f"`out` {self.path} holds files bagmar did not write ({shown}{more}); `overwrite` replaces only "
+                    "a run directory holding nothing else: move them, or choose another `out`"
                 )
 
     @staticmethod
@@ -89,20 +86,6 @@ class RunDir:
     def resumable(path: Path) -> bool:
         """True when run directory `path` holds a completed epoch to continue from (in a stage's directory too)."""
         return any(RunDir.last_of(folder).is_file() for folder in (Path(path), *(Path(path) / s for s in STAGES)))
-
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        """Add one epoch's record to metrics.jsonl (one JSON object a line)."""
-        try:
-            with open(self.metrics, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as exc:
-            raise WriteError.of(exc, self.metrics) from exc
-
-    def truncate_metrics(self, epochs_done: int) -> None:
-        """Keep the records of checkpointed epochs only: a resume drops later ones (and any cut short)."""
-        lines = self.metrics.read_text().splitlines() if self.metrics.exists() else []
-        kept = [line for line in lines if _epoch_of(line) <= epochs_done]
-        atomic_write(self.metrics, "".join(line + "\n" for line in kept).encode())
 
     def __enter__(self) -> RunDir:
         self._created = not self.path.exists()
@@ -163,15 +146,6 @@ def not_written_by_bagmar(path: Path, *, invert: bool = False, stages: bool = Tr
         if ours == invert:
             names.append(entry.name)
     return names
-
-
-def _epoch_of(line: str) -> float:
-    """The epoch a metrics line records; infinity for a line that is not a record (a write cut short)."""
-    try:
-        record = json.loads(line)
-        return record["epoch"] if isinstance(record, dict) and isinstance(record.get("epoch"), int) else math.inf
-    except json.JSONDecodeError:
-        return math.inf
 
 
 def _acquire(lock: Path) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.training import raise_at_call, with_hooks
 
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.engine import distributed
 from bagmar_cli.engine.batches import MAX_AUTO_WORKERS, EpochOrder, resolve_workers
-from bagmar_cli.engine.step import TrainStep, first_non_finite
+from bagmar_cli.engine.train.step import TrainStep, first_non_finite
 from bagmar_cli.losses import build_loss
 from bagmar_cli.models import build_model
 from bagmar_cli.settings import LossSettings, ModelSettings, load_settings
@@ -27,18 +28,8 @@ def train_args(data: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]
 
 def stopped_in_epoch_2(cli, monkeypatch, args: list[str]) -> None:
     """Run `args` with an interrupt at the start of epoch 2 (as Ctrl-C there would): epoch 1 is checkpointed."""
-    from bagmar_cli.engine import trainer
-
-    real, calls = trainer._train_epoch, []
-
-    def interrupted(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
     with monkeypatch.context() as patch:
-        patch.setattr(trainer, "_train_epoch", interrupted)
+        with_hooks(patch, on_epoch_start=raise_at_call(2))
         assert cli(*args).code == 130
 
 
@@ -80,7 +71,7 @@ def test_batch_and_sample_paths_see_the_same_batches(digits_data):
 
 def test_non_finite_loss_names_its_first_step_inside_a_log_interval(cli, digits_data, tmp_path, monkeypatch):
     """log_every 4: the loss is read after step 4, yet the error names step 3 where it first appeared."""
-    from bagmar_cli.engine import build
+    from bagmar_cli.engine.train import build
 
     calls: list[int] = []
     real = build.build_loss
@@ -127,7 +118,7 @@ def test_ema_is_checkpointed_validated_and_resumed_bit_identically(cli, digits_d
 
 @pytest.fixture(scope="module")
 def ema_run(digits_data, tmp_path_factory) -> Path:
-    from bagmar_cli.engine.trainer import train
+    from bagmar_cli.engine.train.recipe import train
 
     settings = load_settings(
         "digits_lt",

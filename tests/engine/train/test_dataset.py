@@ -1,13 +1,12 @@
-"""engine/run_settings.py: the dataset a run is bound to, and what a resume may not change."""
+"""engine/train/dataset.py: the dataset a run reads, and the settings bound to its manifest."""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import pytest
 
-from bagmar_cli.engine.run_settings import bind_dataset, recorded_settings, resolve_data_root, resume_command
+from bagmar_cli.engine.train.dataset import bind_dataset, resolve_data_root
 from bagmar_cli.errors import SettingError
 from bagmar_cli.settings import DataSettings, changed_settings, load_settings
 
@@ -29,17 +28,6 @@ def test_bind_dataset_records_what_the_manifest_says(digits_data: Path) -> None:
     assert ("data.imb", 100.0, 10.0) in changed_settings(settings, bound)
 
 
-def test_nothing_to_resume_without_last_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(SettingError, match="nothing to resume"):
-        recorded_settings(tmp_path)
-
-
-def test_resume_command_quotes_the_directory() -> None:
-    out = Path("/runs/my run")
-    command = resume_command(out)
-    assert shlex.split(command) == ["bagmar", "train", "--out", "/runs/my run", "--resume"]
-
-
 @pytest.mark.parametrize("preset", ["imagenet_lt", "inat2018", "places_lt"])
 def test_a_large_scale_preset_reads_the_folder_prepare_writes_for_its_benchmark(tmp_path, monkeypatch, preset) -> None:
     monkeypatch.setenv("BAGMAR_DATA_DIR", str(tmp_path))
@@ -52,5 +40,5 @@ def test_a_preset_whose_dataset_was_never_prepared_says_how_to_prepare_it(cli, t
     assert outcome.code == 1 and not (tmp_path / "run").exists()
     assert outcome.err == (
         f"Error: no prepared dataset at {tmp_path / 'imagenet_lt'}, where `bagmar prepare imagenet_lt` writes it: "
-        "prepare it first (`bagmar prepare --help`), or pass --data DIR\n"
+        "prepare it first, or pass --data DIR\n"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bagmar_cli.engine.step import TrainStep, build_ema, first_non_finite, prepare_model
+from bagmar_cli.engine.train.step import TrainStep, build_ema, first_non_finite, prepare_model
 from bagmar_cli.settings import TrainSettings
 
 

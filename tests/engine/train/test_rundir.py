@@ -1,13 +1,12 @@
 """The run directory: never clobbers another run or foreign files, one trainer at a time, metrics cut on resume."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from bagmar_cli.engine.rundir import LOCK_NAME, RunDir
+from bagmar_cli.engine.train.rundir import LOCK_NAME, RunDir
 from bagmar_cli.errors import SettingError, TrainingError
 
 
@@ -56,16 +55,6 @@ def test_a_directory_the_run_created_is_removed_when_nothing_was_written(tmp_pat
     with RunDir(tmp_path / "new"):
         pass
     assert not (tmp_path / "new").exists()
-
-
-def test_truncate_keeps_checkpointed_epochs_and_drops_cut_lines(tmp_path):
-    with RunDir(tmp_path / "run") as run:
-        for epoch in (1, 2, 3):
-            run.append_metrics({"epoch": epoch, "loss": 1.0 / epoch})
-        with open(run.metrics, "a") as handle:
-            handle.write('{"epoch": 4, "lo')  # a write cut short by a kill
-        run.truncate_metrics(2)
-        assert [json.loads(line)["epoch"] for line in run.metrics.read_text().splitlines()] == [1, 2]
 
 
 def test_a_two_stage_run_is_resumable_from_either_stages_last_checkpoint(tmp_path):

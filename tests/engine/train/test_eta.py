@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bagmar_cli.engine.eta import RunClock, duration
+from bagmar_cli.engine.train.eta import RunClock, duration
 
 TINY = ["--set", "model.backbone=resnet8_cifar", "--device", "cpu"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.training import raise_at_call, with_hooks
 
 from bagmar_cli.checkpoint import load_checkpoint
-from bagmar_cli.engine import trainer
 
 # stage 1: two epochs of the digits recipe (tiny net); stage 2: the decoupling protocol's classifier re-training
 STAGE1 = ["--device", "cpu", "--batch-size", "32", "--epochs", "2", "--set", "model.backbone=resnet20_cifar"]
@@ -76,15 +76,8 @@ def test_stage_2_changes_the_classifier_only(whole):
 def test_a_run_cut_short_in_either_stage_resumes_to_the_uninterrupted_weights(
     cli, digits_data, whole, tmp_path, monkeypatch, stop_after_save
 ):
-    run, save, saves = tmp_path / "run", trainer._save, []
-
-    def save_then_interrupt(*args):
-        save(*args)
-        saves.append(1)
-        if len(saves) == stop_after_save:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "_save", save_then_interrupt)
+    run = tmp_path / "run"
+    with_hooks(monkeypatch, on_epoch_end=raise_at_call(stop_after_save))  # counted over both stages' epochs
     stopped = cli(*two_stage_args(digits_data, run))
     assert stopped.code == 130
     assert stopped.err.strip().splitlines()[-1] == (

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bagmar_cli.engine.optimizer import build_optimizer
-from bagmar_cli.engine.step import TrainStep, build_mixup, mix_batch
+from bagmar_cli.engine.train.optimizer import build_optimizer
+from bagmar_cli.engine.train.step import TrainStep, build_mixup, mix_batch
 from bagmar_cli.losses import build_loss, loss_names
 from bagmar_cli.models import build_model
 from bagmar_cli.settings import LossSettings, ModelSettings, OptimSettings, TrainSettings

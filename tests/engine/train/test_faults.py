@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.training import raise_at_call, with_hooks
 
 from bagmar_cli import files
 from bagmar_cli.checkpoint import load_checkpoint
 from bagmar_cli.cli import main
-from bagmar_cli.engine import build, trainer
+from bagmar_cli.engine.train import build
 
 EPOCHS = 2
 TINY = ["--device", "cpu", "--batch-size", "16", "--set", "model.backbone=resnet20_cifar"]  # 34 steps an epoch
@@ -262,13 +263,7 @@ def test_resume_after_an_interrupt_is_bit_identical_for_other_recipes(
     sets = [*(arg for item in overrides for arg in ("--set", item)), "--epochs", str(epochs), "--batch-size", "64"]
     whole = cli(*train_args(digits_data, tmp_path / "whole"), *sets)
     assert whole.code == 0, whole.err
-    save = trainer._save
-
-    def save_then_interrupt(*args):
-        save(*args)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "_save", save_then_interrupt)
+    with_hooks(monkeypatch, on_epoch_end=raise_at_call(1))  # after epoch 1's checkpoint
     stopped = cli(*train_args(digits_data, tmp_path / "run"), *sets)
     assert stopped.code == 130 and error_lines(stopped.err) == [stopped.err.strip().splitlines()[-1]]
     monkeypatch.undo()
@@ -291,13 +286,7 @@ def test_resume_with_only_the_run_directory_reaches_the_uninterrupted_weights(
 ):
     """The run directory holds its settings: `train --out R --resume` alone continues the same run."""
     run = tmp_path / "run"
-    save = trainer._save
-
-    def save_then_interrupt(*args):
-        save(*args)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "_save", save_then_interrupt)
+    with_hooks(monkeypatch, on_epoch_end=raise_at_call(1))  # after epoch 1's checkpoint
     stopped = cli(*train_args(digits_data, run))
     assert stopped.code == 130
     assert error_lines(stopped.err) == [
@@ -341,16 +330,8 @@ def test_stale_lock_of_a_dead_process_is_taken_over(cli, digits_data, tmp_path):
 def stopped_after_2_of_3(digits_data: Path, tmp_path_factory) -> Path:
     """A 3-epoch run interrupted right after epoch 2's checkpoint (in-process)."""
     run = tmp_path_factory.mktemp("stopped") / "run"
-    save, saved = trainer._save, []
-
-    def save_then_interrupt_at_2(*args):
-        save(*args)
-        saved.append(1)
-        if len(saved) == 2:
-            raise KeyboardInterrupt
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "_save", save_then_interrupt_at_2)
+        with_hooks(patch, on_epoch_end=raise_at_call(2))
         assert main(train_args(digits_data, run, epochs=3)) == 130
     return run
 

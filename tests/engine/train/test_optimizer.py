@@ -4,9 +4,9 @@ global batch."""
 import pytest
 import torch
 
-from bagmar_cli.engine.optimizer import build_optimizer, effective_lrs, lr_rule_line
+from bagmar_cli.engine.train.optimizer import build_optimizer, effective_lrs, lr_rule_line
 from bagmar_cli.models import build_model
-from bagmar_cli.models.freeze import freeze
+from bagmar_cli.models.freeze import freeze, train_only
 from bagmar_cli.settings import ModelSettings, OptimSettings
 
 
@@ -40,7 +40,7 @@ def test_frozen_parameters_are_not_optimised():
 
 
 def test_the_head_lr_follows_the_schedule():
-    from bagmar_cli.engine.schedule import build_scheduler
+    from bagmar_cli.engine.train.schedule import build_scheduler
     from bagmar_cli.settings import ScheduleSettings
 
     optimizer = build_optimizer(_model(), OptimSettings(lr=0.2, head_lr=0.02), 64)
@@ -103,3 +103,14 @@ def test_the_rule_line_when_scaling_linearly():
 def test_no_rule_line_when_the_lr_is_stated_for_the_run_s_batch(lr_batch, processes):
     """No lr_batch (the lr is the run's own) or the same batch: nothing to say, however many processes."""
     assert lr_rule_line(OptimSettings(lr=0.2, lr_batch=lr_batch, lr_scaling="linear"), 128, processes) is None
+
+
+@pytest.mark.parametrize("peft", ["lora", "adaptformer"])
+@pytest.mark.parametrize("optim", [OptimSettings(), OptimSettings(head_lr=0.5), OptimSettings(layer_decay=0.7)])
+def test_under_peft_the_optimiser_holds_exactly_the_adapters_and_the_head(peft, optim):
+    settings = ModelSettings(backbone="test_vit", peft=peft, peft_rank=4, head="normed")
+    model = build_model(settings, 3, 3)
+    train_only(model, settings)
+    held = {id(p) for group in build_optimizer(model, optim, 64).param_groups for p in group["params"]}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert held == trainable and len(trainable) < len(list(model.parameters()))
