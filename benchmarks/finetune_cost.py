@@ -49,9 +49,8 @@ from torch import nn
 from bagmar_cli.console import info, result
 from bagmar_cli.models import build_model
 from bagmar_cli.models.adapters import is_adapter
-from bagmar_cli.models.adapters.adaptformer import count_mlp_blocks
 from bagmar_cli.models.classifier import fixed_input_size
-from bagmar_cli.models.finetune import adapter_state_dict, lift_rank, parameter_counts
+from bagmar_cli.models.finetune import adapter_state_dict, parameter_counts
 from bagmar_cli.models.freeze import train_only
 from bagmar_cli.settings import ModelSettings
 
@@ -67,21 +66,10 @@ def variants() -> dict[str, dict[str, Any]]:
     if "lora_targets" in ModelSettings.model_fields:
         default = ModelSettings.model_fields["lora_targets"].default
         found["lora"] = {"peft": "lora", "lora_targets": default}
-        all_four = _all_four_targets()
-        if all_four is not None and all_four != default:
-            found["lora (qkv, proj, fc1, fc2)"] = {"peft": "lora", "lora_targets": all_four}
+        if list(default) != list(ALL_FOUR):
+            found["lora (qkv, proj, fc1, fc2)"] = {"peft": "lora", "lora_targets": list(ALL_FOUR)}
     found["adaptformer"] = {"peft": "adaptformer"}
     return found
-
-
-def _all_four_targets() -> Any:
-    """The `lora_targets` value naming the four linears, in whichever form the setting takes (None if none fits)."""
-    for candidate in (list(ALL_FOUR), "all", "attention_mlp", "attn_mlp"):
-        try:
-            return ModelSettings(lora_targets=candidate).model_dump()["lora_targets"]  # type: ignore[call-arg]
-        except ValueError:
-            continue
-    return None
 
 
 def lora_targets_note() -> str:
@@ -148,12 +136,20 @@ def interleaved_times(steps: dict[str, Callable[[], None]], timed: int, warmup: 
     return times
 
 
-def counts(model: nn.Module) -> dict[str, int]:
+def counts(model: nn.Module) -> dict[str, int | None]:
     """Trainable, total, adapter and head parameters."""
     trainable, total = parameter_counts(model)
     adapters = sum(p.numel() for name, p in model.named_parameters() if is_adapter(name))
     head = sum(p.numel() for p in model.get_submodule("head").parameters())
-    return {"trainable": trainable, "total": total, "adapters": adapters, "head": head}
+    return {"trainable": trainable, "total": total, "adapters": adapters, "head": head, "width": width(model)}
+
+
+def width(model: nn.Module) -> int | None:
+    """LoRA's rank or AdaptFormer's bottleneck as built (None without adapters)."""
+    for name, param in model.named_parameters():
+        if "lora_A" in name or "adaptformer.down_proj.weight" in name:
+            return int(param.shape[0])
+    return None
 
 
 def file_bytes(state: dict[str, torch.Tensor], folder: Path, name: str) -> int:
@@ -219,10 +215,9 @@ def run(
                 {"variant": name, **counts(model), "step_s": times[name], "median_step_s": median,
                  "step_vs_full": ratio, "peak_rss_growth_mib": peak, "trained_file_bytes": trained_file}
             )  # fmt: skip
-    blocks = count_mlp_blocks(models["full"].backbone)  # type: ignore[arg-type]  # a Classifier's backbone
     return {
         "backbone": backbone, "pretrained": False, "size": size, "batch": batch, "classes": classes,
-        "rank": rank or lift_rank(classes, blocks), "steps": steps, "warmup": warmup, "threads": threads,
+        "rank": rank, "steps": steps, "warmup": warmup, "threads": threads,
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": load_after, "lora_targets": lora_targets_note(),
         "full_file_bytes": full_file, "memory": "peak RSS growth (VmHWM) over two steps, a fresh process each"
@@ -260,17 +255,17 @@ def render(report: dict[str, Any]) -> list[str]:
         f"timed steps, {_load(r['load_average_after'])} after. Step: forward + backward + SGD (momentum 0.9), "
         f"cross-entropy, cosine head; {r['warmup']} warm-up + {r['steps']} timed steps per variant, variants taking "
         f"turns, median (min-max); × full: the median over rounds of the step's time over full fine-tuning's in the "
-        f"same round. Adapter width / LoRA rank {r['rank']}. {r['lora_targets']}.",
+        f"same round. LoRA rank / AdaptFormer width: {r['rank'] or 'the settings default'}. {r['lora_targets']}.",
         f"Peak memory: {r['memory'] or 'not measured'}.",
         "",
-        "| variant | trainable | total | adapters % | trainable % | step s | × full | peak RSS growth MiB "
-        "| trained-tensors file | full file ÷ it |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | rank / width | trainable | total | adapters % | trainable % | step s | × full "
+        "| peak RSS growth MiB | trained-tensors file | full file ÷ it |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in r["rows"]:
         peak = "-" if row["peak_rss_growth_mib"] is None else f"{row['peak_rss_growth_mib']:.0f}"
         lines.append(
-            f"| {row['variant']} | {_millions(row['trainable'])} | {_millions(row['total'])} | "
+            f"| {row['variant']} | {row['width'] or '-'} | {_millions(row['trainable'])} | {_millions(row['total'])} | "
             f"{100 * row['adapters'] / row['total']:.2f} | {100 * row['trainable'] / row['total']:.2f} | "
             f"{row['median_step_s']:.3f} ({min(row['step_s']):.3f}-{max(row['step_s']):.3f}) | "
             f"{row['step_vs_full']:.2f} | {peak} | {_size(row['trained_file_bytes'])} | "
@@ -306,7 +301,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (also in the memory processes)")
     parser.add_argument("--classes", type=int, default=1000, help="classes of the head")
-    parser.add_argument("--rank", type=int, default=None, help="LoRA rank / AdaptFormer width (default: LIFT's rule)")
+    parser.add_argument("--rank", type=int, default=None, help="LoRA rank / AdaptFormer width (default: the settings')")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # the fresh process of one variant

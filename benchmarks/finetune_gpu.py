@@ -1,8 +1,8 @@
 """The CLIP ViT-B/16 fine-tuning recipe's training step on a GPU: full fine-tuning, LoRA and AdaptFormer.
 
 Each variant is bagmar's model as finetune_cost.py builds it (`vit_base_patch16_clip_224`, random weights: the step
-costs the same with CLIP's; a cosine head for 1000 classes; LoRA's rank and AdaptFormer's width by LIFT's rule
-unless `--rank`), timed over SGD steps (momentum 0.9) on one random batch at 224 px under bf16 autocast, the
+costs the same with CLIP's; a cosine head for 1000 classes; LoRA's rank and AdaptFormer's width the settings'
+defaults unless `--rank`), timed over SGD steps (momentum 0.9) on one random batch at 224 px under bf16 autocast, the
 recipe's batch 128. For each: images/s, minutes an epoch of ImageNet-LT's 115,846 training images would take at
 that rate (the GPU side only: no data loading, no validation), and the peak GPU memory from model build to the
 last step (`torch.cuda.max_memory_allocated`). `benchmarks/gpu_check.sh` runs it; `--device cpu --backbone
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--classes", type=int, default=1000, help="classes of the head (ImageNet-LT's 1000)")
-    parser.add_argument("--rank", type=int, default=None, help="LoRA rank / AdaptFormer width (default: LIFT's rule)")
+    parser.add_argument("--rank", type=int, default=None, help="LoRA rank / AdaptFormer width (default: the settings')")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON line after the table")
     args = parser.parse_args()
     if min(args.batch, args.steps, args.classes, args.rank or 1) < 1 or args.warmup < 0:

@@ -23,14 +23,15 @@ def report(cost):
 def test_every_variant_is_timed_and_counted(cost, report) -> None:
     rows = {row["variant"]: row for row in report["rows"]}
     assert list(rows) == list(cost.variants()) and {"full", "linear probe", "lora", "adaptformer"} <= set(rows)
-    assert report["threads"] == 1 and report["size"] == 160 and report["rank"] == 1  # LIFT's rule: 10 / 12 -> 1
+    assert report["threads"] == 1 and report["size"] == 160 and report["rank"] is None
     assert all(len(row["step_s"]) == 2 and row["median_step_s"] > 0 for row in rows.values())
     assert len({row["total"] - row["adapters"] for row in rows.values()}) == 1  # the same base model in each
     full, probe = rows["full"], rows["linear probe"]
     assert full["trainable"] == full["total"] and probe["trainable"] == probe["head"] == 64 * 10  # cosine head
     for name in ("lora", "adaptformer"):
         assert rows[name]["adapters"] > 0 and rows[name]["trainable"] == rows[name]["adapters"] + rows[name]["head"]
-        assert rows[name]["trained_file_bytes"] < report["full_file_bytes"]
+        assert rows[name]["trained_file_bytes"] < report["full_file_bytes"] and rows[name]["width"] >= 1
+    assert rows["adaptformer"]["width"] == 1 and full["width"] is None  # LIFT's rule: 10 classes / 12 -> 1
     assert all(row["peak_rss_growth_mib"] is None for row in rows.values()) and report["memory"] is None
 
 
