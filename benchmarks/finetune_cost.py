@@ -23,8 +23,8 @@ Markdown on stdout, progress on stderr, `--json FILE` for the numbers.
     python benchmarks/finetune_cost.py [--backbone vit_base_patch16_clip_224] [--batch 4] [--steps 5]
         [--warmup 2] [--threads 1] [--classes 1000] [--rank N] [--no-memory] [--json FILE]
 
-The defaults took about 15 minutes on the shared 2-core build machine (load average 4 to 9): a ViT-B/16 step of 4
-images is 20-30 s on one thread. `--steps 3 --warmup 1` or `--no-memory` for less.
+On the 2-core build machine a ViT-B/16 step of 4 images takes 9-13 s on one quiet thread: `--steps 3 --warmup 1`
+took 6 minutes there, the defaults about 15 under load average 4 to 9 (`--no-memory` saves a third).
 """
 
 from __future__ import annotations
