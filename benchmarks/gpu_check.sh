@@ -8,7 +8,9 @@
 #     step (pipeline 5) in bf16 + channels-last, eager and compiled;
 #  3. benchmarks/large_scale_gpu.py: the large-scale presets' backbones (ResNeXt-50, ResNet-50, ResNet-152) in
 #     each freezing mode, timed training steps at 224 px in bf16 + channels-last beside the estimate in docs/large-scale.md;
-#  4. 2 epochs of the real `cifar100_lt` recipe (`bagmar train`) on generated CIFAR-100-shaped data
+#  4. benchmarks/finetune_gpu.py: the CLIP ViT-B/16 fine-tuning recipe's step (full fine-tuning, LoRA, AdaptFormer;
+#     batch 128, bf16, 224 px): images/s, minutes an ImageNet-LT epoch, peak GPU memory;
+#  5. 2 epochs of the real `cifar100_lt` recipe (`bagmar train`) on generated CIFAR-100-shaped data
 #     (benchmarks/fake_cifar.py, then `bagmar prepare cifar100 --source`), default settings and then
 #     bf16 + channels-last + compile, printing images/s of the second epoch and the projected wall time of the
 #     200 epochs the recipe trains.
@@ -99,6 +101,15 @@ if [[ "$DEVICE" == cuda ]]; then
 else  # a dry run: 32-pixel images, one step each
   "$PYTHON" benchmarks/large_scale_gpu.py --device cpu --size 32 --batch 2 --steps 1 --warmup 0 --json \
     | tee "$WORK/large_scale_gpu.md"
+fi
+
+log "CLIP ViT-B/16 fine-tuning: full vs LoRA vs AdaptFormer, training steps in bf16 (ImageNet-LT epoch minutes)"
+if [[ "$DEVICE" == cuda ]]; then
+  "$PYTHON" benchmarks/finetune_gpu.py --device cuda --batch 128 --steps 20 --warmup 5 --json \
+    | tee "$WORK/finetune_gpu.md"
+else  # a dry run: timm's tiny test_vit, one step of 2 images each
+  "$PYTHON" benchmarks/finetune_gpu.py --device cpu --backbone test_vit --classes 10 --batch 2 --steps 1 --warmup 0 \
+    --json | tee "$WORK/finetune_gpu.md"
 fi
 
 log "CIFAR-100-shaped data (random pixels) -> bagmar prepare cifar100 (imb 100)"

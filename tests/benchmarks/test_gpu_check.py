@@ -48,6 +48,10 @@ def test_cpu_dry_run_measures_and_trains(tmp_path):
     large = (tmp_path / "large_scale_gpu.md").read_text().splitlines()
     assert len([line for line in large if line.startswith("| res")]) == 8  # 3 backbones x the presets' modes
     assert json.loads(large[-1])["device"] == "cpu"
+    tuned = json.loads((tmp_path / "finetune_gpu.md").read_text().splitlines()[-1])
+    assert tuned["device"] == "cpu" and tuned["backbone"] == "test_vit"
+    assert {"full", "lora", "adaptformer"} <= {row["variant"] for row in tuned["rows"]}
+    assert all(row["images_per_s"] > 0 and row["epoch_min"] > 0 for row in tuned["rows"])
     fp32 = json.loads((tmp_path / "throughput_fp32.json").read_text())
     assert len(fp32["pipelines"]) == 5 and fp32["device"] == "cpu"
     assert (
