@@ -39,6 +39,7 @@ def _run(bench, out: Path, monkeypatch, capsys) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow  # 11 s: seven tiny trainings
 def test_tiny_simulation_writes_every_run_and_reads_them_back(bench, tmp_path, monkeypatch, capsys):
     first = _run(bench, tmp_path, monkeypatch, capsys)
     saved = json.loads((tmp_path / "results.json").read_text())

@@ -171,7 +171,7 @@ FUZZ = dict(
 )
 
 
-@settings(max_examples=int(os.environ.get("BAGMAR_FUZZ_EXAMPLES", "20")), **FUZZ)
+@settings(max_examples=int(os.environ.get("BAGMAR_FUZZ_EXAMPLES", "10")), **FUZZ)
 @given(args=command_lines())
 def test_random_command_lines_fail_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args):
     fails_cleanly(cli, digits_run, digits_data, tmp_path, monkeypatch, args)

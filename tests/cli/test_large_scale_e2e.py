@@ -57,11 +57,8 @@ def trees(tmp_path_factory) -> dict[str, tuple[Path, Path, dict[str, list[tuple[
     return out
 
 
-@pytest.mark.parametrize(
-    "name",
-    # iNaturalist's run takes several times the others' (its 2-level category tree): in the slow suite
-    [pytest.param(name, marks=pytest.mark.slow) if name == "inat2018" else name for name in sorted(CASES)],
-)
+@pytest.mark.slow  # the default suite runs ImageNet-LT's format end to end in test_file_list_datasets.py
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_each_benchmark_from_prepare_to_predict_through_both_stages(cli, trees, tmp_path, name):
     run_pipeline(cli, trees[name], tmp_path, CASES[name], backbone=TINY, crop=16, batch=CASES[name].batch)
 

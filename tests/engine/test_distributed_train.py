@@ -51,6 +51,7 @@ def test_torchrun_two_processes(digits_data: Path, tmp_path: Path, sampler: str)
     assert not (out / ".lock").exists()
 
 
+@pytest.mark.slow  # 26 s of the default suite's budget; test_torchrun_two_processes stays
 def test_torchrun_trains_both_stages_in_one_process_group(digits_data: Path, tmp_path: Path):
     """Two stages under torchrun: one process group for both, every rank starts stage 2 from stage 1's backbone."""
     out = tmp_path / "ddp"
@@ -67,6 +68,7 @@ def test_torchrun_trains_both_stages_in_one_process_group(digits_data: Path, tmp
     assert not any(p.name == ".lock" for p in out.rglob("*"))
 
 
+@pytest.mark.slow  # 34 s
 def test_torchrun_on_image_files_keeps_the_ranks_in_step_when_a_whole_batch_fails_to_decode(tmp_path: Path):
     """One image per process and step: the image of rank 1's third step does not decode, so rank 1 has nothing to
     train on there. It must still take that step (with its last good batch), or rank 0 waits for it forever."""

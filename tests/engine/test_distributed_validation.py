@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -61,6 +62,7 @@ def _model_and_data():
     return model, images, torch.arange(23) % 10
 
 
+@pytest.mark.slow  # 15 s; the two-process report test stays in the default suite
 def test_sharded_outputs_equal_one_process_in_split_order(tmp_path: Path):
     """Rank 1 ends up with the whole split's logits, in order, computed with rank 0's BatchNorm statistics."""
     import torch.multiprocessing as mp

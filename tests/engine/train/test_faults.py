@@ -135,7 +135,7 @@ def metric_lines(run: Path) -> int:
 KILL_POINTS = {
     "kill-in-epoch-1": (signal.SIGKILL, 10),  # no checkpoint yet: resume refuses in one line
     "kill-in-epoch-2": (signal.SIGKILL, STEPS_PER_EPOCH + 5),
-    "sigint-in-epoch-2": (signal.SIGINT, STEPS_PER_EPOCH + 20),
+    "sigint-in-epoch-2": (signal.SIGINT, STEPS_PER_EPOCH + 20),  # slow suite (SIGTERM: the two-trainers test)
 }
 _draw = random.Random(7)  # the slow variant: 12 points drawn over a 4-epoch run, the same on every run
 SLOW_KILL_POINTS = {
@@ -180,7 +180,13 @@ def _kill_and_resume(cli, digits_data, reference, tmp_path, signum, step, epochs
     resume_matches_reference(cli, digits_data, run, reference, epochs)
 
 
-@pytest.mark.parametrize(("signum", "step"), KILL_POINTS.values(), ids=KILL_POINTS.keys())
+@pytest.mark.parametrize(
+    ("signum", "step"),
+    [
+        pytest.param(*point, id=name, marks=[pytest.mark.slow] if name.startswith("sigint") else [])
+        for name, point in KILL_POINTS.items()
+    ],
+)
 def test_stopped_run_resumes_to_the_same_weights(cli, digits_data, reference, tmp_path, signum, step):
     _kill_and_resume(cli, digits_data, reference, tmp_path, signum, step)
 
@@ -249,9 +255,11 @@ RECIPES = {
         ],
         2,
     ),
-    "ema-bf16-channels-last-log-every-5": (
+    # slow: bf16 on a CPU (13 s)
+    "ema-bf16-channels-last-log-every-5": pytest.param(
         ["train.ema=true", "train.precision=bf16", "train.channels_last=true", "train.log_every=5"],
         2,
+        marks=pytest.mark.slow,
     ),
 }
 

@@ -41,7 +41,7 @@ def error_lines(stderr: str) -> list[str]:
     "setting",
     [
         "data.augment_on='sample'",
-        "train.precision='bf16'",
+        pytest.param("train.precision='bf16'", marks=pytest.mark.slow),  # bf16 on a CPU: 11 s
         "train.channels_last=true",
         "train.log_every=1",
     ],

@@ -163,9 +163,9 @@ def test_bundle_holds_weights_and_metadata_only(digits_run, tmp_path):
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"format": "tflite"}, "--format"),
+        ({"format": "tflite"}, "`format`"),
         ({"batch": "0"}, "`batch`"),
-        ({"output": "scores"}, "--output"),
+        ({"output": "scores"}, "`output`"),
         ({"tau": "abc"}, "`tau`"),
         ({"method": "pn"}, "`method`"),
         ({"tau": "1", "method": "pn", "output": "logits"}, "probabilities"),
