@@ -5,20 +5,18 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window; must precede the pyplot import
-
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from bagmar_cli.files import atomic_write
 from bagmar_cli.functional.calibration import ReliabilityBins, ece_from_bins
 from bagmar_cli.functional.metrics import FEW_SHOT_BELOW, MANY_SHOT_ABOVE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _DPI = 120
 NAMED_PER_KIND = 5  # the per-class plot names this many few-shot classes and this many worst classes
@@ -40,6 +38,17 @@ class TauCurve(Protocol):
     def best(self) -> dict[str, float | None]: ...  # the chosen row
 
 
+def pyplot() -> ModuleType:
+    """matplotlib's pyplot on the file-only Agg backend, imported on the first plot (half a second that commands
+    which draw nothing, or fail early, do not pay)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window; must precede the pyplot import
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     """Write the figure as a PNG (atomically: a failed write leaves no half file), close it, and return the path."""
     path, buffer = Path(path), io.BytesIO()
@@ -47,7 +56,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
         fig.tight_layout()
         fig.savefig(buffer, format="png", dpi=_DPI)
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     atomic_write(path, buffer.getvalue())
     return path
 
@@ -60,7 +69,7 @@ def _as_float_list(values: Tensor | Sequence[float | None]) -> list[float]:
 
 def plot_tau_curve(result: TauCurve, path: str | Path) -> Path:
     """Top-1 and many/medium/few accuracy against tau, the chosen tau marked."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     taus = _as_float_list([row["tau"] for row in result.rows])  # never None
     for key, style in (("top1", "-o"), ("many", "--"), ("medium", "--"), ("few", "--")):
         ax.plot(taus, _as_float_list([row[key] for row in result.rows]), style, label=key, markersize=3)
@@ -74,7 +83,7 @@ def plot_tau_curve(result: TauCurve, path: str | Path) -> Path:
 
 def plot_reliability(bins: ReliabilityBins, path: str | Path, *, title: str = "Reliability") -> Path:
     """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, ax = pyplot().subplots(figsize=(4.5, 4.5))
     width = (bins.upper - bins.lower).tolist()
     ax.bar(
         bins.lower.tolist(),
@@ -110,7 +119,7 @@ def plot_per_class(
 ) -> Path:
     """Accuracy of each class against its number of training images (log x); the few-shot and worst classes
     (`named_classes`) are labelled with their names."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     counts = train_counts.to(torch.float64).clamp_min(1).tolist()  # log axis: show empty classes at 1
     accuracy = _as_float_list(per_class_acc)
     ax.scatter(counts, accuracy, s=8, alpha=0.6)
@@ -132,7 +141,7 @@ def plot_confused_pairs(
     title: str = "Most confused pairs (true → predicted)",
 ) -> Path:
     """Horizontal bars of the most confused (true -> predicted) pairs, most confused on top."""
-    fig, ax = plt.subplots(figsize=(6, 1 + 0.3 * max(len(pairs), 1)))
+    fig, ax = pyplot().subplots(figsize=(6, 1 + 0.3 * max(len(pairs), 1)))
     labels = [f"{class_names[t]} → {class_names[p]}" for t, p, _ in pairs]
     ax.barh(range(len(pairs)), [n for _, _, n in pairs])
     ax.set_yticks(range(len(pairs)), labels)
@@ -143,7 +152,7 @@ def plot_confused_pairs(
 
 def plot_class_differences(diffs: Tensor | Sequence[float | None], train_counts: Tensor, path: str | Path) -> Path:
     """Per-class accuracy of A minus B against training images (log x), the few / medium / many ranges shaded."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     counts = train_counts.to(torch.float64).clamp_min(1)
     low, high = 0.8 * float(counts.min()), 1.25 * float(counts.max())
     spans = (("few", low, FEW_SHOT_BELOW), ("medium", FEW_SHOT_BELOW, MANY_SHOT_ABOVE), ("many", MANY_SHOT_ABOVE, high))

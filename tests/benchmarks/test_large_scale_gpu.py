@@ -3,8 +3,6 @@ clear refusal without CUDA."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -45,8 +43,10 @@ def test_the_table_shows_the_measured_rate_beside_the_estimate(gpu_module) -> No
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_without_cuda_it_is_one_error_line() -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, check=False)
-    assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr == f"Error: --device cuda: no CUDA device visible to torch {torch.__version__}\n"
+def test_without_cuda_it_is_one_error_line(gpu_module, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT)])
+    with pytest.raises(SystemExit) as exit_:
+        gpu_module.main()
+    captured = capsys.readouterr()
+    assert exit_.value.code == 1 and captured.out == ""
+    assert captured.err == f"Error: --device cuda: no CUDA device visible to torch {torch.__version__}\n"

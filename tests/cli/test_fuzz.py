@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from support.training import with_hooks
 
-import bagmar_cli.plots  # noqa: F401  (first import writes matplotlib's cache folders, outside the watch)
+from bagmar_cli.plots import pyplot
 from bagmar_cli.cli.app import app
 from bagmar_cli.errors import TrainingError
+
+pyplot()  # matplotlib's first import writes its cache folders: here, before the write watch starts
 
 COMMANDS = {info.name: typer.main.get_command(app).commands[info.name] for info in app.registered_commands}
 PATHS = ["ckpt.safetensors", "ds", "image.png", "file.txt", "dir", "file.txt/below", "missing.safetensors", ".", ".."]

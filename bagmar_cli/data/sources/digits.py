@@ -6,8 +6,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import sklearn
-from sklearn.datasets import load_digits
 
 from bagmar_cli.console import warn
 from bagmar_cli.data.longtail import shuffled_by_class
@@ -26,6 +24,8 @@ def load_digits_source(source: Path | None) -> SourceData:
     """The digits as uint8 (N, 1, 8, 8) images scaled 0-16 -> 0-255, split into a training pool and a test set."""
     if source is not None:
         raise SettingError("the digits dataset ships with scikit-learn and takes no `source`")
+    from sklearn.datasets import load_digits  # here: scikit-learn (and SciPy) take a second to import
+
     bunch = load_digits()
     raw, labels = bunch.images.astype(np.uint8), bunch.target.astype(np.int64)
     if not np.array_equal(raw, bunch.images) or raw.max() > 16:
@@ -39,6 +39,8 @@ def load_digits_source(source: Path | None) -> SourceData:
 
 def _source_info(raw: np.ndarray, labels: np.ndarray) -> SourceInfo:
     """The scikit-learn version and a SHA-256 of the arrays, compared with the known one."""
+    import sklearn
+
     digest = hashlib.sha256(raw.tobytes() + labels.astype("<i8").tobytes()).hexdigest()
     if digest != SHA256:
         warn(f"scikit-learn {sklearn.__version__}'s digits differ from the known ones (SHA-256 {digest})")

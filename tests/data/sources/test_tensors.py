@@ -11,7 +11,7 @@ from bagmar_cli.errors import DatasetError, SettingError
 def test_existing_directory_is_kept_unless_overwrite(tmp_path, monkeypatch):
     out = tmp_path / "ds"
     prepare_dataset("digits", imb=10, out=out)
-    monkeypatch.setattr("bagmar_cli.data.sources.digits.load_digits", _never)  # refused before the source is read
+    monkeypatch.setattr("sklearn.datasets.load_digits", _never)  # refused before the source is read
     with pytest.raises(DatasetError, match="already exists; pass `overwrite`"):
         prepare_dataset("digits", imb=20, out=out)
     assert load_manifest(out).imb == 10
