@@ -7,7 +7,8 @@
 #  2. benchmarks/throughput.py on the GPU: the five pipelines in fp32, then the bare step against bagmar's own
 #     step (pipeline 5) in bf16 + channels-last, eager and compiled;
 #  3. benchmarks/large_scale_gpu.py: the large-scale presets' backbones (ResNeXt-50, ResNet-50, ResNet-152) in
-#     each freezing mode, timed training steps at 224 px in bf16 + channels-last beside the estimate in docs/large-scale.md;
+#     each freezing mode, and the CLIP ViT-B/16 presets' AdaptFormer stage, timed training steps at 224 px in
+#     bf16 + channels-last beside the estimate in docs/large-scale.md;
 #  4. benchmarks/finetune_gpu.py: the CLIP ViT-B/16 fine-tuning recipe's step (full fine-tuning, LoRA, AdaptFormer;
 #     batch 128, bf16, 224 px): images/s, minutes an ImageNet-LT epoch, peak GPU memory;
 #  5. 2 epochs of the real `cifar100_lt` recipe (`bagmar train`) on generated CIFAR-100-shaped data

@@ -1,13 +1,15 @@
 """Estimated wall time per epoch of the large-scale presets on one GPU, from what a CPU-only machine can measure.
 
-Measured here, per backbone built by bagmar (`build_model`: timm backbone + our linear head for the preset's classes):
+Measured here, per backbone built by bagmar (`build_model`: timm backbone + our head for the preset's classes; the
+CLIP ViT-B/16 fine-tuning presets' model with its AdaptFormer adapters, trainable as training sets them):
 
 1. FLOPs of one training step per image at 224x224, forward + backward, counted by torch's `FlopCounterMode` (convs
    and matmuls, 2 FLOPs per multiply-add; elementwise ops, BatchNorm and the optimiser step are not counted), for
    each freezing mode the presets use: "none" (stage 1, everything learns), "all_but_last_stage" (Places-LT's
    fine-tuning) and "backbone" (stage 2, classifier re-training: the frozen backbone runs forward only). torch's
    formula for a grouped convolution's weight gradient overcounts by the group count (pytorch/pytorch PR #183405);
-   it is corrected here, which matters for ResNeXt's 32 groups.
+   it is corrected here, which matters for ResNeXt's 32 groups. The CPU's fused attention kernel
+   (`_scaled_dot_product_flash_attention_for_cpu`) is counted with torch's formula for the GPU's flash attention.
 2. The CPU data path per worker: bagmar's `ImageListDataset` + `image_train_transform` (RandomResizedCrop 224, flip,
    ColorJitter 0.4; also with RandAugment rand-n2-m10-mstd0.5) on generated JPEGs of each dataset's typical size,
    in this process with one torch thread: images per CPU-second (what one worker on its own core does) and per
@@ -15,6 +17,10 @@ Measured here, per backbone built by bagmar (`build_model`: timm backbone + our 
    `benchmarks/loader.py`'s results).
 3. A CPU training step (SGD, batch `--batch`, 224 px) per backbone and mode: images/s and the GFLOP/s achieved,
    so that the FLOP count and the measured time can be compared.
+4. For the fine-tuning presets, the bytes autograd keeps for the backward of one training step under bf16 autocast
+   (storages counted once, parameters apart), at batch 1 and 2: per image and per batch. With the parameters
+   (fp32), their gradients and SGD's momentum (fp32, trainable ones only) that estimates the GPU memory at the
+   recipe's batch (CUDA's context, cuBLAS workspaces and the allocator's slack are not counted).
 
 Estimated from them: per preset and stage, images per epoch (the train split; class-aware sampling draws
 len(train) images an epoch as well), GPU compute seconds = images x FLOPs/image / sustained FLOP/s, where the
@@ -48,7 +54,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
 from bagmar_cli.console import err, info, result
 from bagmar_cli.data.augment.images import image_train_transform
@@ -56,11 +62,12 @@ from bagmar_cli.data.images import EvalPreprocess, ImageListDataset, collate_ski
 from bagmar_cli.errors import BagmarError
 from bagmar_cli.files import atomic_write
 from bagmar_cli.models import Classifier, build_model
-from bagmar_cli.models.freeze import freeze
+from bagmar_cli.models.freeze import freeze, train_only
 from bagmar_cli.settings import DataSettings, ModelSettings
 
 CROP = 224
 JITTER = DataSettings(color_jitter=0.4)  # RandomResizedCrop (scale 0.08-1), flip, ColorJitter 0.4
+FINETUNE_DATA = DataSettings(color_jitter=0.0)  # the CLIP presets (LIFT's): RandomResizedCrop (0.08-1) and flip only
 RANDAUGMENT = "rand-n2-m10-mstd0.5"  # the authors' RandAugment, measured beside the recipe as a variant
 NOISE_SIGMA = 20.0  # pixel noise of the generated JPEGs (std, on 0-255): file sizes like photos', not like noise
 
@@ -78,10 +85,11 @@ A100_BANDWIDTH, H100_BANDWIDTH = 2.039e12, 3.35e12  # HBM bytes/s: A100 80GB SXM
 
 @dataclass(frozen=True)
 class Stage:
-    """One training stage of a preset: its name and the `model.freeze` it trains with."""
+    """One training stage of a preset: its name, the `model.freeze` it trains with and its `model.peft`."""
 
     name: str
     freeze: str
+    peft: str = "none"
 
 
 @dataclass(frozen=True)
@@ -94,9 +102,12 @@ class Preset:
     train_images: int
     jpeg: tuple[int, int]  # (width, height) of a typical image of the dataset
     stages: tuple[Stage, ...]
+    batch: int | None = None  # the recipe's batch, where the estimate gives its GPU memory (the fine-tuning presets)
 
 
 TWO_STAGES = (Stage("stage 1 (all)", "none"), Stage("stage 2 (head)", "backbone"))
+CLIP = "vit_base_patch16_clip_224.openai"
+ADAPTFORMER = Stage("fine-tune (AdaptFormer + head)", "none", "adaptformer")
 PRESETS = (
     Preset("imagenet_lt", "resnext50_32x4d", 1000, 115_846, (400, 350), TWO_STAGES),
     Preset("imagenet_lt (ResNet-50)", "resnet50", 1000, 115_846, (400, 350), TWO_STAGES),
@@ -109,6 +120,15 @@ PRESETS = (
         62_500,
         (256, 256),
         (Stage("fine-tune (last stage + head)", "all_but_last_stage"), Stage("stage 2 (head)", "backbone")),
+    ),
+    # CLIP ViT-B/16 + AdaptFormer, batch 128 (LIFT's recipe: presets/*_clip_vitb16.toml); 20 epochs for iNaturalist
+    *(
+        Preset(f"{name}_clip_vitb16", CLIP, classes, images, jpeg, (ADAPTFORMER,), batch=128)
+        for name, classes, images, jpeg in (
+            ("imagenet_lt", 1000, 115_846, (400, 350)),
+            ("inat2018", 8142, 437_513, (800, 600)),
+            ("places_lt", 365, 62_500, (256, 256)),
+        )
     ),
 )
 
@@ -159,12 +179,33 @@ def conv_backward_flop(
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
-COUNTING = {torch.ops.aten.convolution_backward: conv_backward_flop}
+def cpu_attention_flop(query_shape: Sequence[int], key_shape: Sequence[int], value_shape: Sequence[int],
+                       *args: Any, **kwargs: Any) -> int:  # fmt: skip
+    """FLOPs of the CPU's fused attention: what torch counts for flash attention on a GPU."""
+    return int(sdpa_flop_count(query_shape, key_shape, value_shape))
 
 
-def build(backbone: str, classes: int, mode: str) -> Classifier:
+def cpu_attention_backward_flop(grad_out_shape: Sequence[int], query_shape: Sequence[int], key_shape: Sequence[int],
+                                value_shape: Sequence[int], *args: Any, **kwargs: Any) -> int:  # fmt: skip
+    return int(sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape))
+
+
+COUNTING = {
+    torch.ops.aten.convolution_backward: conv_backward_flop,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flop,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: cpu_attention_backward_flop,
+}
+
+
+def build(backbone: str, classes: int, mode: str, peft: str = "none") -> Classifier:
     """bagmar's model for `backbone` with `classes` outputs, frozen as `mode` says, in training mode (frozen
-    BatchNorms in eval mode, as the trainer keeps them)."""
+    BatchNorms in eval mode, as the trainer keeps them). With a `peft` adapter: the fine-tuning presets' model
+    (cosine head on CLIP's projected features), trainable as training sets it."""
+    if peft != "none":
+        settings = ModelSettings(backbone=backbone, peft=peft, head="normed", features="projected")  # type: ignore[arg-type]
+        model = build_model(settings, classes, 3).train()
+        train_only(model, settings)
+        return model
     model = build_model(ModelSettings(backbone=backbone, freeze=mode), classes, 3).train()  # type: ignore[arg-type]
     for norm in freeze(model, mode):
         norm.eval()
@@ -195,6 +236,42 @@ def step_flops(model: nn.Module, size: int, classes: int, batch: int = 2) -> flo
     return counter.get_total_flops() / batch
 
 
+def saved_bytes(model: nn.Module, size: int, classes: int, batch: int) -> int:
+    """Bytes of the tensors autograd keeps for the backward of one bf16-autocast training step of `batch` images:
+    each storage once, the parameters' own storages left out (they are counted as weights)."""
+    images, labels = batch_of(batch, size, classes)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(images)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+    model.zero_grad(set_to_none=True)
+    return sum(saved.values())
+
+
+def memory_estimate(model: nn.Module, size: int, classes: int, batch: int) -> dict[str, float]:
+    """GPU memory of a bf16 training step at `batch`, estimated: saved activations (per image, from batches of 1
+    and 2, and per batch: bf16 copies of frozen weights) + fp32 weights + gradient and momentum of trainable ones."""
+    one, two = saved_bytes(model, size, classes, 1), saved_bytes(model, size, classes, 2)
+    total, trainable = parameters(model)
+    weights, optimiser = 4 * total, 2 * 4 * trainable
+    activations = one + (two - one) * (batch - 1)
+    return {
+        "saved_mb_per_image": (two - one) / 1e6, "saved_mb_per_batch": (2 * one - two) / 1e6,
+        "weights_gb": weights / 1e9, "gradients_and_momentum_gb": optimiser / 1e9, "batch": batch,
+        "activations_gb": activations / 1e9, "total_gib": (weights + optimiser + activations) / 2**30,
+    }  # fmt: skip
+
+
 def parameters(model: nn.Module) -> tuple[int, int]:
     """(all, trainable) parameter counts."""
     params = list(model.parameters())
@@ -212,13 +289,20 @@ def cpu_step(model: nn.Module, size: int, classes: int, batch: int, steps: int) 
     return batch * steps / (time.perf_counter() - wall), batch * steps / (time.process_time() - cpu)
 
 
-def measure_model(backbone: str, classes: int, mode: str, *, size: int, batch: int, steps: int) -> dict[str, Any]:
-    """FLOPs per image, parameters and (`steps` > 0) the CPU training rate of one backbone and freezing mode."""
+def measure_model(
+    backbone: str, classes: int, mode: str, *, size: int, batch: int, steps: int, peft: str = "none",
+    memory_batch: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """FLOPs per image, parameters, (`steps` > 0) the CPU training rate of one backbone and freezing mode (and
+    adapter), and (`memory_batch`) the estimated GPU memory of a bf16 step at that batch."""
     torch.manual_seed(0)
-    model = build(backbone, classes, mode)
+    model = build(backbone, classes, mode, peft)
     flops = step_flops(model, size, classes)
     total, trainable = parameters(model)
-    row = {"backbone": backbone, "classes": classes, "freeze": mode, "size": size, "gflops_per_image": flops / 1e9}
+    row = {"backbone": backbone, "classes": classes, "freeze": mode, "peft": peft, "size": size}
+    row["gflops_per_image"] = flops / 1e9
+    if memory_batch is not None:
+        row["memory"] = memory_estimate(model, size, classes, memory_batch)
     row |= {"parameters": total, "trainable_parameters": trainable}
     if steps > 0:
         wall_rate, cpu_rate = cpu_step(model, size, classes, batch, steps)
@@ -274,6 +358,17 @@ def loader_rate(root: Path, names: list[str], transform: Callable[[Image.Image],
     return {"images_per_cpu_s": max(per_cpu), "images_per_s": max(per_wall)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows: per-core rates depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _one_thread(_: int) -> None:
     torch.set_num_threads(1)
 
@@ -306,9 +401,11 @@ def worker_rate(root: Path, names: list[str], transform: Callable[[Image.Image],
     return {"images_per_cpu_s": max(per_cpu), "images_per_s": max(per_wall)}
 
 
-def measure_data_path(jpeg: tuple[int, int], files: int, rounds: int, crop: int = CROP) -> dict[str, Any]:
+def measure_data_path(
+    jpeg: tuple[int, int], files: int, rounds: int, crop: int = CROP, finetune: bool = False
+) -> dict[str, Any]:
     """Per-worker rates of the training transform (to `crop` pixels) with and without RandAugment on `files`
-    JPEGs of size `jpeg`."""
+    JPEGs of size `jpeg`; with `finetune`, also one worker's rate with the fine-tuning presets' crop and flip."""
     with tempfile.TemporaryDirectory(prefix="bagmar-estimate-") as tmp:
         names, mean_bytes = write_jpegs(Path(tmp), files, jpeg)
         row: dict[str, Any] = {"jpeg": list(jpeg), "files": files, "mean_file_kb": mean_bytes / 1e3, "crop": crop}
@@ -316,6 +413,9 @@ def measure_data_path(jpeg: tuple[int, int], files: int, rounds: int, crop: int 
         jitter = image_train_transform(JITTER, preprocess)
         randaugment = image_train_transform(JITTER.model_copy(update={"randaugment": RANDAUGMENT}), preprocess)
         row["worker"] = worker_rate(Path(tmp), names, randaugment, rounds)  # the presets' pipeline
+        if finetune:
+            crop_flip = image_train_transform(FINETUNE_DATA, preprocess)
+            row["worker_finetune"] = worker_rate(Path(tmp), names, crop_flip, rounds)
         row["recipe"] = loader_rate(Path(tmp), names, jitter, rounds)
         row["with_randaugment"] = loader_rate(Path(tmp), names, randaugment, rounds)
     return row
@@ -326,7 +426,7 @@ def measure_data_path(jpeg: tuple[int, int], files: int, rounds: int, crop: int 
 
 def estimate(
     presets: Sequence[Preset],
-    models: dict[tuple[str, int, str], dict[str, Any]],
+    models: dict[tuple[str, int, str, str], dict[str, Any]],
     data: dict[tuple[int, int], dict[str, Any]],
     calibration: Calibration,
     workers: Sequence[int],
@@ -335,9 +435,10 @@ def estimate(
     the epoch in minutes (the larger of compute and loading) per GPU and worker count."""
     rows = []
     for preset in presets:
-        rate = data[preset.jpeg]["worker"]["images_per_cpu_s"]
         for stage in preset.stages:
-            flops = models[(preset.backbone, preset.classes, stage.freeze)]["gflops_per_image"] * 1e9
+            rate = data[preset.jpeg][_pipeline(stage)]["images_per_cpu_s"]
+            model = models[(preset.backbone, preset.classes, stage.freeze, stage.peft)]
+            flops = model["gflops_per_image"] * 1e9
             gpu = {name: calibration.seconds(preset.train_images * flops, name) for name in ("A100", "H100")}
             loader = {n: preset.train_images / (rate * n) for n in workers}
             rows.append(
@@ -346,9 +447,16 @@ def estimate(
                     "images_per_epoch": preset.train_images, "jpeg": list(preset.jpeg), "gflops_per_image": flops / 1e9,
                     "gpu_s": gpu, "loader_s": {str(n): s for n, s in loader.items()},
                     "wall_min": {g: {str(n): max(gpu[g], loader[n]) / 60 for n in workers} for g in gpu},
+                    "peft": stage.peft, "gpu_memory_gib": model.get("memory", {}).get("total_gib"),
+                    "batch": preset.batch,
                 }
             )  # fmt: skip
     return rows
+
+
+def _pipeline(stage: Stage) -> str:
+    """The data path row's key for the stage's augmentation: the fine-tuning presets' or the others'."""
+    return "worker" if stage.peft == "none" else "worker_finetune"
 
 
 def run(
@@ -365,21 +473,27 @@ def run(
     preset's epochs (the calibration's ResNet-50 is always counted at 224 pixels, as NVIDIA measured it)."""
     load_before = os.getloadavg()
     models = {}
-    for backbone, classes, mode in sorted({(p.backbone, p.classes, s.freeze) for p in presets for s in p.stages}):
-        info(f"{backbone} ({classes} classes), freeze {mode}: counting FLOPs, timing {steps} CPU steps of {batch}")
-        models[(backbone, classes, mode)] = measure_model(backbone, classes, mode, size=size, batch=batch, steps=steps)
-    reference = models.get(("resnet50", 1000, "none")) if size == CROP else None
+    memory = {(p.backbone, p.classes, s.freeze, s.peft): p.batch for p in presets for s in p.stages if p.batch}
+    for key in sorted({(p.backbone, p.classes, s.freeze, s.peft) for p in presets for s in p.stages}):
+        backbone, classes, mode, peft = key
+        adapter = "" if peft == "none" else f", {peft}"
+        info(f"{backbone} ({classes} classes), freeze {mode}{adapter}: counting FLOPs, timing {steps} CPU steps")
+        models[key] = measure_model(
+            backbone, classes, mode, size=size, batch=batch, steps=steps, peft=peft, memory_batch=memory.get(key)
+        )
+    reference = models.get(("resnet50", 1000, "none", "none")) if size == CROP else None
     if reference is None:
         info("resnet50 (1000 classes), freeze none at 224 px: counting FLOPs for the calibration")
         reference = measure_model("resnet50", 1000, "none", size=CROP, batch=batch, steps=0)
     data = {}
     for jpeg in sorted({p.jpeg for p in presets}):
         info(f"data path: {files} JPEGs {jpeg[0]}x{jpeg[1]}, best of {rounds} passes")
-        data[jpeg] = measure_data_path(jpeg, files, rounds, size)
+        finetune = any(s.peft != "none" for p in presets if p.jpeg == jpeg for s in p.stages)
+        data[jpeg] = measure_data_path(jpeg, files, rounds, size, finetune)
     calibration = Calibration(reference["gflops_per_image"] * 1e9)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "torch": torch.__version__, "timm": timm.__version__, "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__, "timm": timm.__version__, "cpu": cpu_model(),
         "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cores": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()], "workers": list(workers), "size": size,
@@ -424,11 +538,12 @@ def render(report: dict[str, Any]) -> list[str]:
     ]
     header = ["preset", "stage", "backbone", "images/epoch", "GFLOPs/img", "GPU s/epoch A100 / H100",
               f"loader s/epoch {w} workers", f"est. wall min/epoch A100, {w} workers",
-              f"est. wall min/epoch H100, {w} workers"]  # fmt: skip
+              f"est. wall min/epoch H100, {w} workers", "est. GPU memory GiB (batch)"]  # fmt: skip
     rows = [
         [r["preset"], r["stage"], r["backbone"], f"{r['images_per_epoch']:,}", f"{r['gflops_per_image']:.1f}",
          _slash(r["gpu_s"].values(), ".0f"), _slash(r["loader_s"].values(), ".0f"),
-         _slash(r["wall_min"]["A100"].values(), ".1f"), _slash(r["wall_min"]["H100"].values(), ".1f")]
+         _slash(r["wall_min"]["A100"].values(), ".1f"), _slash(r["wall_min"]["H100"].values(), ".1f"),
+         "–" if r.get("gpu_memory_gib") is None else f"{r['gpu_memory_gib']:.1f} ({r['batch']})"]
         for r in report["estimate"]
     ]  # fmt: skip
     lines += markdown_table(header, rows, right=3)
@@ -437,19 +552,34 @@ def render(report: dict[str, Any]) -> list[str]:
     header = ["backbone", "classes", "freeze", "GFLOPs/img (fwd+bwd)", "params (M)", "trainable (M)",
               "CPU img/s", "CPU img/CPU-s", "GFLOP/CPU-s"]  # fmt: skip
     rows = [
-        [m["backbone"], str(m["classes"]), m["freeze"], f"{m['gflops_per_image']:.2f}", f"{m['parameters'] / 1e6:.1f}",
+        [m["backbone"], str(m["classes"]), _mode(m), f"{m['gflops_per_image']:.2f}", f"{m['parameters'] / 1e6:.1f}",
          f"{m['trainable_parameters'] / 1e6:.2f}", f"{m.get('cpu_images_per_s', 0):.2f}",
          f"{m.get('cpu_images_per_cpu_s', 0):.2f}", f"{m.get('cpu_gflops_per_cpu_s', 0):.0f}"]
         for m in report["models"]
     ]  # fmt: skip
     lines += markdown_table(header, rows, right=3)
+    memory = [m for m in report["models"] if "memory" in m]
+    if memory:
+        lines += ["", "## Measured: what a bf16 training step keeps for backward (the GPU memory estimate)", ""]
+        header = ["backbone", "classes", "freeze", "saved MB/img", "saved MB/batch", "weights GB (fp32)",
+                  "grad + momentum GB", "batch", "activations GB", "est. total GiB"]  # fmt: skip
+        rows = [
+            [m["backbone"], str(m["classes"]), _mode(m), f"{m['memory']['saved_mb_per_image']:.1f}",
+             f"{m['memory']['saved_mb_per_batch']:.0f}", f"{m['memory']['weights_gb']:.2f}",
+             f"{m['memory']['gradients_and_momentum_gb']:.3f}", str(m["memory"]["batch"]),
+             f"{m['memory']['activations_gb']:.1f}", f"{m['memory']['total_gib']:.1f}"]
+            for m in memory
+        ]  # fmt: skip
+        lines += markdown_table(header, rows, right=3)
     lines += ["", "## Measured: the data path per worker (one process, one thread)", ""]
     header = ["JPEGs", "files", "mean file KB", "1 worker process, the presets' pipeline: img/CPU-s", "img/s",
-              "in process: img/CPU-s", f"in process + RandAugment {RANDAUGMENT}: img/CPU-s"]  # fmt: skip
+              "in process: img/CPU-s", f"in process + RandAugment {RANDAUGMENT}: img/CPU-s",
+              "1 worker process, fine-tuning crop + flip: img/CPU-s"]  # fmt: skip
     rows = [
         [f"{d['jpeg'][0]}x{d['jpeg'][1]}", str(d["files"]), f"{d['mean_file_kb']:.0f}",
          f"{d['worker']['images_per_cpu_s']:.0f}", f"{d['worker']['images_per_s']:.0f}",
-         f"{d['recipe']['images_per_cpu_s']:.0f}", f"{d['with_randaugment']['images_per_cpu_s']:.0f}"]
+         f"{d['recipe']['images_per_cpu_s']:.0f}", f"{d['with_randaugment']['images_per_cpu_s']:.0f}",
+         f"{d['worker_finetune']['images_per_cpu_s']:.0f}" if "worker_finetune" in d else "–"]
         for d in report["data_path"]
     ]  # fmt: skip
     lines += markdown_table(header, rows, right=1)
@@ -462,10 +592,17 @@ def render(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _mode(model: dict[str, Any]) -> str:
+    """The freezing mode, with the adapter where there is one."""
+    peft = model.get("peft", "none")
+    return model["freeze"] if peft == "none" else f"{model['freeze']} + {peft} (base frozen)"
+
+
 def assumptions(report: dict[str, Any]) -> list[str]:
     """The assumptions behind the estimate, one markdown bullet each, with the numbers used."""
     cal = report["calibration"]
-    sizes = ", ".join(sorted({f"{r['preset'].split()[0]} {r['jpeg'][0]}x{r['jpeg'][1]}" for r in report["estimate"]}))
+    names = {r["preset"]: r["preset"].split()[0].removesuffix("_clip_vitb16") for r in report["estimate"]}
+    sizes = ", ".join(sorted({f"{names[r['preset']]} {r['jpeg'][0]}x{r['jpeg'][1]}" for r in report["estimate"]}))
     return [
         f"- **GPU compute**: FLOPs per image counted here (torch FlopCounterMode, grouped-conv backward corrected) "
         f"divided by a sustained rate calibrated on a measurement by others: {cal['source']}. With the ResNet-50 "
@@ -493,6 +630,16 @@ def assumptions(report: dict[str, Any]) -> list[str]:
         "- **Wall time per epoch** = max(GPU compute, loader): the two overlap (DataLoader prefetch); evaluation, "
         "checkpointing, the first epoch's warm-up and disk reads (files assumed in the page cache or on fast SSD) are "
         "not included.",
+        "- **The CLIP ViT-B/16 presets** (`*_clip_vitb16`: AdaptFormer, base frozen, cosine head on CLIP's projected "
+        "features): their FLOPs are counted on the same model with random weights (CLIP's weights cost the same); "
+        "the backward still runs through every block (the adapters sit in each) but computes no weight gradients "
+        "for the base. The sustained rate is the ResNet-50 calibration's: a ViT's large matmuls usually reach a "
+        "higher share of the tensor cores' peak, so their GPU times are likely pessimistic. Their loader runs "
+        "RandomResizedCrop and flip only (no ColorJitter, no RandAugment: LIFT's pipeline). Their GPU memory at "
+        "the recipe's batch is estimated from what autograd saves for backward in a CPU bf16-autocast step (batches "
+        "of 1 and 2, extrapolated linearly) plus fp32 weights and the trainable parameters' gradient and momentum; "
+        "CUDA's context, workspaces, allocator slack and the evaluation pass are not counted, and a GPU's autocast "
+        "keeps a few ops in fp32 that the CPU's does not. `benchmarks/finetune_gpu.py` measures them on a GPU.",
     ]
 
 

@@ -1,7 +1,8 @@
 """The large-scale backbones' training step on a GPU, measured, beside what large_scale_estimate.py estimates for it.
 
 For each backbone and freezing mode the large-scale presets train (stage 1: everything learns; Places-LT's
-fine-tuning: the last stage and the head; stage 2: the head on a frozen backbone), bagmar's model is built as
+fine-tuning: the last stage and the head; stage 2: the head on a frozen backbone; the CLIP ViT-B/16 presets:
+AdaptFormer on a frozen base, always at its fixed 224 px), bagmar's model is built as
 the trainer builds it (frozen BatchNorms in eval mode), and timed SGD steps on random 224x224 batches are run on
 `--device` under bf16 autocast with channels-last tensors (what the estimate assumes: `train.precision = "bf16"`,
 `train.channels_last = true`). No data loading: this is the GPU side of an epoch only. Beside each measured rate
@@ -32,14 +33,16 @@ from large_scale_estimate import (  # run as a script: its folder, benchmarks/, 
 from torch import nn
 
 from bagmar_cli.console import info, result
+from bagmar_cli.models.classifier import fixed_input_size
 
 
 def device_rate(
-    backbone: str, classes: int, mode: str, *, device: torch.device, batch: int, steps: int, warmup: int, size: int
-) -> float:
+    backbone: str, classes: int, mode: str, *, device: torch.device, batch: int, steps: int, warmup: int, size: int,
+    peft: str = "none",
+) -> float:  # fmt: skip
     """Images per second of SGD training steps (bf16 autocast, channels-last) of bagmar's model on `device`."""
     torch.manual_seed(0)
-    model = build(backbone, classes, mode).to(device, memory_format=torch.channels_last)
+    model = build(backbone, classes, mode, peft).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     images, labels = batch_of(batch, size, classes)
     images, labels = images.to(device, memory_format=torch.channels_last), labels.to(device)
@@ -62,16 +65,21 @@ def device_rate(
 
 
 def measure(device: torch.device, *, batch: int, steps: int, warmup: int, size: int) -> list[dict[str, Any]]:
-    """One row per (backbone, classes, freezing mode) of the presets: measured and estimated images/s."""
+    """One row per (backbone, classes, freezing mode, adapter) of the presets: measured and estimated images/s."""
     calibration = Calibration(step_flops(build("resnet50", 1000, "none"), CROP, 1000))
     rows = []
-    for backbone, classes, mode in sorted({(p.backbone, p.classes, s.freeze) for p in PRESETS for s in p.stages}):
-        info(f"{backbone} ({classes} classes), freeze {mode}: {warmup} + {steps} steps of {batch} on {device}")
-        flops = step_flops(build(backbone, classes, mode), CROP, classes)  # at 224 px, as the estimate counts
-        rate = device_rate(backbone, classes, mode, device=device, batch=batch, steps=steps, warmup=warmup, size=size)
+    for key in sorted({(p.backbone, p.classes, s.freeze, s.peft) for p in PRESETS for s in p.stages}):
+        backbone, classes, mode, peft = key
+        label = mode if peft == "none" else f"{mode} + {peft}"
+        info(f"{backbone} ({classes} classes), freeze {label}: {warmup} + {steps} steps of {batch} on {device}")
+        flops = step_flops(build(backbone, classes, mode, peft), CROP, classes)  # at 224 px, as the estimate counts
+        side = (fixed_input_size(backbone) or (size, size))[0]  # a ViT's patch grid takes one size only
+        rate = device_rate(
+            backbone, classes, mode, device=device, batch=batch, steps=steps, warmup=warmup, size=side, peft=peft
+        )
         estimated = {gpu: 1 / calibration.seconds(flops, gpu) for gpu in ("A100", "H100")}
         rows.append(
-            {"backbone": backbone, "classes": classes, "freeze": mode, "size": size, "batch": batch,
+            {"backbone": backbone, "classes": classes, "freeze": label, "size": side, "batch": batch,
              "measured_images_per_s": rate, "estimated_images_per_s": estimated}
         )  # fmt: skip
     return rows

@@ -4,6 +4,7 @@ data path, the estimate's arithmetic and the markdown it prints."""
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from types import ModuleType
 
 import pytest
@@ -77,3 +78,53 @@ def test_a_bad_option_is_a_usage_error(
         estimate.main()
     assert exit_.value.code == 2
     assert args[0] in capsys.readouterr().err
+
+
+def test_the_cpu_attention_kernel_is_counted_as_flash_attention(estimate: ModuleType) -> None:
+    q, k, v = (torch.randn(1, 2, 5, 4, requires_grad=True) for _ in range(3))  # batch 1, 2 heads, 5 tokens, dim 4
+    counted = {}
+    for name, mapping in (("torch", {}), ("estimate", estimate.COUNTING)):
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            nn.functional.scaled_dot_product_attention(q, k, v).sum().backward()
+        counted[name] = counter.get_total_flops()
+    one_matmul = 2 * 1 * 2 * 5 * 5 * 4  # (5 x 4) @ (4 x 5) per head, 2 FLOPs per multiply-add
+    assert counted["torch"] == 0  # torch has no formula for the CPU kernel: ViTs would lose their attention
+    # forward: Q K^T and P V; flash's backward: Q K^T again, dV, dP, dQ, dK
+    assert counted["estimate"] == (2 + 5) * one_matmul
+
+
+def test_an_adapter_stage_counts_no_base_weight_gradients_and_estimates_its_memory(estimate: ModuleType) -> None:
+    full = estimate.measure_model("test_vit", 10, "none", size=160, batch=2, steps=0)
+    adapted = estimate.measure_model(
+        "test_vit", 10, "none", size=160, batch=2, steps=0, peft="adaptformer", memory_batch=128
+    )
+    assert adapted["trainable_parameters"] < 0.05 * adapted["parameters"]
+    # the backward still runs through every block (the adapters are in each) but skips the base's weight gradients
+    assert 0.5 * full["gflops_per_image"] < adapted["gflops_per_image"] < full["gflops_per_image"]
+    memory = adapted["memory"]
+    assert memory["saved_mb_per_image"] > 0 and memory["batch"] == 128
+    assert memory["activations_gb"] == pytest.approx(
+        (memory["saved_mb_per_image"] * 128 + memory["saved_mb_per_batch"]) / 1e3
+    )
+    assert memory["weights_gb"] == pytest.approx(4 * adapted["parameters"] / 1e9)
+    assert memory["gradients_and_momentum_gb"] == pytest.approx(8 * adapted["trainable_parameters"] / 1e9)
+    parts = memory["weights_gb"] + memory["gradients_and_momentum_gb"] + memory["activations_gb"]
+    assert memory["total_gib"] == pytest.approx(parts * 1e9 / 2**30)
+    assert "memory" not in full
+
+
+def test_a_fine_tuning_stage_is_estimated_with_its_own_loader_rate_and_memory(estimate: ModuleType) -> None:
+    stage = estimate.Stage("fine-tune", "none", "adaptformer")
+    preset = estimate.Preset("tiny_clip", "test_vit", 10, 1_000, (64, 48), (stage,), batch=128)
+    model = {"gflops_per_image": 2.0, "memory": {"total_gib": 9.5}}
+    rates = {"worker": {"images_per_cpu_s": 100.0}, "worker_finetune": {"images_per_cpu_s": 250.0}}
+    calibration = estimate.Calibration(24e9)
+    (row,) = estimate.estimate([preset], {("test_vit", 10, "none", "adaptformer"): model}, {(64, 48): rates},
+                               calibration, [8])  # fmt: skip
+    assert row["loader_s"]["8"] == pytest.approx(1_000 / (250.0 * 8))
+    assert row["gpu_memory_gib"] == 9.5 and row["batch"] == 128
+    report = {"date": "d", "torch": "t", "timm": "m", "cpu": "c", "threads": 1, "omp_num_threads": "1", "cores": 2,
+              "load_average_before": [0.0], "load_average_after": [0.0], "workers": [8], "size": 224,
+              "calibration": asdict(calibration), "models": [], "data_path": [], "estimate": [row]}  # fmt: skip
+    (line,) = [line for line in estimate.render(report) if line.startswith("| tiny_clip |")]
+    assert line.endswith("| 9.5 (128) |")
