@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from support.training import with_hooks
 
-from bagmar_cli.plots import pyplot
 from bagmar_cli.cli.app import app
 from bagmar_cli.errors import TrainingError
+from bagmar_cli.plots import pyplot
 
 pyplot()  # matplotlib's first import writes its cache folders: here, before the write watch starts
 
