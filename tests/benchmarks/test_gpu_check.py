@@ -47,6 +47,8 @@ def test_cpu_dry_run_measures_and_trains(tmp_path):
     assert all(run["images_per_s_last_epoch"] > 0 and run["projected_200_epochs_training_min"] > 0 for run in runs)
     large = (tmp_path / "large_scale_gpu.md").read_text().splitlines()
     assert len([line for line in large if line.startswith("| res")]) == 8  # 3 backbones x the presets' modes
+    clip = [line for line in large if line.startswith("| vit_base_patch16_clip_224.openai")]
+    assert len(clip) == 3 and all("adaptformer" in line and "| 224 |" in line for line in clip)  # 3 heads, 224 px
     assert json.loads(large[-1])["device"] == "cpu"
     tuned = json.loads((tmp_path / "finetune_gpu.md").read_text().splitlines()[-1])
     assert tuned["device"] == "cpu" and tuned["backbone"] == "test_vit"
