@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 import torch
 from finetune_cost import batch_of, build, input_side, variants  # run as a script: benchmarks/ is on sys.path
-from torch import nn
+from large_scale_gpu import bf16_rate
 
 from bagmar_cli.console import info, result
 from bagmar_cli.models.finetune import parameter_counts
@@ -42,22 +41,7 @@ def device_rate(
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     images, labels = (t.to(device) for t in batch_of(batch, input_side(backbone), classes))
     model.train()
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            logits = model(images)
-        nn.functional.cross_entropy(logits.float(), labels).backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    rate = batch * steps / (time.perf_counter() - start)
+    rate = bf16_rate(model, optimizer, images, labels, steps=steps, warmup=warmup)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return {"variant": name, "trainable": trainable, "total": total, "images_per_s": rate,
             "epoch_min": EPOCH_IMAGES / rate / 60, "peak_memory_bytes": peak}  # fmt: skip
@@ -90,11 +74,6 @@ def render(rows: list[dict[str, Any]], device: str, backbone: str, batch: int, s
             f"| {row['images_per_s']:.0f} | {row['epoch_min']:.1f} | {peak} |"
         )
     return lines
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
